@@ -1,0 +1,399 @@
+"""Check a process against everything it names, and compile it into a self-contained definition."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from duly.language.actions import ACTIONS
+from duly.language.business_time import BusinessCalendar
+from duly.language.errors import Problem, YamlPath
+from duly.language.expressions import expression_problem, template_problem
+from duly.language.graph import can_finish, reachable, transitions
+from duly.language.model import (
+    ActionStep,
+    Clock,
+    DecisionStep,
+    EndStep,
+    OrgSpec,
+    ProcessSpec,
+    Rung,
+    Sla,
+    Step,
+    Targets,
+    TaskStep,
+)
+from duly.language.source import Source
+from duly.language.validation import did_you_mean, validate_model
+
+
+class EmailTemplate(BaseModel):
+    """An email template from definitions/templates/<name>.txt: a Subject line, then the body."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    body: str
+
+
+class CompiledProcess(BaseModel):
+    """Everything a workflow needs to run a process, pinned by name, version and content hash."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int
+    hash: str
+    spec: ProcessSpec
+    calendar: BusinessCalendar
+    templates: dict[str, EmailTemplate] = {}
+    file: str = ""
+    source: str = ""
+
+    def step(self, step_id: str) -> Step:
+        """One step of the process."""
+        return self.spec.steps[step_id]
+
+
+@dataclass
+class Context:
+    """What a process may name: calendars, people and teams, email templates."""
+
+    calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+    calendar_data: dict[str, Any] = field(default_factory=dict)
+    org: OrgSpec | None = None
+    templates: dict[str, EmailTemplate] = field(default_factory=dict)
+
+
+def compile_process(
+    spec: ProcessSpec, source: Source, text: str, context: Context
+) -> CompiledProcess:
+    """Pin a checked process with its calendar and templates; the hash covers what it runs on."""
+    templates = {
+        name: context.templates[name]
+        for step in spec.steps.values()
+        if isinstance(step, ActionStep) and isinstance(name := step.with_.get("template"), str)
+        if name in context.templates
+    }
+    content = {
+        "process": source.data,
+        "calendar": context.calendar_data.get(spec.calendar),
+        "templates": {name: t.model_dump() for name, t in sorted(templates.items())},
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return CompiledProcess(
+        name=spec.process,
+        version=spec.version,
+        hash=digest,
+        spec=spec,
+        calendar=context.calendars[spec.calendar],
+        templates=templates,
+        file=source.file,
+        source=text,
+    )
+
+
+def check_process(spec: ProcessSpec, source: Source, context: Context) -> list[Problem]:
+    """Every problem with what a valid-shaped process refers to; empty when it can run."""
+    checker = _Checker(spec, source, context)
+    checker.run()
+    return checker.problems
+
+
+ASSIGN_FORMS = "owner, user:<id>, round-robin:<team> or least-loaded:<team>"
+NOTIFY_FORMS = "assignee, manager or user:<id>"
+REASSIGN_FORMS = "manager, user:<id>, round-robin:<team> or least-loaded:<team>"
+
+
+class _Checker:
+    def __init__(self, spec: ProcessSpec, source: Source, context: Context) -> None:
+        self.spec = spec
+        self.source = source
+        self.context = context
+        self.problems: list[Problem] = []
+
+    def problem(self, path: YamlPath, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.source.problem(path, message, key=key))
+
+    def run(self) -> None:
+        self.check_references()
+        self.check_graph()
+        self.check_people_and_calendar()
+        for step_id, step in self.spec.steps.items():
+            self.check_step(step_id, step)
+        for name, clock in self.spec.clocks.items():
+            self.check_clock(name, clock)
+        if self.spec.trigger:
+            self.check_template(("trigger", "key"), self.spec.trigger.key)
+
+    # --- the flowchart --------------------------------------------------------------------
+
+    def step_ref(self, path: YamlPath, target: str, what: str = "step") -> bool:
+        if target in self.spec.steps:
+            return True
+        hint = did_you_mean(target, list(self.spec.steps))
+        self.problem(path, f"{what} '{target}' is not defined in steps{hint}")
+        return False
+
+    def check_references(self) -> None:
+        self.step_ref(("start",), self.spec.start, "start names step")
+        for event, target in self.spec.on.items():
+            self.step_ref(("on", event), target)
+        for step_id, step in self.spec.steps.items():
+            for edge in transitions(step):
+                self.step_ref(("steps", step_id, *edge.path), edge.target)
+
+    def check_graph(self) -> None:
+        steps = self.spec.steps
+        if not any(isinstance(step, EndStep) for step in steps.values()):
+            self.problem(
+                ("steps",), "the process has no step of kind 'end', so it can never finish"
+            )
+            return
+        if self.spec.start not in steps:
+            return
+        live = reachable(self.spec)
+        finishing = can_finish(self.spec)
+        for step_id in steps:
+            if step_id not in live:
+                self.problem(
+                    ("steps", step_id),
+                    f"step '{step_id}' is unreachable: no path leads to it from start "
+                    f"'{self.spec.start}' or from an 'on:' event",
+                    key=True,
+                )
+            elif step_id not in finishing:
+                self.problem(
+                    ("steps", step_id),
+                    f"step '{step_id}' has no path to an end step: an instance there could "
+                    "never finish",
+                    key=True,
+                )
+
+    # --- calendar, people -------------------------------------------------------------------
+
+    def check_people_and_calendar(self) -> None:
+        if self.spec.calendar not in self.context.calendars:
+            known = ", ".join(sorted(self.context.calendars)) or "none"
+            hint = did_you_mean(self.spec.calendar, list(self.context.calendars))
+            self.problem(
+                ("calendar",),
+                f"unknown calendar '{self.spec.calendar}' (known: {known}){hint}",
+            )
+        if self.spec.team is not None:
+            self.team_ref(("team",), self.spec.team)
+
+    def team_ref(self, path: YamlPath, team: str) -> None:
+        org = self.context.org
+        if org is not None and team not in org.teams:
+            hint = did_you_mean(team, list(org.teams))
+            self.problem(path, f"unknown team '{team}' (not in org.yaml){hint}")
+
+    def user_ref(self, path: YamlPath, user: str) -> None:
+        org = self.context.org
+        if org is not None and user not in org.users:
+            hint = did_you_mean(user, list(org.users))
+            self.problem(path, f"unknown user '{user}' (not in org.yaml){hint}")
+
+    def check_target(self, path: YamlPath, text: str, allowed: tuple[str, ...], forms: str) -> None:
+        kind, _, name = text.partition(":")
+        if not name and kind in allowed:
+            if kind == "owner" and self.spec.team is None:
+                self.problem(
+                    path,
+                    "'assign: owner' falls back to round-robin over the process's team when the "
+                    "owner is missing; give the process a 'team:'",
+                )
+            return
+        if name and f"{kind}:" in allowed:
+            if kind == "user":
+                self.user_ref(path, name)
+            else:
+                self.team_ref(path, name)
+            return
+        hint = did_you_mean(text, [a for a in allowed if ":" not in a])
+        self.problem(path, f"'{text}' is not understood here; expected {forms}{hint}")
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def check_step(self, step_id: str, step: Step) -> None:
+        at: YamlPath = ("steps", step_id)
+        if step.title is not None:
+            self.check_template((*at, "title"), step.title)
+        if isinstance(step, TaskStep):
+            self.check_target(
+                (*at, "assign"),
+                step.assign,
+                ("owner", "user:", "round-robin:", "least-loaded:"),
+                ASSIGN_FORMS,
+            )
+            if step.sla is not None:
+                self.check_sla((*at, "sla"), step.sla)
+        elif isinstance(step, ActionStep):
+            self.check_action(at, step)
+        elif isinstance(step, DecisionStep):
+            for index, branch in enumerate(step.branches):
+                problem = expression_problem(branch.when)
+                if problem:
+                    self.problem((*at, "branches", index, "when"), problem)
+
+    def check_sla(self, at: YamlPath, sla: Sla | Clock) -> None:
+        if isinstance(sla.within, Targets):
+            self.check_template((*at, "within", "by"), sla.within.by)
+        self.check_ladder((*at, "escalate"), sla.escalate)
+
+    def check_ladder(self, at: YamlPath, rungs: list[Rung]) -> None:
+        for index, rung in enumerate(rungs):
+            path = (*at, index)
+            if index and rung.at <= rungs[index - 1].at:
+                self.problem(
+                    (*path, "at"),
+                    f"escalation rungs must ascend: {rung.at:.0%} comes after "
+                    f"{rungs[index - 1].at:.0%}",
+                )
+            if rung.notify is not None:
+                self.check_target(
+                    (*path, "notify"), rung.notify, ("assignee", "manager", "user:"), NOTIFY_FORMS
+                )
+            if rung.reassign is not None:
+                self.check_target(
+                    (*path, "reassign"),
+                    rung.reassign,
+                    ("manager", "user:", "round-robin:", "least-loaded:"),
+                    REASSIGN_FORMS,
+                )
+
+    def check_action(self, at: YamlPath, step: ActionStep) -> None:
+        signature = ACTIONS.get(step.do)
+        if signature is None:
+            hint = did_you_mean(step.do, list(ACTIONS))
+            known = ", ".join(sorted(ACTIONS))
+            self.problem((*at, "do"), f"no action named '{step.do}' (known: {known}){hint}")
+            return
+        if not signature.open_ended:
+            allowed = sorted(signature.required | signature.optional)
+            for key in step.with_:
+                if key not in allowed:
+                    hint = did_you_mean(key, allowed)
+                    self.problem(
+                        (*at, "with", key),
+                        f"action '{step.do}' takes no '{key}' "
+                        f"(it takes {', '.join(allowed)}){hint}",
+                        key=True,
+                    )
+            for key in sorted(signature.required - set(step.with_)):
+                self.problem((*at, "with"), f"action '{step.do}' needs '{key}' in 'with'")
+        self.check_values((*at, "with"), step.with_)
+        template = step.with_.get("template")
+        if step.do == "email" and template is not None:
+            if template not in self.context.templates:
+                hint = did_you_mean(str(template), list(self.context.templates))
+                self.problem(
+                    (*at, "with", "template"),
+                    f"no email template '{template}' in definitions/templates/{hint}",
+                )
+        if step.do == "email" and template is None and "body" not in step.with_:
+            self.problem((*at, "with"), "action 'email' needs a 'template' or a 'body'")
+
+    def check_values(self, at: YamlPath, value: Any) -> None:
+        if isinstance(value, str):
+            self.check_template(at, value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.check_values((*at, key), item)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.check_values((*at, index), item)
+
+    def check_template(self, at: YamlPath, text: str) -> None:
+        problem = template_problem(text)
+        if problem:
+            self.problem(at, problem)
+
+    # --- clocks -----------------------------------------------------------------------------
+
+    def point_ref(self, path: YamlPath, text: str) -> None:
+        """A clock starts or stops at a step id, `start`, or an event type (dotted)."""
+        if text == "start" or text in self.spec.steps or "." in text:
+            return
+        hint = did_you_mean(text, list(self.spec.steps))
+        self.problem(
+            path,
+            f"'{text}' is neither a step of this process nor an event type like case.closed{hint}",
+        )
+
+    def check_clock(self, name: str, clock: Clock) -> None:
+        at: YamlPath = ("clocks", name)
+        self.point_ref((*at, "starts"), clock.starts)
+        for index, stop in enumerate(clock.stops):
+            self.point_ref((*at, "stops", index), stop)
+        for index, step_id in enumerate(clock.pauses_in):
+            self.step_ref((*at, "pauses_in", index), step_id)
+        self.check_sla(at, clock)
+
+
+def validate_process(source: Source, context: Context) -> tuple[ProcessSpec | None, list[Problem]]:
+    """Validate a process file and check what it names, reporting every problem at once.
+
+    When some parts are malformed, the rest is still checked: each malformed part is set aside
+    (a broken step stands in as an end, a broken optional key is dropped) and the problems the
+    stand-ins would cause are not reported.
+    """
+    spec, problems = validate_model(ProcessSpec, source, "a process")
+    if spec is not None:
+        return spec, check_process(spec, source, context)
+    repaired, set_aside = _set_aside(source.data, problems)
+    if repaired is None:
+        return None, problems
+    try:
+        stand_in = ProcessSpec.model_validate(repaired)
+    except ValidationError:
+        return None, problems
+    more = [
+        p
+        for p in check_process(stand_in, source, context)
+        if not any(p.path[: len(part)] == part for part in set_aside)
+    ]
+    return None, problems + more
+
+
+_STAND_INS: dict[str, Any] = {"process": "x", "title": "x", "version": 1}
+
+
+def _set_aside(data: Any, problems: list[Problem]) -> tuple[dict[str, Any] | None, list[YamlPath]]:
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
+        return None, []
+    repaired = dict(data)
+    repaired["steps"] = dict(data["steps"])
+    set_aside: list[YamlPath] = []
+    for problem in problems:
+        path = problem.path
+        if not path:
+            return None, []
+        top = path[0]
+        if top == "steps" and len(path) >= 2 and path[1] in repaired["steps"]:
+            repaired["steps"][path[1]] = {"kind": "end"}
+            set_aside.append(path[:2])
+        elif top in _STAND_INS:
+            repaired[str(top)] = _STAND_INS[str(top)]
+        elif top == "start" and repaired["steps"]:
+            repaired["start"] = next(iter(repaired["steps"]))
+            set_aside.append(("start",))
+        elif top == "calendar" and context_free_calendar(repaired):
+            set_aside.append(("calendar",))
+        elif top in ProcessSpec.model_fields and top not in ("steps", "calendar", "start"):
+            repaired.pop(str(top), None)
+            set_aside.append((top,))
+        else:
+            return None, []
+    return repaired, set_aside
+
+
+def context_free_calendar(data: dict[str, Any]) -> bool:
+    """Stand in a text calendar name so the rest can be checked; its own problem is reported."""
+    data["calendar"] = str(data.get("calendar") or "x")
+    return True

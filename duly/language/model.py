@@ -1,0 +1,414 @@
+"""The process language as pydantic models: what admins write in definitions/.
+
+Each model forbids unknown keys, so a typo is an error, never silently ignored. Durations and
+percentages are parsed while validating, so a compiled definition carries them ready to use and
+its JSON round-trips through the same models.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from duly.language.durations import Duration, parse_duration
+
+ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+EVENT_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$"
+NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+DEFAULT_MAX_VISITS = 10
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"a duration needs a unit: write '{value} minutes' or '{value} hours'")
+    return value
+
+
+def _percent(value: Any) -> Any:
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+        if not match:
+            raise ValueError(f"'{value}' is not a percentage; write e.g. 75%")
+        return float(match.group(1)) / 100
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"write a percentage with its sign, e.g. {value}%")
+    return value
+
+
+DurationField = Annotated[
+    Duration,
+    BeforeValidator(_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "45 minutes, 4 hours, 3 business hours, 2 business days or PT4H",
+            "examples": ["2 business days", "4 business hours", "45 minutes"],
+        }
+    ),
+]
+Percent = Annotated[
+    float,
+    BeforeValidator(_percent),
+    Field(ge=0),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?%$", "examples": ["75%"]}),
+]
+StepId = Annotated[str, Field(pattern=ID_PATTERN, description="a step id")]
+Template = Annotated[str, Field(description="text with Jinja2 {{ placeholders }}")]
+Expression = Annotated[str, Field(description="a Jinja2 expression, e.g. quote.amount >= 50000")]
+
+
+class Spec(BaseModel):
+    """Base of every definition model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Targets(Spec):
+    """Durations chosen by instance data: `{by: "{{ case.priority }}", urgent: 4 hours}`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    by: Template = Field(description="template whose value picks one of the targets below")
+    default: DurationField | None = Field(
+        default=None, description="used when the value matches no target"
+    )
+
+    @model_validator(mode="after")
+    def _targets_are_durations(self) -> Targets:
+        extra = self.__pydantic_extra__ or {}
+        for name, value in list(extra.items()):
+            extra[name] = Duration.model_validate(_duration(value))
+        if not extra:
+            raise ValueError("give at least one target, e.g. urgent: 4 business hours")
+        return self
+
+    @property
+    def targets(self) -> dict[str, Duration]:
+        """Each value of `by` and its duration."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+def _within_kind(value: Any) -> str:
+    if isinstance(value, Targets) or (isinstance(value, dict) and "by" in value):
+        return "targets"
+    return "duration"
+
+
+# A string is a duration, a mapping with `by:` chooses by data: one error, never both
+Within = Annotated[
+    Annotated[DurationField, Tag("duration")] | Annotated[Targets, Tag("targets")],
+    Discriminator(_within_kind),
+]
+
+
+class Rung(Spec):
+    """One rung of an escalation ladder: at a share of the SLA, notify someone or reassign."""
+
+    at: Percent = Field(description="share of the SLA elapsed, e.g. 75% (warning), 100% (breach)")
+    notify: str | None = Field(
+        default=None, description="assignee | manager | user:<id>", examples=["manager"]
+    )
+    reassign: str | None = Field(
+        default=None,
+        description="manager | user:<id> | round-robin:<team> | least-loaded:<team>",
+    )
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Rung:
+        if (self.notify is None) == (self.reassign is None):
+            raise ValueError("a rung needs exactly one of 'notify' or 'reassign'")
+        return self
+
+
+class Sla(Spec):
+    """A step's service level: the time allowed and the ladder that runs when it slips."""
+
+    within: Within = Field(description="time allowed, or targets chosen by instance data")
+    escalate: list[Rung] = Field(default_factory=list)
+
+
+class Clock(Spec):
+    """A process-level SLA clock that spans several steps and may pause."""
+
+    starts: str = Field(default="start", description="`start`, a step id or an event type")
+    stops: list[str] = Field(min_length=1, description="step ids or event types that stop it")
+    pauses_in: list[StepId] = Field(default_factory=list)
+    within: Within
+    escalate: list[Rung] = Field(default_factory=list)
+
+    @field_validator("stops", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class StepBase(Spec):
+    """What every step kind shares."""
+
+    title: Template | None = None
+    description: str | None = None
+    max_visits: int | None = Field(default=None, ge=1)
+
+
+FieldType = Literal["text", "number", "integer", "boolean", "date", "datetime"]
+
+
+class TaskStep(StepBase):
+    """A human task for a rep: assigned, clocked, completed with an outcome."""
+
+    kind: Literal["task"]
+    title: Template
+    assign: str = Field(
+        default="owner",
+        description="owner | user:<id> | round-robin:<team> | least-loaded:<team>",
+    )
+    sla: Sla | None = None
+    fields: dict[Annotated[str, Field(pattern=NAME_PATTERN)], FieldType] = Field(
+        default_factory=dict, description="values the rep fills in when completing the task"
+    )
+    outcomes: dict[Annotated[str, Field(pattern=ID_PATTERN)], StepId] = Field(
+        min_length=1, description="each outcome the rep may pick, and the step it leads to"
+    )
+
+
+class ActionStep(StepBase):
+    """An automated step: runs a registered action (email, webhook, set)."""
+
+    kind: Literal["action"]
+    do: str = Field(description="a registered action: email, webhook or set")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    next: StepId
+    on_error: StepId | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class WaitStep(StepBase):
+    """Wait a duration (`for:`), or for an event (`until:`) with a `timeout:`."""
+
+    kind: Literal["wait"]
+    for_: DurationField | None = Field(default=None, alias="for")
+    until: str | None = Field(default=None, pattern=EVENT_PATTERN, description="an event type")
+    timeout: DurationField | None = None
+    next: StepId
+    on_timeout: StepId | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _for_or_until(self) -> WaitStep:
+        if (self.for_ is None) == (self.until is None):
+            raise ValueError("a wait needs exactly one of 'for' (a duration) or 'until' (an event)")
+        if self.for_ is not None and (self.timeout or self.on_timeout):
+            raise ValueError("'timeout' and 'on_timeout' belong to a wait 'until' an event")
+        if self.until is not None and (self.timeout is None or self.on_timeout is None):
+            raise ValueError("a wait 'until' an event needs 'timeout' and 'on_timeout'")
+        return self
+
+
+class Branch(Spec):
+    """One branch of a decision."""
+
+    when: Expression
+    next: StepId
+
+
+class DecisionStep(StepBase):
+    """Choose the next step from instance data: the first branch whose `when` holds."""
+
+    kind: Literal["decision"]
+    branches: list[Branch] = Field(min_length=1)
+    otherwise: StepId
+
+
+class EndStep(StepBase):
+    """The instance ends here with a result (defaults to the step id)."""
+
+    kind: Literal["end"]
+    result: str | None = None
+
+
+Step = Annotated[
+    TaskStep | ActionStep | WaitStep | DecisionStep | EndStep, Field(discriminator="kind")
+]
+STEP_KINDS = ("task", "action", "wait", "decision", "end")
+
+
+class Goal(Spec):
+    """The target reports compare against: attainment per period."""
+
+    attainment: Percent = Field(le=1)
+    period: Literal["day", "week", "month"] = "week"
+
+
+class Trigger(Spec):
+    """The inbound event that starts an instance, and its business key."""
+
+    event: str = Field(pattern=EVENT_PATTERN)
+    key: Template = Field(description="business key: at most one live instance per key")
+
+
+class ProcessSpec(Spec):
+    """A process file: definitions/processes/<process>.yaml."""
+
+    process: str = Field(pattern=ID_PATTERN, description="id: lowercase words joined by '-'")
+    title: str
+    description: str | None = None
+    version: int = Field(ge=1)
+    calendar: str
+    team: str | None = None
+    goal: Goal | None = None
+    trigger: Trigger | None = None
+    on: dict[Annotated[str, Field(pattern=EVENT_PATTERN)], StepId] = Field(default_factory=dict)
+    max_visits: int = Field(default=DEFAULT_MAX_VISITS, ge=1)
+    clocks: dict[Annotated[str, Field(pattern=ID_PATTERN)], Clock] = Field(default_factory=dict)
+    start: StepId
+    steps: dict[Annotated[str, Field(pattern=ID_PATTERN)], Step] = Field(min_length=1)
+
+
+# --- calendars -------------------------------------------------------------------------------
+
+
+class HolidaySpec(Spec):
+    """Public holidays from the `holidays` package, plus extra closed dates and exceptions."""
+
+    country: str | None = Field(default=None, description="ISO code, e.g. US, DE")
+    subdivision: str | None = Field(default=None, description="e.g. NY, BY")
+    extra: list[str] = Field(default_factory=list, description="more closed dates, YYYY-MM-DD")
+    except_: list[str] = Field(
+        default_factory=list, alias="except", description="holidays that are worked"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CalendarSpec(Spec):
+    """A calendar file: definitions/calendars/<calendar>.yaml."""
+
+    calendar: str = Field(pattern=ID_PATTERN)
+    title: str | None = None
+    timezone: str = Field(description="IANA time zone, e.g. America/New_York")
+    hours: dict[str, str | list[str]] = Field(
+        description='weekly open hours, e.g. {mon-fri: "09:00-12:00, 13:00-17:00"}'
+    )
+    holidays: HolidaySpec = Field(default_factory=HolidaySpec)
+    special_hours: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description='dates with their own hours: {"2026-12-24": "09:00-13:00"} or "closed"',
+    )
+
+
+# --- org ---------------------------------------------------------------------------------------
+
+
+class WebhookChannel(Spec):
+    """A generic JSON webhook, signed with HMAC-SHA256 using the secret in an env variable."""
+
+    url: str
+    secret_env: str | None = Field(default=None, pattern=r"^DULY_[A-Z0-9_]+$")
+
+
+class Channels(Spec):
+    """Where a person hears from duly, besides in-app."""
+
+    email: str | None = None
+    slack: str | None = Field(default=None, description="a Slack-compatible incoming webhook URL")
+    webhook: WebhookChannel | None = None
+
+
+class UserSpec(Spec):
+    """One person."""
+
+    name: str
+    email: str | None = None
+    role: Literal["rep", "manager", "admin"] = "rep"
+    channels: Channels = Field(default_factory=Channels)
+
+
+class TeamSpec(Spec):
+    """A team: its manager and members."""
+
+    name: str | None = None
+    manager: str
+    members: list[str] = Field(default_factory=list)
+
+
+class OrgSpec(Spec):
+    """definitions/org.yaml: users and teams."""
+
+    users: dict[Annotated[str, Field(pattern=ID_PATTERN)], UserSpec] = Field(default_factory=dict)
+    teams: dict[Annotated[str, Field(pattern=ID_PATTERN)], TeamSpec] = Field(default_factory=dict)
+
+
+# --- monitors ------------------------------------------------------------------------------------
+
+
+class Schedule(Spec):
+    """When a monitor checks: every interval or on a cron expression, optionally in open hours."""
+
+    every: DurationField | None = None
+    cron: str | None = None
+    during: str | None = Field(default=None, description="only in this calendar's open hours")
+
+    @model_validator(mode="after")
+    def _every_or_cron(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("a schedule needs exactly one of 'every' or 'cron'")
+        if self.every is not None and self.every.kind != "wall":
+            raise ValueError("'every' takes a wall-clock interval such as 15 minutes")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"'{self.cron}' is not a 5-field cron expression like '*/15 * * * *'")
+        return self
+
+
+class MonitorFilter(Spec):
+    """Which tasks a monitor counts."""
+
+    process: str | None = None
+    team: str | None = None
+    step: str | None = None
+
+
+class Threshold(Spec):
+    """Alert when the measure crosses `above` (or `below`), recover at `recover_at`."""
+
+    above: float | None = None
+    below: float | None = None
+    recover_at: float | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Threshold:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("a threshold needs exactly one of 'above' or 'below'")
+        if self.recover_at is not None:
+            if self.above is not None and self.recover_at > self.above:
+                raise ValueError("'recover_at' must not be above 'above'")
+            if self.below is not None and self.recover_at < self.below:
+                raise ValueError("'recover_at' must not be below 'below'")
+        return self
+
+
+class MonitorSpec(Spec):
+    """A monitor file: definitions/monitors/<monitor>.yaml."""
+
+    monitor: str = Field(pattern=ID_PATTERN)
+    title: str
+    schedule: Schedule
+    measure: Literal["open_tasks", "overdue_tasks", "attainment"]
+    filter: MonitorFilter = Field(default_factory=MonitorFilter)
+    threshold: Threshold
+    notify: list[str] = Field(min_length=1, description="manager | user:<id> | team:<id>")

@@ -1,0 +1,1 @@
+"""Start duly's Temporal worker."""
