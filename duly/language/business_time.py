@@ -41,6 +41,7 @@ _ONE_DAY = timedelta(days=1)
 _MICROSECOND = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
+_CACHE_DAYS = 4 * SEARCH_LIMIT_DAYS
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -103,7 +104,7 @@ class _Table:
     The span cache is pure memoisation: the calendar is frozen, so entries never go stale.
     """
 
-    __slots__ = ("name", "timezone", "weekly", "special", "closed", "ever_open", "cache")
+    __slots__ = ("name", "timezone", "weekly", "special", "closed", "ever_open", "cache", "owner")
 
     def __init__(self, calendar: BusinessCalendar) -> None:
         self.name = calendar.name
@@ -113,13 +114,12 @@ class _Table:
         self.closed = frozenset(calendar.closed_dates)
         self.ever_open = any(self.weekly) or any(self.special.values())
         self.cache: dict[date, tuple[_Span, ...]] = {}
+        self.owner = id(calendar)
 
     def __eq__(self, other: object) -> bool:
         # Derived from the fields, so it never makes two calendars unequal (pydantic compares
         # private attributes too).
         return isinstance(other, _Table)
-
-    __hash__ = None  # type: ignore[assignment]
 
     def open_ranges(self, day: date) -> tuple[OpenRange, ...]:
         special = self.special.get(day)
@@ -133,6 +133,8 @@ class _Table:
         """Return a local date's open ranges as sorted, non-empty UTC spans."""
         spans = self.cache.get(day)
         if spans is None:
+            if len(self.cache) >= _CACHE_DAYS:  # a long-lived calendar: keep memory bounded
+                self.cache.clear()
             spans = self.cache[day] = self._compute_spans(day)
         return spans
 
@@ -180,7 +182,7 @@ class _Table:
 
 def _table(calendar: BusinessCalendar) -> _Table:
     table = calendar._table
-    if table is None:  # only if a caller bypassed both validation and model_construct
+    if table is None or table.owner != id(calendar):  # model_copy(update=...) copies the table
         table = calendar._table = _Table(calendar)
     return table
 
@@ -192,11 +194,13 @@ def add(calendar: BusinessCalendar, start: datetime, duration: Duration) -> date
     - ``business_hours``: counts open time only (see `add_business_seconds`).
     - ``business_days``: the same local time of day N working days later, where a working day is
       a local date with any open time; a start outside open hours first moves to the next
-      opening. When that time of day is not open on the target day (a half day, a lunch gap,
-      clocks that skipped it), the deadline is the close of the last open range that starts
-      before it, or, when the day opens later than that time, the day's first opening. So the
-      deadline is always on the target day, open or exactly at the end of an open range, and
-      never later than the same time of day unless the day opens later.
+      opening. When that time of day is not open on the target day (a half day, a lunch gap),
+      the deadline is the close of the last open range that starts before it, or, when the day
+      opens later than that time, the day's first opening. So the deadline is always on the
+      target day, open or exactly at the end of an open range, and never later than the same
+      time of day unless the day opens later. A start in the second pass of a repeated hour
+      (clocks going back) reads as the end of the repeat, so later starts never get earlier
+      deadlines.
 
     Args:
         calendar: The business calendar.
@@ -313,8 +317,15 @@ def _add_business_days(calendar: BusinessCalendar, start: datetime, days: int) -
         raise table.no_open_time(start)
     day, (open_at, _close_at) = first
     opening = max(open_at, instant)
-    local = _from_us(opening).astimezone(_zone(table.timezone))
-    time_of_day = ((local.hour * 60 + local.minute) * 60 + local.second) * _US + local.microsecond
+    zone = _zone(table.timezone)
+    local = _from_us(opening).astimezone(zone)
+    time_of_day = _time_of_day_us(local)
+    if local.fold:
+        # The second pass of a repeated hour reads as the end of the repeat, so that a later
+        # start never gets an earlier deadline.
+        repeat = _offset_us(local.replace(fold=0)) - _offset_us(local)
+        change = _clock_change(zone, opening - repeat, opening)
+        time_of_day = _time_of_day_us(_from_us(change).astimezone(zone)) + repeat
 
     spans: tuple[_Span, ...] = ()
     for _ in range(SEARCH_LIMIT_DAYS):
@@ -368,15 +379,28 @@ def _local_to_us(timezone: str, day: date, time_of_day_us: int) -> int:
     first, second = _offset_us(local), _offset_us(local.replace(fold=1))
     if first >= second:  # an ordinary time, or a repeated one: its first occurrence
         return wall - first
-    # A skipped time: find the change, which lies between its two readings, to the second.
-    before, after = (wall - second) // _US, -(-(wall - first) // _US)
-    while after - before > 1:
-        middle = (before + after) // 2
-        if _offset_us((_EPOCH + timedelta(seconds=middle)).astimezone(zone)) == second:
-            after = middle
+    # A skipped time: the clocks jump past it at the change, which lies between its readings.
+    return _clock_change(zone, wall - second, wall - first)
+
+
+def _clock_change(zone: ZoneInfo, before: int, after: int) -> int:
+    """Return when the UTC offset changes, given instants before and after a single change.
+
+    Offsets change on whole seconds, so a bisection over seconds finds it in a dozen steps.
+    """
+    low, high = before // _US, -(-after // _US)
+    offset_before = _offset_us(_from_us(low * _US).astimezone(zone))
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _offset_us(_from_us(middle * _US).astimezone(zone)) == offset_before:
+            low = middle
         else:
-            before = middle
-    return after * _US
+            high = middle
+    return high * _US
+
+
+def _time_of_day_us(local: datetime) -> int:
+    return ((local.hour * 60 + local.minute) * 60 + local.second) * _US + local.microsecond
 
 
 def _offset_us(local: datetime) -> int:
