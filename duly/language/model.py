@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     Tag,
     WithJsonSchema,
     field_validator,
@@ -63,6 +64,7 @@ DurationField = Annotated[
 Percent = Annotated[
     float,
     BeforeValidator(_percent),
+    PlainSerializer(lambda share: f"{share * 100:g}%", return_type=str),
     Field(ge=0),
     WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?%$", "examples": ["75%"]}),
 ]
