@@ -1,0 +1,179 @@
+"""What the process workflow sends to its activities, and what comes back.
+
+One `...Input` in, one `...Result` out (pydantic, through the SDK's pydantic data converter).
+Every input carries the natural key of what it writes (instance, step, visit, rung), so a retry
+or a replay after a crash finds the row it already wrote instead of writing a second one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class StartInstanceInput(BaseModel):
+    """An instance began: record it (and its pinned definition) once."""
+
+    instance_id: str
+    process: str
+    version: int
+    hash: str
+    business_key: str
+    source: str = ""
+    compiled_json: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime
+
+
+class FinishInstanceInput(BaseModel):
+    """An instance ended: its result (an end step's result, `loop-limit`, `failed`)."""
+
+    instance_id: str
+    status: Literal["completed", "failed"]
+    result: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    ended_at: datetime
+
+
+class OpenTaskInput(BaseModel):
+    """Open the task of one step visit, choosing its assignee by the step's `assign` rule."""
+
+    task_id: str  # "<instance>/<step>/<visit>": the same visit always opens the same task
+    instance_id: str
+    process: str
+    step: str
+    visit: int
+    title: str
+    assign: str  # owner | user:<id> | round-robin:<team> | least-loaded:<team>
+    team: str | None = None  # the process's team: owner falls back to round-robin over it
+    owner: str | None = None  # the instance data's `owner`
+    fields: dict[str, str] = Field(default_factory=dict)
+    outcomes: list[str] = Field(default_factory=list)
+    opened_at: datetime
+    due_at: datetime | None = None
+
+
+class OpenTaskResult(BaseModel):
+    """Who got the task."""
+
+    task_id: str
+    assignee: str | None
+    team: str | None
+
+
+class CloseTaskInput(BaseModel):
+    """A task is done (or cancelled when an event moved the instance on)."""
+
+    task_id: str
+    status: Literal["completed", "cancelled"]
+    outcome: str | None = None
+    note: str | None = None
+    closed_by: str | None = None
+    closed_at: datetime
+
+
+class RecordStepInput(BaseModel):
+    """One row of the step-outcome fact table, unique on (instance, step, visit)."""
+
+    instance_id: str
+    process: str
+    version: int
+    step: str
+    kind: str
+    visit: int
+    assignee: str | None = None
+    team: str | None = None
+    opened_at: datetime
+    due_at: datetime | None = None
+    closed_at: datetime
+    outcome: str | None = None
+    sla_met: bool | None = None
+    breached_at: datetime | None = None
+    highest_rung: int | None = None
+    business_seconds: float | None = None
+
+
+SlaEventKind = Literal[
+    "start", "pause", "resume", "stop", "warning", "breach", "escalation", "retarget"
+]
+
+
+class SlaEvent(BaseModel):
+    """One moment in an SLA clock's life, for the instance's audit trail."""
+
+    clock: str  # "step:<step id>" or a process clock's name
+    kind: SlaEventKind
+    at: datetime
+    step: str | None = None
+    visit: int | None = None
+    due_at: datetime | None = None
+    detail: str = ""
+
+
+class RecordSlaEventsInput(BaseModel):
+    """SLA events to append; each is unique on (instance, sequence number)."""
+
+    instance_id: str
+    first_seq: int
+    events: list[SlaEvent]
+
+
+class EscalateInput(BaseModel):
+    """Run one rung of a ladder: notify someone, or reassign the open task."""
+
+    alert_key: str  # "<instance>/<clock>/<visit>/<rung>": one alert per rung, ever
+    instance_id: str
+    process: str
+    step: str | None = None
+    clock: str
+    rung: int
+    at_percent: float
+    level: Literal["warning", "breach", "escalation"]
+    notify: str | None = None  # assignee | manager | user:<id>
+    reassign: str | None = None  # manager | user:<id> | round-robin:<team> | least-loaded:<team>
+    task_id: str | None = None
+    assignee: str | None = None
+    team: str | None = None
+    due_at: datetime | None = None
+    fired_at: datetime
+    title: str = ""
+
+
+class EscalateResult(BaseModel):
+    """The task's assignee after the rung (changed only by `reassign`)."""
+
+    assignee: str | None = None
+    notified: list[str] = Field(default_factory=list)
+
+
+class FailureAlertInput(BaseModel):
+    """An instance stopped because an action failed for good: tell the process's manager."""
+
+    alert_key: str
+    instance_id: str
+    process: str
+    step: str
+    team: str | None = None
+    message: str
+    fired_at: datetime
+
+
+class RunActionInput(BaseModel):
+    """Run a registered action with its `with:` already rendered on the instance data."""
+
+    action: str
+    instance_id: str
+    step: str
+    visit: int
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str  # "<instance>/<step>/<visit>": receivers dedupe on it
+
+
+class RunActionResult(BaseModel):
+    """What the action adds to the instance data (`set` writes here)."""
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    detail: str = ""

@@ -1,0 +1,147 @@
+"""What callers send to a process instance, and what they can read back.
+
+`ProcessInput` starts an instance (and carries its state across continue-as-new); events arrive
+as the `event` signal; a rep completes a task through the `complete_task` update; the `state`
+query returns the live `InstanceState`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from activities.messages import SlaEvent
+from duly.language.compiler import CompiledProcess
+
+WORKFLOW_NAME = "ProcessWorkflow"
+
+
+def workflow_id(process: str, business_key: str) -> str:
+    """One live instance per business key: `<process>/<business key>`."""
+    return f"{process}/{business_key}"
+
+
+class EventInput(BaseModel):
+    """An inbound event: `{id, type, data}`; the id makes redelivery harmless."""
+
+    id: str
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompleteTaskInput(BaseModel):
+    """A rep completes the open task with one of its outcomes (and its declared fields)."""
+
+    task_id: str
+    outcome: str
+    note: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    by: str | None = None
+
+
+class CompleteTaskResult(BaseModel):
+    """The task that was completed and the step the instance moves to."""
+
+    task_id: str
+    outcome: str
+    next_step: str
+
+
+class OpenTask(BaseModel):
+    """The task an instance waits on."""
+
+    task_id: str
+    step: str
+    visit: int
+    title: str
+    assignee: str | None = None
+    team: str | None = None
+    outcomes: list[str] = Field(default_factory=list)
+    fields: dict[str, str] = Field(default_factory=dict)
+    opened_at: datetime
+    due_at: datetime | None = None
+
+
+class ClockState(BaseModel):
+    """An SLA clock: a step's own (`step:<id>`) or a process-level one.
+
+    Time counted so far is kept in `counted_seconds` (business seconds for business-time SLAs,
+    wall seconds otherwise), so a pause and a change of target both keep what has elapsed.
+    """
+
+    name: str
+    status: Literal["running", "paused", "stopped"] = "running"
+    step: str | None = None
+    visit: int = 0
+    business: bool = True
+    total_seconds: float = 0.0
+    counted_seconds: float = 0.0
+    running_since: datetime | None = None
+    started_at: datetime
+    due_at: datetime | None = None
+    target: str = ""  # the `by:` value the target was chosen by, or "" for a fixed one
+    rungs_done: int = 0  # rungs of the ladder already run, in order
+    breached_at: datetime | None = None
+    stopped_at: datetime | None = None
+    met: bool | None = None
+
+
+class NextRung(BaseModel):
+    """The next rung of a ladder and when it fires."""
+
+    clock: str
+    rung: int
+    at: datetime
+    action: str
+
+
+class HistoryEntry(BaseModel):
+    """One line of an instance's story: a step visited, an event, a clock moment."""
+
+    at: datetime
+    kind: str
+    step: str | None = None
+    detail: str = ""
+
+
+class InstanceState(BaseModel):
+    """Everything an instance knows; returned by the `state` query, carried by continue-as-new."""
+
+    instance_id: str
+    process: str
+    version: int
+    hash: str
+    business_key: str
+    status: Literal["running", "completed", "failed"] = "running"
+    result: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    step: str | None = None
+    visits: dict[str, int] = Field(default_factory=dict)
+    task: OpenTask | None = None
+    clocks: dict[str, ClockState] = Field(default_factory=dict)
+    next_rung: NextRung | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+    sla_events: list[SlaEvent] = Field(default_factory=list)
+    sla_events_written: int = 0
+    seen_events: list[str] = Field(default_factory=list)
+    started_at: datetime | None = None
+
+
+class ProcessInput(BaseModel):
+    """Start an instance of a compiled definition (or resume one after continue-as-new)."""
+
+    definition: CompiledProcess
+    business_key: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    event_id: str | None = None
+    state: InstanceState | None = None
+
+
+class ProcessResult(BaseModel):
+    """How an instance ended."""
+
+    status: Literal["completed", "failed"]
+    result: str
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,855 @@
+"""ProcessWorkflow: one generic workflow that interprets any compiled process definition.
+
+Deterministic by construction: time comes from `workflow.now()`, every side effect is an
+activity, and business-time arithmetic is a pure function of the compiled calendar. SLA clocks are
+durable timers raced against completion by a watcher coroutine beside the steps, so a breach is
+recorded the moment it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messages import (
+        CloseTaskInput,
+        EscalateInput,
+        EscalateResult,
+        FailureAlertInput,
+        FinishInstanceInput,
+        OpenTaskInput,
+        OpenTaskResult,
+        RecordSlaEventsInput,
+        RecordStepInput,
+        RunActionInput,
+        RunActionResult,
+        SlaEvent,
+        SlaEventKind,
+        StartInstanceInput,
+    )
+    from duly.language import business_time, expressions
+    from duly.language.durations import Duration
+    from duly.language.model import (
+        ActionStep,
+        Clock,
+        DecisionStep,
+        EndStep,
+        Rung,
+        Step,
+        Targets,
+        TaskStep,
+        WaitStep,
+    )
+    from workflows.messages import (
+        WORKFLOW_NAME,
+        ClockState,
+        CompleteTaskInput,
+        CompleteTaskResult,
+        EventInput,
+        HistoryEntry,
+        InstanceState,
+        NextRung,
+        OpenTask,
+        ProcessInput,
+        ProcessResult,
+        workflow_id,
+    )
+
+# Side effects write to the database: retry until it answers (a DB outage must not lose a row)
+STORE = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        non_retryable_error_types=["AssignmentError"],
+    ),
+}
+# Actions reach other systems: a few tries, then the step's `on_error` (or a visible failure)
+ACTION = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=3,
+    ),
+}
+SEEN_EVENTS_KEPT = 500
+CONTINUE_AS_NEW_AFTER = 5_000  # history events; Temporal's own limit is far higher
+
+
+class _Ended(Exception):
+    """The instance reached an end (an end step, the loop limit, or a failure)."""
+
+    def __init__(self, status: str, result: str) -> None:
+        self.status = status
+        self.result = result
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class ProcessWorkflow:
+    """Runs one instance of a process: its steps, its SLA clocks and their ladders."""
+
+    @workflow.init
+    def __init__(self, input: ProcessInput) -> None:
+        self.definition = input.definition
+        self.spec = input.definition.spec
+        self.calendar = input.definition.calendar
+        self.state = input.state or InstanceState(
+            instance_id=workflow_id(self.spec.process, input.business_key),
+            process=self.spec.process,
+            version=self.definition.version,
+            hash=self.definition.hash,
+            business_key=input.business_key,
+            data=dict(input.data),
+            seen_events=[input.event_id] if input.event_id else [],
+        )
+        self._completion: CompleteTaskInput | None = None
+        self._redirect: tuple[str, str] | None = None  # (event type, target step)
+        self._arrived: str | None = None  # the event a `wait ... until:` step got
+        self._waiting_for: str | None = None
+        self._clock_version = 0
+        self._closing = False
+        self._flush_lock = asyncio.Lock()
+
+    # --- the steps ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: ProcessInput) -> ProcessResult:
+        """Walk the flowchart until an end step, the loop limit or a failure."""
+        fresh = input.state is None
+        if fresh:
+            self.state.started_at = workflow.now()
+            await self._activity(
+                "start_instance",
+                StartInstanceInput(
+                    instance_id=self.state.instance_id,
+                    process=self.spec.process,
+                    version=self.definition.version,
+                    hash=self.definition.hash,
+                    business_key=self.state.business_key,
+                    source=self.definition.source,
+                    compiled_json=self.definition.model_dump_json(by_alias=True),
+                    data=self.state.data,
+                    started_at=self.state.started_at,
+                ),
+            )
+            self._clock_point("start")
+        watcher = asyncio.create_task(self._watch_clocks())
+        step_id = self.state.step or self.spec.start
+        try:
+            while True:
+                if self._continue_as_new_due():
+                    self.state.step = step_id
+                    await self._stop_watcher(watcher)
+                    await self._flush_sla_events()
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    workflow.continue_as_new(
+                        ProcessInput(
+                            definition=self.definition,
+                            business_key=self.state.business_key,
+                            state=self.state,
+                        )
+                    )
+                step_id = await self._visit(step_id)
+                await self._flush_sla_events()
+        except _Ended as ended:
+            return await self._finish(watcher, ended.status, ended.result)
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > CONTINUE_AS_NEW_AFTER
+        )
+
+    async def _visit(self, step_id: str) -> str:
+        if self._redirect is not None:
+            step_id = self._take_redirect()
+        step = self.spec.steps[step_id]
+        visit = self.state.visits.get(step_id, 0) + 1
+        self.state.visits[step_id] = visit
+        if visit > (step.max_visits or self.spec.max_visits):
+            self._history("loop-limit", step_id, f"visited more than {visit - 1} times")
+            raise _Ended("completed", "loop-limit")
+        self.state.step = step_id
+        self._history("enter", step_id, step.kind)
+        self._clock_point(step_id)
+        handler = self._handlers[step.kind]
+        return await handler(self, step_id, step, visit)
+
+    def _take_redirect(self) -> str:
+        assert self._redirect is not None
+        event, target = self._redirect
+        self._redirect = None
+        self._history("redirect", target, f"event {event}")
+        return target
+
+    async def _task(self, step_id: str, step: TaskStep, visit: int) -> str:
+        now = workflow.now()
+        task_id = f"{self.state.instance_id}/{step_id}/{visit}"
+        clock = self._start_step_clock(step_id, step, visit, now)
+        opened = await self._activity(
+            "open_task",
+            OpenTaskInput(
+                task_id=task_id,
+                instance_id=self.state.instance_id,
+                process=self.spec.process,
+                step=step_id,
+                visit=visit,
+                title=self._render(step.title),
+                assign=step.assign,
+                team=self.spec.team,
+                owner=_text(self.state.data.get("owner")),
+                fields=dict(step.fields),
+                outcomes=list(step.outcomes),
+                opened_at=now,
+                due_at=clock.due_at if clock else None,
+            ),
+            result_type=OpenTaskResult,
+        )
+        self.state.task = OpenTask(
+            task_id=task_id,
+            step=step_id,
+            visit=visit,
+            title=self._render(step.title),
+            assignee=opened.assignee,
+            team=opened.team,
+            outcomes=list(step.outcomes),
+            fields=dict(step.fields),
+            opened_at=now,
+            due_at=clock.due_at if clock else None,
+        )
+        self._clocks_changed()
+        await workflow.wait_condition(
+            lambda: self._completion is not None or self._redirect is not None
+        )
+        closed_at = workflow.now()
+        task = self.state.task
+        completion, self._completion = self._completion, None
+        if completion is not None:
+            outcome, next_step = completion.outcome, step.outcomes[completion.outcome]
+            self._merge(completion.fields)
+            self._history("complete", step_id, f"{outcome} by {completion.by or task.assignee}")
+        else:
+            outcome, next_step = f"event:{self._redirect[0] if self._redirect else ''}", ""
+        self.state.task = None
+        if clock is not None:
+            self._stop_clock(clock, closed_at)
+        await self._activity(
+            "close_task",
+            CloseTaskInput(
+                task_id=task_id,
+                status="completed" if completion else "cancelled",
+                outcome=outcome,
+                note=completion.note if completion else None,
+                closed_by=completion.by if completion else None,
+                closed_at=closed_at,
+            ),
+        )
+        await self._record(
+            step_id,
+            step,
+            visit,
+            opened_at=now,
+            closed_at=closed_at,
+            outcome=outcome,
+            assignee=task.assignee,
+            team=task.team,
+            clock=clock,
+        )
+        return next_step or self._take_redirect()
+
+    async def _action(self, step_id: str, step: ActionStep, visit: int) -> str:
+        now = workflow.now()
+        params = self._action_params(step)
+        try:
+            done = await self._activity(
+                "run_action",
+                RunActionInput(
+                    action=step.do,
+                    instance_id=self.state.instance_id,
+                    step=step_id,
+                    visit=visit,
+                    params=params,
+                    data=self.state.data,
+                    idempotency_key=f"{self.state.instance_id}/{step_id}/{visit}",
+                ),
+                result_type=RunActionResult,
+                options=ACTION,
+            )
+        except ActivityError as err:
+            reason = str(err.cause or err)
+            self._history("action-failed", step_id, reason)
+            await self._record(step_id, step, visit, opened_at=now, outcome="error")
+            if step.on_error:
+                return step.on_error
+            await self._activity(
+                "failure_alert",
+                FailureAlertInput(
+                    alert_key=f"{self.state.instance_id}/{step_id}/{visit}/failure",
+                    instance_id=self.state.instance_id,
+                    process=self.spec.process,
+                    step=step_id,
+                    team=self.spec.team,
+                    message=f"Action '{step.do}' of step '{step_id}' failed: {reason}",
+                    fired_at=workflow.now(),
+                ),
+            )
+            raise _Ended("failed", f"failed:{step_id}") from err
+        self._merge(done.data)
+        await self._record(step_id, step, visit, opened_at=now, outcome="done")
+        return step.next
+
+    def _action_params(self, step: ActionStep) -> dict[str, Any]:
+        params: dict[str, Any] = expressions.render_value(dict(step.with_), self.state.data)
+        template = self.definition.templates.get(str(params.pop("template", "")))
+        if step.do == "email" and template is not None:
+            params.setdefault("subject", self._render(template.subject))
+            params.setdefault("body", self._render(template.body))
+        return params
+
+    async def _wait(self, step_id: str, step: WaitStep, visit: int) -> str:
+        now = workflow.now()
+        duration = step.for_ or step.timeout
+        assert duration is not None  # the model requires one of them
+        deadline = business_time.add(self.calendar, now, duration)
+        self._waiting_for = step.until
+        try:
+            arrived = await self._sleep_until(
+                deadline, lambda: self._arrived is not None or self._redirect is not None
+            )
+        finally:
+            self._waiting_for = None
+        event, self._arrived = self._arrived, None
+        outcome = event or ("timeout" if step.until else "elapsed")
+        await self._record(step_id, step, visit, opened_at=now, outcome=outcome)
+        if arrived and event is None:
+            return self._take_redirect()
+        if step.until and event is None:
+            assert step.on_timeout is not None
+            return step.on_timeout
+        return step.next
+
+    async def _decision(self, step_id: str, step: DecisionStep, visit: int) -> str:
+        now = workflow.now()
+        chosen, label = step.otherwise, "otherwise"
+        for branch in step.branches:
+            try:
+                holds = bool(expressions.evaluate(branch.when, self.state.data))
+            except expressions.ExpressionError as err:
+                self._history("expression-error", step_id, str(err))
+                holds = False
+            if holds:
+                chosen, label = branch.next, branch.when
+                break
+        await self._record(step_id, step, visit, opened_at=now, outcome=label)
+        return chosen
+
+    async def _end(self, step_id: str, step: EndStep, visit: int) -> str:
+        await self._record(step_id, step, visit, opened_at=workflow.now(), outcome=step.result)
+        raise _Ended("completed", step.result or step_id)
+
+    _handlers: dict[str, Callable[..., Awaitable[str]]] = {
+        "task": _task,
+        "action": _action,
+        "wait": _wait,
+        "decision": _decision,
+        "end": _end,
+    }
+
+    async def _finish(self, watcher: asyncio.Task[None], status: str, result: str) -> ProcessResult:
+        now = workflow.now()
+        for clock in self.state.clocks.values():
+            if clock.status != "stopped":
+                self._stop_clock(clock, now)
+        self.state.status = "failed" if status == "failed" else "completed"
+        self.state.result = result
+        self.state.step = None
+        await self._stop_watcher(watcher)
+        await self._flush_sla_events()
+        await self._activity(
+            "finish_instance",
+            FinishInstanceInput(
+                instance_id=self.state.instance_id,
+                status=self.state.status,
+                result=result,
+                data=self.state.data,
+                ended_at=now,
+            ),
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return ProcessResult(status=self.state.status, result=result, data=self.state.data)
+
+    async def _record(
+        self,
+        step_id: str,
+        step: Step,
+        visit: int,
+        *,
+        opened_at: datetime,
+        closed_at: datetime | None = None,
+        outcome: str | None = None,
+        assignee: str | None = None,
+        team: str | None = None,
+        clock: ClockState | None = None,
+    ) -> None:
+        closed_at = closed_at or workflow.now()
+        await self._activity(
+            "record_step",
+            RecordStepInput(
+                instance_id=self.state.instance_id,
+                process=self.spec.process,
+                version=self.definition.version,
+                step=step_id,
+                kind=step.kind,
+                visit=visit,
+                assignee=assignee,
+                team=team,
+                opened_at=opened_at,
+                due_at=clock.due_at if clock else None,
+                closed_at=closed_at,
+                outcome=outcome,
+                sla_met=clock.met if clock else None,
+                breached_at=clock.breached_at if clock else None,
+                highest_rung=clock.rungs_done if clock else None,
+                business_seconds=business_time.elapsed(
+                    self.calendar, opened_at, closed_at
+                ).total_seconds(),
+            ),
+        )
+
+    # --- messages from outside ------------------------------------------------------------
+
+    @workflow.update
+    async def complete_task(self, input: CompleteTaskInput) -> CompleteTaskResult:
+        """Complete the open task with an outcome; validated first: a bad call changes nothing."""
+        task = self.state.task
+        assert task is not None  # the validator guarantees it
+        step = self.spec.steps[task.step]
+        assert isinstance(step, TaskStep)
+        self._completion = input
+        return CompleteTaskResult(
+            task_id=input.task_id, outcome=input.outcome, next_step=step.outcomes[input.outcome]
+        )
+
+    @complete_task.validator
+    def _check_completion(self, input: CompleteTaskInput) -> None:
+        task = self.state.task
+        if task is None or self._completion is not None or self._redirect is not None:
+            raise ValueError(
+                f"task {input.task_id} is not open: instance "
+                f"{self.state.instance_id} has no open task right now"
+            )
+        if input.task_id != task.task_id:
+            raise ValueError(f"task {input.task_id} is not open; the open task is {task.task_id}")
+        if input.outcome not in task.outcomes:
+            raise ValueError(
+                f"'{input.outcome}' is not an outcome of step '{task.step}'; "
+                f"expected one of {', '.join(task.outcomes)}"
+            )
+        problems = [
+            problem
+            for name, kind in task.fields.items()
+            if (problem := _field_problem(name, kind, input.fields)) is not None
+        ]
+        unknown = sorted(set(input.fields) - set(task.fields))
+        if unknown:
+            problems.append(f"step '{task.step}' declares no field {', '.join(unknown)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @workflow.signal
+    def event(self, input: EventInput) -> None:
+        """An inbound event for this instance's business key."""
+        if input.id in self.state.seen_events:
+            return
+        self.state.seen_events = [*self.state.seen_events[-SEEN_EVENTS_KEPT + 1 :], input.id]
+        self._merge(input.data)
+        self._history("event", self.state.step, input.type)
+        if self._waiting_for == input.type and self._arrived is None:
+            self._arrived = input.type
+        elif input.type in self.spec.on and self.state.status == "running":
+            self._redirect = (input.type, self.spec.on[input.type])
+        self._clock_point(input.type)
+        self._retarget()
+
+    @workflow.query(name="state")
+    def current_state(self) -> InstanceState:
+        """The live state: step, task, assignee, due time, next rung of the ladder."""
+        return self.state
+
+    # --- SLA clocks -----------------------------------------------------------------------
+
+    def _start_step_clock(
+        self, step_id: str, step: TaskStep, visit: int, now: datetime
+    ) -> ClockState | None:
+        if step.sla is None:
+            return None
+        clock = self._new_clock(f"step:{step_id}", step.sla.within, now, step_id, visit)
+        if clock is not None:
+            self.state.clocks[clock.name] = clock
+        return clock
+
+    def _clock_point(self, point: str) -> None:
+        """A step was entered or an event arrived: start, stop, pause or resume clocks."""
+        now = workflow.now()
+        for name, spec in self.spec.clocks.items():
+            clock = self.state.clocks.get(name)
+            if clock is None:
+                if spec.starts == point:
+                    clock = self._new_clock(name, spec.within, now, self.state.step, 0)
+                    if clock is not None:
+                        self.state.clocks[name] = clock
+                continue
+            if clock.status == "stopped":
+                continue
+            if point in spec.stops:
+                self._stop_clock(clock, now)
+            elif point in spec.pauses_in and clock.status == "running":
+                self._count(clock, now)
+                clock.status, clock.running_since, clock.due_at = "paused", None, None
+                self._sla_event(clock, "pause", now)
+            elif (
+                point in self.spec.steps
+                and point not in spec.pauses_in
+                and clock.status == "paused"
+            ):
+                clock.status, clock.running_since = "running", now
+                clock.due_at = self._due(clock)
+                self._sla_event(clock, "resume", now, clock.due_at)
+        self._clocks_changed()
+
+    def _new_clock(
+        self, name: str, within: Duration | Targets, now: datetime, step: str | None, visit: int
+    ) -> ClockState | None:
+        target, duration = self._target(within)
+        if duration is None:
+            self._history("no-sla-target", step, f"clock {name}: no target for '{target}'")
+            return None
+        due = business_time.add(self.calendar, now, duration)
+        business = duration.kind != "wall"
+        total = (
+            business_time.elapsed(self.calendar, now, due).total_seconds()
+            if business
+            else float(duration.seconds)
+        )
+        clock = ClockState(
+            name=name,
+            step=step,
+            visit=visit,
+            business=business,
+            total_seconds=total,
+            running_since=now,
+            started_at=now,
+            due_at=due,
+            target=target,
+        )
+        self._sla_event(
+            clock, "start", now, due, f"within {duration}" + (f" ({target})" if target else "")
+        )
+        return clock
+
+    def _target(self, within: Duration | Targets) -> tuple[str, Duration | None]:
+        if isinstance(within, Duration):
+            return "", within
+        try:
+            value = expressions.render(within.by, self.state.data).strip()
+        except expressions.ExpressionError:
+            value = ""
+        return value, within.targets.get(value, within.default)
+
+    def _count(self, clock: ClockState, now: datetime) -> None:
+        """Fold the running stretch into the time counted so far."""
+        if clock.running_since is None:
+            return
+        if clock.business:
+            clock.counted_seconds += business_time.elapsed(
+                self.calendar, clock.running_since, now
+            ).total_seconds()
+        else:
+            clock.counted_seconds += (now - clock.running_since).total_seconds()
+        clock.running_since = now
+
+    def _at_share(self, clock: ClockState, share: float) -> datetime:
+        """When `share` of the clock's total will have been counted (while it runs)."""
+        assert clock.running_since is not None
+        if share == 1 and clock.due_at is not None:
+            return clock.due_at  # "2 business days" is due at the same time of day, not at close
+        left = max(share * clock.total_seconds - clock.counted_seconds, 0.0)
+        if clock.business:
+            return business_time.add_business_seconds(self.calendar, clock.running_since, left)
+        return clock.running_since + timedelta(seconds=left)
+
+    def _due(self, clock: ClockState) -> datetime:
+        """The due time after a pause or a new target: the rest of the total from now on."""
+        clock.due_at = None
+        return self._at_share(clock, 1.0)
+
+    def _stop_clock(self, clock: ClockState, now: datetime) -> None:
+        if clock.status == "running":
+            self._count(clock, now)
+        clock.status, clock.running_since, clock.stopped_at = "stopped", None, now
+        clock.met = clock.breached_at is None and clock.counted_seconds <= clock.total_seconds
+        if not clock.met and clock.breached_at is None:
+            clock.breached_at = clock.due_at
+        self._sla_event(clock, "stop", now, clock.due_at, "met" if clock.met else "breached")
+        self._clocks_changed()
+
+    def _retarget(self) -> None:
+        """Data behind a `by:` target changed: keep the time counted, recompute due and rungs."""
+        now = workflow.now()
+        for clock in self.state.clocks.values():
+            within = self._within_of(clock)
+            if clock.status == "stopped" or not isinstance(within, Targets):
+                continue
+            target, duration = self._target(within)
+            if duration is None or target == clock.target:
+                continue
+            if clock.status == "running":
+                self._count(clock, now)
+            nominal_due = business_time.add(self.calendar, clock.started_at, duration)
+            clock.total_seconds = (
+                business_time.elapsed(self.calendar, clock.started_at, nominal_due).total_seconds()
+                if clock.business
+                else float(duration.seconds)
+            )
+            clock.target = target
+            if clock.status == "running":
+                clock.due_at = self._due(clock)
+            self._sla_event(clock, "retarget", now, clock.due_at, f"within {duration} ({target})")
+        self._clocks_changed()
+
+    def _within_of(self, clock: ClockState) -> Duration | Targets | None:
+        if clock.name.startswith("step:"):
+            step = self.spec.steps.get(clock.name.removeprefix("step:"))
+            return step.sla.within if isinstance(step, TaskStep) and step.sla else None
+        spec = self.spec.clocks.get(clock.name)
+        return spec.within if spec else None
+
+    def _ladder_of(self, clock: ClockState) -> list[Rung]:
+        if clock.name.startswith("step:"):
+            step = self.spec.steps.get(clock.name.removeprefix("step:"))
+            return step.sla.escalate if isinstance(step, TaskStep) and step.sla else []
+        spec: Clock | None = self.spec.clocks.get(clock.name)
+        return spec.escalate if spec else []
+
+    def _clocks_changed(self) -> None:
+        self._clock_version += 1
+        self.state.next_rung = self._next_point()
+
+    def _next_point(self) -> NextRung | None:
+        """The earliest pending moment of any running clock: a rung, or the breach itself."""
+        points: list[NextRung] = []
+        for clock in self.state.clocks.values():
+            if clock.status != "running":
+                continue
+            ladder = self._ladder_of(clock)
+            if clock.breached_at is None:
+                points.append(
+                    NextRung(
+                        clock=clock.name, rung=-1, at=self._at_share(clock, 1.0), action="breach"
+                    )
+                )
+            if clock.rungs_done < len(ladder):
+                rung = ladder[clock.rungs_done]
+                action = f"notify {rung.notify}" if rung.notify else f"reassign {rung.reassign}"
+                at = self._at_share(clock, rung.at)
+                points.append(
+                    NextRung(clock=clock.name, rung=clock.rungs_done, at=at, action=action)
+                )
+        # the breach is recorded before a 100% rung that fires at the same instant
+        return min(points, key=lambda p: (p.at, p.rung), default=None)
+
+    async def _watch_clocks(self) -> None:
+        """Fire each rung once, in order, at its instant; recompute when clocks change."""
+        while not self._closing:
+            point = self._next_point()
+            self.state.next_rung = point
+            changed = self._change_since(self._clock_version)
+            if point is None:
+                await workflow.wait_condition(changed)
+                continue
+            delay = (point.at - workflow.now()).total_seconds()
+            if delay > 0:
+                try:
+                    await workflow.wait_condition(changed, timeout=delay)
+                    continue
+                except TimeoutError:
+                    pass
+            if not changed():
+                await self._fire(point)
+
+    def _change_since(self, version: int) -> Callable[[], bool]:
+        return lambda: self._clock_version != version or self._closing
+
+    async def _fire(self, point: NextRung) -> None:
+        clock = self.state.clocks[point.clock]
+        now = workflow.now()
+        if point.rung < 0:
+            clock.breached_at = point.at
+            self._sla_event(clock, "breach", now, clock.due_at)
+            self._clocks_changed()
+            return
+        rung = self._ladder_of(clock)[point.rung]
+        clock.rungs_done = point.rung + 1
+        level = "warning" if rung.at < 1 else "breach" if rung.at == 1 else "escalation"
+        self._sla_event(
+            clock,
+            "warning" if level == "warning" else "escalation",
+            now,
+            clock.due_at,
+            f"rung {point.rung + 1}: {point.action}",
+        )
+        self._clocks_changed()
+        task = self.state.task
+        on_task = task is not None and (clock.step is None or task.step == clock.step)
+        result = await self._activity(
+            "escalate",
+            EscalateInput(
+                alert_key=f"{self.state.instance_id}/{clock.name}/{clock.visit}/{point.rung}",
+                instance_id=self.state.instance_id,
+                process=self.spec.process,
+                step=clock.step or self.state.step,
+                clock=clock.name,
+                rung=point.rung,
+                at_percent=rung.at * 100,
+                level=level,
+                notify=rung.notify,
+                reassign=rung.reassign if on_task else None,
+                task_id=task.task_id if task and on_task else None,
+                assignee=task.assignee if task and on_task else None,
+                team=task.team if task and on_task else self.spec.team,
+                due_at=clock.due_at,
+                fired_at=now,
+                title=task.title if task and on_task else self.spec.title,
+            ),
+            result_type=EscalateResult,
+        )
+        if rung.reassign and task is not None and self.state.task is task and on_task:
+            task.assignee = result.assignee
+            self._history("reassign", task.step, f"to {result.assignee}")
+        await self._flush_sla_events()
+
+    async def _stop_watcher(self, watcher: asyncio.Task[None]) -> None:
+        self._closing = True
+        await watcher
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _sla_event(
+        self,
+        clock: ClockState,
+        kind: SlaEventKind,
+        at: datetime,
+        due: datetime | None = None,
+        detail: str = "",
+    ) -> None:
+        event = SlaEvent(
+            clock=clock.name,
+            kind=kind,
+            at=at,
+            step=clock.step,
+            visit=clock.visit or None,
+            due_at=due,
+            detail=detail,
+        )
+        self.state.sla_events.append(event)
+
+    async def _flush_sla_events(self) -> None:
+        async with self._flush_lock:
+            start = self.state.sla_events_written
+            pending = self.state.sla_events[start:]
+            if not pending:
+                return
+            await self._activity(
+                "record_sla_events",
+                RecordSlaEventsInput(
+                    instance_id=self.state.instance_id, first_seq=start, events=pending
+                ),
+            )
+            self.state.sla_events_written = start + len(pending)
+
+    def _history(self, kind: str, step: str | None, detail: str = "") -> None:
+        self.state.history.append(
+            HistoryEntry(at=workflow.now(), kind=kind, step=step, detail=detail)
+        )
+
+    def _merge(self, update: dict[str, Any]) -> None:
+        if update:
+            self.state.data = _deep_merge(self.state.data, update)
+            self._retarget()
+
+    def _render(self, text: str) -> str:
+        try:
+            return expressions.render(text, self.state.data)
+        except expressions.ExpressionError:
+            return text
+
+    async def _sleep_until(self, deadline: datetime, done: Callable[[], bool]) -> bool:
+        """Wait for `done` until `deadline`; True when `done` came first."""
+        delay = (deadline - workflow.now()).total_seconds()
+        if done():
+            return True
+        if delay <= 0:
+            return False
+        try:
+            await workflow.wait_condition(done, timeout=delay)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _activity(
+        self,
+        name: str,
+        arg: Any,
+        *,
+        result_type: type | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Any:
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type, **(options or STORE)
+        )
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _field_problem(name: str, kind: str, values: dict[str, Any]) -> str | None:
+    """Why a declared task field's value is missing or of the wrong type, or None."""
+    if name not in values or values[name] is None:
+        return f"field '{name}' ({kind}) is required"
+    value = values[name]
+    ok = {
+        "text": lambda v: isinstance(v, str),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "date": lambda v: isinstance(v, str) and _parses(date.fromisoformat, v),
+        "datetime": lambda v: isinstance(v, str) and _parses(datetime.fromisoformat, v),
+    }[kind](value)
+    return None if ok else f"field '{name}' must be {kind}, found {value!r}"
+
+
+def _parses(parse: Callable[[str], object], text: str) -> bool:
+    try:
+        parse(text)
+    except ValueError:
+        return False
+    return True
