@@ -1,0 +1,172 @@
+"""The actions a process step may `do`: one handler per name in duly/language/actions.py.
+
+Each handler gets the action's input (its `with:` already rendered, email templates already
+expanded into `subject` and `body`) and duly's settings. A failure that a retry may fix raises
+an ordinary exception, so Temporal retries; a mistake in the definition raises a non-retryable
+`ApplicationError`. Receivers dedupe on the idempotency key each handler sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import smtplib
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import structlog
+from temporalio.exceptions import ApplicationError
+
+from activities.messages import RunActionInput, RunActionResult
+from duly.settings import Settings
+
+ActionHandler = Callable[[RunActionInput, Settings], RunActionResult]
+
+WEBHOOK_TIMEOUT_SECONDS = 30.0
+SMTP_TIMEOUT_SECONDS = 30.0
+
+_log = structlog.get_logger(__name__)
+
+
+def _bad_params(action: str, message: str) -> ApplicationError:
+    return ApplicationError(
+        f"action '{action}': {message}", type="ActionParametersError", non_retryable=True
+    )
+
+
+def _addresses(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return [str(value)]
+
+
+def send_email(action: RunActionInput, settings: Settings) -> RunActionResult:
+    """Send an email through the configured SMTP server.
+
+    Params: `to` (an address, a comma-separated list or a list), `subject`, `body`, `cc`.
+    The `Message-ID` is derived from the idempotency key, so a retried send carries the same
+    id and mail systems can drop the duplicate.
+    """
+    params = action.params
+    to, cc = _addresses(params.get("to")), _addresses(params.get("cc"))
+    if not to:
+        raise _bad_params("email", "'to' is empty; give an address, e.g. {{ contact.email }}")
+    if "body" not in params:
+        raise _bad_params("email", "no 'body' (and no 'template' to make one)")
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    message["Subject"] = str(params.get("subject") or "")
+    domain = settings.smtp_from.rpartition("@")[2] or "duly"
+    digest = hashlib.sha256(action.idempotency_key.encode()).hexdigest()[:32]
+    message["Message-ID"] = f"<{digest}@{domain}>"
+    message["X-Duly-Idempotency-Key"] = action.idempotency_key
+    message.set_content(str(params["body"]))
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+        smtp.send_message(message)
+    return RunActionResult(detail=f"emailed {', '.join(to + cc)}")
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The `X-Duly-Signature` value: `sha256=` and the hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
+    """POST `payload` (or the instance data) as JSON to `url`.
+
+    Sends `Idempotency-Key`, and `X-Duly-Signature` when `secret_env` names an environment
+    variable holding the signing secret. A response other than 2xx raises, so Temporal retries.
+    """
+    params = action.params
+    url = params.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise _bad_params("webhook", f"'url' must be an http(s) URL, not {url!r}")
+    payload = params.get("payload", action.data)
+    body = json.dumps(payload, sort_keys=True, default=str).encode()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": action.idempotency_key}
+    secret_env = params.get("secret_env")
+    if secret_env:
+        secret = os.environ.get(str(secret_env))
+        if not secret:
+            raise _bad_params(
+                "webhook",
+                f"the environment variable {secret_env} (named in secret_env) is not set; "
+                "set it to the signing secret where the worker runs",
+            )
+        headers["X-Duly-Signature"] = signature(secret, body)
+    response = httpx.post(url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_SECONDS)
+    if not response.is_success:
+        raise ApplicationError(
+            f"webhook {url} answered {response.status_code}: {response.text[:200]}",
+            type="WebhookFailed",
+        )
+    return RunActionResult(detail=f"POST {url}: {response.status_code}")
+
+
+def expand_dotted(values: dict[str, Any]) -> dict[str, Any]:
+    """Turn dotted keys into nested dicts: `{"lead.status": "x"}` -> `{"lead": {"status": "x"}}`.
+
+    Raises:
+        ValueError: Two keys disagree, e.g. `lead: 1` and `lead.status: x`.
+    """
+    result: dict[str, Any] = {}
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = result
+        for index, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"'{dotted}' needs '{'.'.join(parents[: index + 1])}' to be a map")
+            node = child
+        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+            raise ValueError(f"'{dotted}' would replace the map set by its sub-keys")
+        node[leaf] = value
+    return result
+
+
+def set_values(action: RunActionInput, settings: Settings) -> RunActionResult:
+    """Write the params into the instance data, dotted keys as nested maps."""
+    try:
+        data = expand_dotted(action.params)
+    except ValueError as exc:
+        raise _bad_params("set", str(exc)) from exc
+    return RunActionResult(data=data, detail="set " + ", ".join(sorted(action.params)))
+
+
+ACTION_HANDLERS: dict[str, ActionHandler] = {
+    "email": send_email,
+    "webhook": post_webhook,
+    "set": set_values,
+}
+"""Handlers by action name; the names are those of duly.language.actions.ACTIONS."""
+
+
+def run(action: RunActionInput, settings: Settings) -> RunActionResult:
+    """Run one action by name.
+
+    Raises:
+        ApplicationError: The action is unknown (non-retryable), or it failed.
+    """
+    handler = ACTION_HANDLERS.get(action.action)
+    if handler is None:
+        raise ApplicationError(
+            f"no action named '{action.action}' is registered with this worker "
+            f"(known: {', '.join(sorted(ACTION_HANDLERS))})",
+            type="UnknownAction",
+            non_retryable=True,
+        )
+    log = _log.bind(instance=action.instance_id, step=action.step, action=action.action)
+    result = handler(action, settings)
+    log.info("action_done", detail=result.detail)
+    return result

@@ -1,0 +1,462 @@
+"""The process workflow's activities: every write to duly's database, and the actions.
+
+Each method is a sync activity (the worker runs them on a thread pool) that opens one session,
+does its work in one transaction, and is idempotent under retries: what it writes is keyed by
+the natural key in its input, inserted only if absent, so a second attempt finds the first
+attempt's row instead of writing another. Business failures (an assignment rule naming nobody)
+are non-retryable `ApplicationError`s with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from sqlmodel import Session, col, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import actions
+from activities.messages import (
+    CloseTaskInput,
+    EscalateInput,
+    EscalateResult,
+    FailureAlertInput,
+    FinishInstanceInput,
+    OpenTaskInput,
+    OpenTaskResult,
+    RecordSlaEventsInput,
+    RecordStepInput,
+    RunActionInput,
+    RunActionResult,
+    StartInstanceInput,
+)
+from duly.settings import Settings, get_settings
+from duly.store.assignment import (
+    AssignmentError,
+    active_user,
+    least_loaded,
+    manager_of,
+    manager_of_team,
+    next_in_rotation,
+    require_user,
+    teams_of,
+)
+from duly.store.crud import VersionConflict, insert_if_absent, store_definition
+from duly.store.db import SessionFactory, write_session
+from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task, User
+
+_log = structlog.get_logger(__name__)
+
+ASSIGN_FORMS = "owner, user:<id>, round-robin:<team> or least-loaded:<team>"
+
+
+class _AlreadyOpened(Exception):
+    """Another attempt opened the task first; roll back this attempt's rotation step."""
+
+
+def _assignment_failure(exc: AssignmentError) -> ApplicationError:
+    return ApplicationError(str(exc), type="AssignmentError", non_retryable=True)
+
+
+def _missing(what: str, key: str, hint: str) -> ApplicationError:
+    return ApplicationError(
+        f"no {what} '{key}' is recorded; {hint}", type="NotFound", non_retryable=True
+    )
+
+
+class ProcessActivities:
+    """The activities of `ProcessWorkflow`, holding their database and settings.
+
+    Args:
+        sessions: Makes one session per activity call (`duly.store.db.session_factory`).
+        settings: duly's settings (SMTP for the `email` action); read from the environment
+            when not given.
+    """
+
+    def __init__(self, sessions: SessionFactory, settings: Settings | None = None) -> None:
+        self.sessions = sessions
+        self.settings = settings or get_settings()
+
+    # --- instances ---------------------------------------------------------------------------
+
+    @activity.defn
+    def start_instance(self, input: StartInstanceInput) -> None:
+        """Record a new instance and the definition it is pinned to, once."""
+        log = _log.bind(instance=input.instance_id, process=input.process)
+        with write_session(self.sessions) as session:
+            try:
+                store_definition(
+                    session=session,
+                    process=input.process,
+                    version=input.version,
+                    hash=input.hash,
+                    source=input.source,
+                    compiled_json=input.compiled_json,
+                )
+            except VersionConflict as exc:
+                # The instance runs on the definition it was started with, whatever is stored
+                log.warning("definition_version_conflict", hash=input.hash, problem=str(exc))
+            inserted = insert_if_absent(
+                session=session,
+                row=Instance(
+                    id=input.instance_id,
+                    process=input.process,
+                    version=input.version,
+                    hash=input.hash,
+                    business_key=input.business_key,
+                    data=input.data,
+                    started_at=input.started_at,
+                ),
+            )
+        log.info("instance_started" if inserted else "instance_already_recorded")
+
+    @activity.defn
+    def finish_instance(self, input: FinishInstanceInput) -> None:
+        """Mark a running instance completed or failed; a finished one is left as it is."""
+        log = _log.bind(instance=input.instance_id)
+        with write_session(self.sessions) as session:
+            instance = session.get(Instance, input.instance_id, with_for_update=True)
+            if instance is None:
+                raise _missing("instance", input.instance_id, "start_instance must run first")
+            if instance.status != "running":
+                log.info("instance_already_finished", status=instance.status)
+                return
+            instance.status, instance.result = input.status, input.result
+            instance.data, instance.ended_at = input.data, input.ended_at
+            session.add(instance)
+        log.info("instance_finished", status=input.status, result=input.result)
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    @activity.defn
+    def open_task(self, input: OpenTaskInput) -> OpenTaskResult:
+        """Open a step visit's task and choose its assignee, once: a retry never picks again."""
+        log = _log.bind(instance=input.instance_id, step=input.step, task=input.task_id)
+        try:
+            with write_session(self.sessions) as session:
+                existing = session.get(Task, input.task_id)
+                if existing is not None:
+                    log.info("task_already_opened", assignee=existing.assignee)
+                    return OpenTaskResult(
+                        task_id=existing.id, assignee=existing.assignee, team=existing.team
+                    )
+                assignee, team = self._assign(
+                    session, input.assign, owner=input.owner, team=input.team
+                )
+                task = Task(
+                    id=input.task_id,
+                    instance_id=input.instance_id,
+                    process=input.process,
+                    step=input.step,
+                    visit=input.visit,
+                    title=input.title,
+                    assignee=assignee,
+                    team=team,
+                    fields=input.fields,
+                    outcomes=input.outcomes,
+                    opened_at=input.opened_at,
+                    due_at=input.due_at,
+                )
+                if not insert_if_absent(session=session, row=task):
+                    raise _AlreadyOpened
+        except AssignmentError as exc:
+            log.error("task_not_assigned", problem=str(exc))
+            raise _assignment_failure(exc) from exc
+        except _AlreadyOpened:
+            # PostgreSQL only: a concurrent attempt won; report what it chose
+            with self.sessions() as session:
+                task = session.get_one(Task, input.task_id)
+        log.info("task_opened", assignee=task.assignee, team=task.team)
+        return OpenTaskResult(task_id=task.id, assignee=task.assignee, team=task.team)
+
+    def _assign(
+        self,
+        session: Session,
+        rule: str,
+        *,
+        owner: str | None,
+        team: str | None,
+        exclude: str | None = None,
+    ) -> tuple[str, str | None]:
+        """The assignee chosen by an `assign:` rule, and the team the task counts for."""
+        kind, _, name = rule.partition(":")
+        if kind == "owner" and not name:
+            if owner and active_user(session=session, user_id=owner):
+                return owner, _team_for(session, owner, team)
+            if team is None:
+                raise AssignmentError(
+                    f"the owner {owner!r} is not an active user and the process names no team "
+                    "to fall back on; give the process a 'team:' or send a known owner"
+                )
+            _log.info("owner_unknown_round_robin", owner=owner, team=team)
+            return next_in_rotation(session=session, team=team, exclude=exclude), team
+        if kind == "user" and name:
+            return require_user(session=session, user_id=name), _team_for(session, name, team)
+        if kind == "round-robin" and name:
+            return next_in_rotation(session=session, team=name, exclude=exclude), name
+        if kind == "least-loaded" and name:
+            return least_loaded(session=session, team=name, exclude=exclude), name
+        raise AssignmentError(f"'{rule}' is not an assignment rule; expected {ASSIGN_FORMS}")
+
+    @activity.defn
+    def close_task(self, input: CloseTaskInput) -> None:
+        """Complete or cancel an open task; closing a closed task changes nothing."""
+        log = _log.bind(task=input.task_id)
+        with write_session(self.sessions) as session:
+            task = session.get(Task, input.task_id, with_for_update=True)
+            if task is None:
+                raise _missing("task", input.task_id, "open_task must run first")
+            log = log.bind(instance=task.instance_id, step=task.step)
+            if task.status != "open":
+                log.info("task_already_closed", status=task.status)
+                return
+            task.status, task.outcome, task.note = input.status, input.outcome, input.note
+            task.closed_by, task.closed_at = input.closed_by, input.closed_at
+            session.add(task)
+        log.info("task_closed", status=input.status, outcome=input.outcome)
+
+    # --- facts -------------------------------------------------------------------------------
+
+    @activity.defn
+    def record_step(self, input: RecordStepInput) -> None:
+        """Write one row of the step-outcome fact table, once per (instance, step, visit)."""
+        with write_session(self.sessions) as session:
+            inserted = insert_if_absent(session=session, row=StepFact(**input.model_dump()))
+        _log.info(
+            "step_recorded" if inserted else "step_already_recorded",
+            instance=input.instance_id,
+            step=input.step,
+            visit=input.visit,
+        )
+
+    @activity.defn
+    def record_sla_events(self, input: RecordSlaEventsInput) -> None:
+        """Append SLA events, each once per (instance, sequence number)."""
+        with write_session(self.sessions) as session:
+            for offset, event in enumerate(input.events):
+                row = SlaEventRow(
+                    instance_id=input.instance_id,
+                    seq=input.first_seq + offset,
+                    **event.model_dump(),
+                )
+                insert_if_absent(session=session, row=row)
+        _log.info("sla_events_recorded", instance=input.instance_id, count=len(input.events))
+
+    # --- alerts ------------------------------------------------------------------------------
+
+    @activity.defn
+    def escalate(self, input: EscalateInput) -> EscalateResult:
+        """Run one rung of an SLA ladder: alert someone, or reassign the open task.
+
+        A rung writes one alert per recipient, keyed `<alert_key>:<recipient>`. A reassignment
+        also writes its alert (level `escalation`, to the new assignee) in the same
+        transaction that changes the task, so a retry finds it and returns the same choice.
+        """
+        log = _log.bind(
+            instance=input.instance_id, step=input.step, task=input.task_id, rung=input.rung
+        )
+        try:
+            with write_session(self.sessions) as session:
+                if input.reassign:
+                    result = self._reassign(session, input, input.reassign)
+                else:
+                    result = self._notify(session, input, input.notify or "assignee")
+        except AssignmentError as exc:
+            log.error("escalation_failed", problem=str(exc))
+            raise _assignment_failure(exc) from exc
+        log.info("escalated", level=input.level, assignee=result.assignee, notified=result.notified)
+        return result
+
+    def _notify(self, session: Session, input: EscalateInput, notify: str) -> EscalateResult:
+        task = session.get(Task, input.task_id) if input.task_id else None
+        assignee = task.assignee if task is not None else input.assignee
+        task_team = task.team if task is not None else None
+        if notify == "assignee" and assignee:
+            recipients = [assignee]
+        elif notify in ("assignee", "manager"):
+            # `assignee` with nobody assigned goes to the manager, so the alert is not lost
+            manager = manager_of(session=session, user_id=assignee, team=task_team)
+            manager = manager or manager_of_team(session=session, team=input.team)
+            if manager is None:
+                raise AssignmentError(
+                    f"no manager to alert about {_subject(input)}: "
+                    + (f"{assignee} is in no team" if assignee else "nobody is assigned")
+                    + (f" and team '{input.team}' is unknown" if input.team else "")
+                    + "; check the teams in org.yaml"
+                )
+            recipients = [manager]
+        elif notify.startswith("user:"):
+            recipients = [require_user(session=session, user_id=notify.removeprefix("user:"))]
+        else:
+            raise AssignmentError(
+                f"'{notify}' is not a notify rule; expected assignee, manager or user:<id>"
+            )
+        message = _alert_message(input, _zone_of(session, input.instance_id), assignee)
+        for recipient in recipients:
+            insert_if_absent(session=session, row=_alert(input, input.level, recipient, message))
+        return EscalateResult(assignee=assignee, notified=recipients)
+
+    def _reassign(self, session: Session, input: EscalateInput, rule: str) -> EscalateResult:
+        # Lock the task first: a concurrent attempt of this rung then waits and sees our alert
+        task = session.get(Task, input.task_id, with_for_update=True) if input.task_id else None
+        done = session.exec(
+            select(Alert).where(Alert.event_key == input.alert_key, Alert.level == "escalation")
+        ).first()
+        if done is not None:
+            return EscalateResult(assignee=done.recipient, notified=[done.recipient])
+        if task is None or task.status != "open":
+            # Completed (or never opened) before the rung ran: nothing to take over
+            return EscalateResult(assignee=task.assignee if task else input.assignee)
+        previous = task.assignee
+        if rule == "manager":
+            new = manager_of(session=session, user_id=previous, team=task.team)
+            new = new or manager_of_team(session=session, team=input.team)
+            if new is None:
+                raise AssignmentError(
+                    f"no manager to take over {_subject(input)}: "
+                    f"{previous or 'nobody'} is in no team with a manager; check org.yaml"
+                )
+        else:
+            new, _ = self._assign(session, rule, owner=None, team=None, exclude=previous)
+        task.assignee = new
+        session.add(task)
+        message = _alert_message(
+            input, _zone_of(session, input.instance_id), new, previous=previous
+        )
+        insert_if_absent(session=session, row=_alert(input, "escalation", new, message))
+        return EscalateResult(assignee=new, notified=[new])
+
+    @activity.defn
+    def failure_alert(self, input: FailureAlertInput) -> None:
+        """Tell the process team's manager (or, with no team, every admin) an instance failed."""
+        log = _log.bind(instance=input.instance_id, step=input.step)
+        with write_session(self.sessions) as session:
+            manager = manager_of_team(session=session, team=input.team)
+            recipients = (
+                [manager]
+                if manager
+                else list(
+                    session.exec(
+                        select(User.id)
+                        .where(User.role == "admin", col(User.active))
+                        .order_by(col(User.id))
+                    )
+                )
+            )
+            message = (
+                f"Failure: {input.process} instance {input.instance_id} stopped: {input.message}"
+            )
+            for recipient in recipients:
+                row = Alert(
+                    key=f"{input.alert_key}:{recipient}",
+                    event_key=input.alert_key,
+                    instance_id=input.instance_id,
+                    process=input.process,
+                    step=input.step,
+                    level="failure",
+                    recipient=recipient,
+                    message=message,
+                    created_at=input.fired_at,
+                )
+                insert_if_absent(session=session, row=row)
+        if recipients:
+            log.warning("failure_alerted", recipients=recipients, problem=input.message)
+        else:
+            log.error("failure_alert_has_no_recipient", team=input.team, problem=input.message)
+
+    # --- actions -----------------------------------------------------------------------------
+
+    @activity.defn
+    def run_action(self, input: RunActionInput) -> RunActionResult:
+        """Run a registered action (email, webhook, set); see activities/actions.py."""
+        return actions.run(input, self.settings)
+
+
+def all_activities(instance: ProcessActivities) -> list[Callable[..., Any]]:
+    """The bound activity methods of `instance`, for `Worker(activities=...)`."""
+    return [
+        instance.start_instance,
+        instance.finish_instance,
+        instance.open_task,
+        instance.close_task,
+        instance.record_step,
+        instance.record_sla_events,
+        instance.escalate,
+        instance.failure_alert,
+        instance.run_action,
+    ]
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _team_for(session: Session, user_id: str, preferred: str | None) -> str | None:
+    """The team a user's task counts for: the process's team if they are in it, else theirs."""
+    teams = teams_of(session=session, user_id=user_id)
+    if preferred is None or preferred in teams:
+        return preferred if preferred is not None else next(iter(teams), None)
+    return teams[0] if teams else preferred
+
+
+def _alert(input: EscalateInput, level: str, recipient: str, message: str) -> Alert:
+    return Alert(
+        key=f"{input.alert_key}:{recipient}",
+        event_key=input.alert_key,
+        instance_id=input.instance_id,
+        process=input.process,
+        step=input.step,
+        clock=input.clock,
+        level=level,
+        recipient=recipient,
+        message=message,
+        created_at=input.fired_at,
+    )
+
+
+def _zone_of(session: Session, instance_id: str) -> tzinfo:
+    """The time zone of the instance's calendar, for due times people read; UTC if unknown."""
+    instance = session.get(Instance, instance_id)
+    if instance is None:
+        return UTC
+    compiled = session.exec(
+        select(Definition.compiled_json).where(
+            Definition.process == instance.process, Definition.version == instance.version
+        )
+    ).first()
+    try:
+        return ZoneInfo(json.loads(compiled or "{}")["calendar"]["timezone"])
+    except (ValueError, KeyError, TypeError, ZoneInfoNotFoundError):
+        return UTC
+
+
+def _subject(input: EscalateInput) -> str:
+    if input.title:
+        return f"'{input.title}' ({input.process})"
+    return f"the {input.clock} clock of {input.instance_id}"
+
+
+def _when(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _alert_message(
+    input: EscalateInput, zone: tzinfo, assignee: str | None, *, previous: str | None = None
+) -> str:
+    """A sentence a manager reads, e.g. "Breach: 'Call Ana' (quote-follow-up) was due ...".
+
+    With `previous`, the rung reassigned the task from `previous` to `assignee`.
+    """
+    due = ""
+    if input.due_at is not None:
+        tense = "is" if input.due_at > input.fired_at else "was"
+        due = f" {tense} due {_when(input.due_at, zone)} and"
+    if previous is not None or input.reassign:
+        was = f" (was {previous})" if previous and previous != assignee else ""
+        return f"Reassigned: {_subject(input)}{due} is now assigned to {assignee}{was}"
+    who = f"assigned to {assignee}" if assignee else "unassigned"
+    return f"{input.level.capitalize()}: {_subject(input)}{due} is still open, {who}"

@@ -1,0 +1,65 @@
+"""duly's settings: environment variables (`DULY_*`) read once into one object."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything duly reads from its environment.
+
+    Each field is set by the upper-case environment variable with the `DULY_` prefix, e.g.
+    `DULY_DATABASE_URL` or `DULY_SMTP_PORT`.
+
+    Attributes:
+        data_dir: Where local state lives: the SQLite database, Temporal's dev-server file.
+        database_url: SQLAlchemy URL of duly's database; defaults to a SQLite file in
+            `data_dir`. PostgreSQL: `postgresql+psycopg://user@host:5432/duly`.
+        definitions: The definitions folder (processes/, calendars/, monitors/, org.yaml).
+        temporal_address: host:port of the Temporal frontend.
+        temporal_namespace: The Temporal namespace duly's workflows run in.
+        task_queue: The task queue duly's worker polls.
+        smtp_host: SMTP server the `email` action and email notifications use.
+        smtp_port: Its port.
+        smtp_from: The From address of duly's emails.
+        web_host: Interface the web app listens on.
+        web_port: Port the web app listens on.
+        temporal_ui_port: Port of the embedded Temporal dev server's web UI.
+        log_format: `console` (readable, for development) or `json` (for production).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DULY_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    definitions: Path = Path("definitions")
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "duly"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_from: str = "duly@localhost"
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    temporal_ui_port: int = 8233
+    log_format: Literal["console", "json"] = "console"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_database_in_data_dir(cls, values: Any) -> Any:
+        # The default database follows data_dir, so it can't be a plain field default
+        if isinstance(values, dict) and not values.get("database_url"):
+            data_dir = Path(values.get("data_dir") or "data")
+            values = {**values, "database_url": f"sqlite:///{data_dir / 'duly.db'}"}
+        return values
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

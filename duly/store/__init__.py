@@ -1,0 +1,1 @@
+"""duly's database: sqlmodel tables, engines and sessions, and the queries activities run."""

@@ -1,0 +1,167 @@
+"""Writes shared by activities and tools: idempotent inserts, definitions, the org.
+
+Functions take keyword arguments only and work inside the caller's session and transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
+from sqlmodel import Session, SQLModel, col, select
+
+from duly.language.compiler import CompiledProcess
+from duly.language.model import OrgSpec
+from duly.store.models import Definition, Team, TeamMember, User
+
+
+class VersionConflict(Exception):
+    """A (process, version) is already stored with different content."""
+
+    def __init__(self, process: str, version: int) -> None:
+        super().__init__(
+            f"process {process} version {version} is already stored with different content; "
+            "raise `version:` to publish a change"
+        )
+        self.process = process
+        self.version = version
+
+
+def insert_if_absent(*, session: Session, row: SQLModel) -> bool:
+    """Insert `row` unless a row with the same primary or unique key exists; True if inserted.
+
+    This is how every activity stays idempotent under retries: the second attempt's insert
+    meets the first attempt's row and does nothing. SQLite and PostgreSQL run
+    `INSERT ... ON CONFLICT DO NOTHING`; other databases insert in a savepoint instead.
+
+    Args:
+        session: The session (and transaction) to insert in.
+        row: A table model instance; an autoincrement id left as None is assigned by the
+            database.
+    """
+    table = cast(Table, type(row).__table__)  # type: ignore[attr-defined]
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        value = getattr(row, column.name)
+        if value is None and column.primary_key:
+            continue  # autoincrement
+        values[column.name] = value
+    dialect = session.get_bind().dialect.name
+    statement: Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:
+        try:
+            with session.begin_nested():
+                session.exec(table.insert().values(values))
+        except IntegrityError:
+            return False
+        return True
+    # RETURNING tells inserted from skipped on both; rowcount is not reliable for INSERT
+    inserted = session.exec(statement.returning(*table.primary_key.columns))
+    return inserted.first() is not None
+
+
+# --- definitions -------------------------------------------------------------------------------
+
+
+def store_definition(
+    *,
+    session: Session,
+    process: str,
+    version: int,
+    hash: str,
+    source: str = "",
+    compiled_json: str = "",
+) -> Definition:
+    """Keep one (process, version) with its content, once.
+
+    Raises:
+        VersionConflict: The same process and version is stored with another hash.
+    """
+    row = Definition(
+        process=process, version=version, hash=hash, source=source, compiled_json=compiled_json
+    )
+    insert_if_absent(session=session, row=row)
+    stored = session.exec(
+        select(Definition).where(Definition.process == process, Definition.version == version)
+    ).one()
+    if stored.hash != hash:
+        raise VersionConflict(process, version)
+    if compiled_json and not stored.compiled_json:
+        # an earlier writer had only the hash; fill in the content it pins
+        stored.source, stored.compiled_json = source, compiled_json
+        session.add(stored)
+    return stored
+
+
+def save_definition(*, session: Session, compiled: CompiledProcess) -> Definition:
+    """Store a compiled process once per (process, version).
+
+    Raises:
+        VersionConflict: The same process and version is stored with different content.
+    """
+    return store_definition(
+        session=session,
+        process=compiled.name,
+        version=compiled.version,
+        hash=compiled.hash,
+        source=compiled.source,
+        compiled_json=compiled.model_dump_json(),
+    )
+
+
+# --- the org -----------------------------------------------------------------------------------
+
+
+def sync_org(*, session: Session, org: OrgSpec) -> None:
+    """Make the users, teams and memberships match org.yaml.
+
+    Users and teams no longer in org.yaml become inactive, never deleted, so their tasks,
+    alerts and facts keep pointing at them; a user who comes back is active again. Team members
+    are replaced with the file's list, in its order (the round-robin order).
+    """
+    for user_id, spec in org.users.items():
+        insert_if_absent(session=session, row=User(id=user_id, name=spec.name))
+        user = session.get_one(User, user_id)
+        user.name, user.email, user.role, user.active = spec.name, spec.email, spec.role, True
+        session.add(user)
+    for user in session.exec(select(User).where(col(User.id).not_in(list(org.users)))):
+        user.active = False
+        session.add(user)
+    session.flush()  # managers must exist before teams name them
+
+    for team_id, team_spec in org.teams.items():
+        name = team_spec.name or team_id
+        insert_if_absent(
+            session=session, row=Team(id=team_id, name=name, manager=team_spec.manager)
+        )
+        team = session.get_one(Team, team_id)
+        team.name, team.manager, team.active = name, team_spec.manager, True
+        session.add(team)
+        session.flush()
+        _sync_members(session, team_id, team_spec.members)
+    for team in session.exec(select(Team).where(col(Team.id).not_in(list(org.teams)))):
+        team.active = False
+        session.add(team)
+        session.exec(delete(TeamMember).where(col(TeamMember.team_id) == team.id))
+    session.flush()
+
+
+def _sync_members(session: Session, team_id: str, members: list[str]) -> None:
+    session.exec(
+        delete(TeamMember).where(
+            col(TeamMember.team_id) == team_id, col(TeamMember.user_id).not_in(members)
+        )
+    )
+    for position, user_id in enumerate(members):
+        row = TeamMember(team_id=team_id, user_id=user_id, position=position)
+        if not insert_if_absent(session=session, row=row):
+            member = session.get_one(TeamMember, (team_id, user_id))
+            member.position = position
+            session.add(member)

@@ -1,0 +1,94 @@
+"""Engines and sessions for SQLite (embedded) and PostgreSQL (production), one code path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, SQLModel
+
+import duly.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for another writer before failing (then Temporal retries)."""
+
+SessionFactory = Callable[[], Session]
+
+# Execution option read by the SQLite `begin` hook: how a transaction starts there.
+_SQLITE_BEGIN = "duly_sqlite_begin"
+WRITE = {_SQLITE_BEGIN: "IMMEDIATE"}
+"""Session execution options for a transaction that will write (see `write_session`)."""
+
+
+def make_engine(url: str, *, connect_args: dict[str, Any] | None = None) -> Engine:
+    """An engine for a SQLite file or a PostgreSQL database.
+
+    SQLite gets WAL (readers never wait for the writer), foreign keys, a busy timeout, and
+    transactions whose `BEGIN` duly issues itself, so a writer can take the write lock up front
+    (`BEGIN IMMEDIATE`, see `write_session`). A `postgresql://` URL uses psycopg 3.
+
+    Args:
+        url: A SQLAlchemy URL, e.g. `sqlite:///data/duly.db` or
+            `postgresql+psycopg://duly@db:5432/duly`.
+        connect_args: Extra arguments for the driver's `connect()` (PostgreSQL `options`, say).
+    """
+    parsed = make_url(url)
+    args = dict(connect_args or {})
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        args.setdefault("check_same_thread", False)  # activities run on a thread pool
+        engine = create_engine(parsed, connect_args=args)
+        _configure_sqlite(engine)
+        return engine
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, connect_args=args, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Stop the sqlite3 module from issuing BEGIN itself; `_on_begin` does it instead
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once if another writer
+        # committed in between; IMMEDIATE takes the write lock first and waits its turn.
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table that does not exist yet (development and tests; production: Alembic)."""
+    SQLModel.metadata.create_all(engine)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on `engine`; objects stay readable after commit."""
+    return sessionmaker(engine, class_=Session, expire_on_commit=False)
+
+
+@contextmanager
+def write_session(sessions: SessionFactory) -> Iterator[Session]:
+    """A session in one transaction that writes: committed on success, rolled back on error.
+
+    On SQLite the transaction starts with `BEGIN IMMEDIATE`, so writers run one at a time and a
+    read-then-write (pick an assignee, then insert the task) sees no concurrent change. On
+    PostgreSQL it is a plain transaction; callers lock rows with `SELECT ... FOR UPDATE`.
+    """
+    with sessions() as session, session.begin():
+        session.connection(execution_options=WRITE)
+        yield session

@@ -1,0 +1,275 @@
+"""duly's tables, as sqlmodel models.
+
+Tables the web app shows come in families: `...Base` (shared columns), the table itself, and
+`...Public` (what the API returns). Rows are created only by activities, whose inputs
+(activities/messages.py) play the part of the `...Create` models; table models never cross the
+Temporal boundary.
+
+Every timestamp is a `UtcDateTime`: stored in UTC, read back timezone-aware. Every row an
+activity writes has a natural key with a unique constraint, so a retried activity finds the row
+it already wrote (see `duly.store.crud.insert_if_absent`).
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from duly.store.types import JsonDocument, UtcDateTime, utc_now
+
+INSTANCE_STATUSES = ("running", "completed", "failed")
+TASK_STATUSES = ("open", "completed", "cancelled")
+ALERT_LEVELS = ("warning", "breach", "escalation", "failure")
+ROLES = ("rep", "manager", "admin")
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name)
+
+
+# --- people ------------------------------------------------------------------------------------
+
+
+class UserBase(SQLModel):
+    """A person from org.yaml."""
+
+    id: str = Field(primary_key=True, max_length=100)
+    name: str
+    email: str | None = None
+    role: str = Field(default="rep", max_length=20)
+    active: bool = Field(default=True, description="false once the user leaves org.yaml")
+
+
+class User(UserBase, table=True):
+    """A person; never deleted, so tasks, alerts and facts keep naming them."""
+
+    __tablename__ = "users"
+    __table_args__ = (_one_of("role", ROLES, "ck_users_role"),)
+
+    token_hash: str | None = Field(default=None, description="hash of the user's API token")
+
+
+class UserPublic(UserBase):
+    """A person as the API shows them (no token hash)."""
+
+
+class Team(SQLModel, table=True):
+    """A team from org.yaml: its manager handles `notify: manager` for its members' tasks."""
+
+    __tablename__ = "teams"
+
+    id: str = Field(primary_key=True, max_length=100)
+    name: str
+    manager: str = Field(foreign_key="users.id", max_length=100)
+    active: bool = Field(default=True, description="false once the team leaves org.yaml")
+
+
+class TeamMember(SQLModel, table=True):
+    """A member of a team; `position` orders round-robin and least-loaded ties."""
+
+    __tablename__ = "team_members"
+
+    team_id: str = Field(
+        primary_key=True, foreign_key="teams.id", ondelete="CASCADE", max_length=100
+    )
+    user_id: str = Field(primary_key=True, foreign_key="users.id", max_length=100)
+    position: int = Field(ge=0)
+
+
+class Rotation(SQLModel, table=True):
+    """A team's round-robin position, durable so fairness survives restarts and workers."""
+
+    __tablename__ = "rotations"
+
+    team_id: str = Field(
+        primary_key=True, foreign_key="teams.id", ondelete="CASCADE", max_length=100
+    )
+    next_index: int = Field(default=0, ge=0)
+
+
+# --- definitions and instances -----------------------------------------------------------------
+
+
+class Definition(SQLModel, table=True):
+    """A compiled process as an instance ran it: (process, version) never changes content."""
+
+    __tablename__ = "definitions"
+    __table_args__ = (UniqueConstraint("process", "version", name="uq_definitions_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    process: str = Field(max_length=100)
+    version: int = Field(ge=1)
+    hash: str = Field(max_length=64, description="sha256 of what the definition runs on")
+    source: str = Field(default="", sa_type=Text, description="the YAML as written")
+    compiled_json: str = Field(default="", sa_type=Text, description="CompiledProcess as JSON")
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+
+
+class InstanceBase(SQLModel):
+    """One run of a process for one business key."""
+
+    id: str = Field(primary_key=True, description='the workflow id, "<process>/<business key>"')
+    process: str = Field(index=True, max_length=100)
+    version: int = Field(ge=1)
+    hash: str = Field(max_length=64)
+    business_key: str
+    status: str = Field(default="running", max_length=20)
+    result: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)
+    started_at: datetime = Field(sa_type=UtcDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Instance(InstanceBase, table=True):
+    """An instance row, written when it starts and again when it ends."""
+
+    __tablename__ = "instances"
+    __table_args__ = (_one_of("status", INSTANCE_STATUSES, "ck_instances_status"),)
+
+
+class InstancePublic(InstanceBase):
+    """An instance as the API shows it."""
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+class TaskBase(SQLModel):
+    """A human task: one visit of a `task` step."""
+
+    id: str = Field(primary_key=True, description='"<instance>/<step>/<visit>"')
+    instance_id: str = Field(foreign_key="instances.id", ondelete="CASCADE")
+    process: str = Field(max_length=100)
+    step: str = Field(max_length=100)
+    visit: int = Field(ge=1)
+    title: str
+    assignee: str | None = Field(default=None, max_length=100)
+    team: str | None = Field(default=None, max_length=100)
+    status: str = Field(default="open", max_length=20)
+    outcome: str | None = None
+    note: str | None = Field(default=None, sa_type=Text)
+    closed_by: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict, sa_type=JsonDocument)
+    outcomes: list[str] = Field(default_factory=list, sa_type=JsonDocument)
+    opened_at: datetime = Field(sa_type=UtcDateTime)
+    due_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Task(TaskBase, table=True):
+    """A task row: a rep's inbox is `WHERE assignee = ? AND status = 'open'`."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "step", "visit", name="uq_tasks_visit"),
+        Index("ix_tasks_assignee_status", "assignee", "status"),
+        _one_of("status", TASK_STATUSES, "ck_tasks_status"),
+    )
+
+
+class TaskPublic(TaskBase):
+    """A task as the API shows it."""
+
+
+# --- facts and audit ---------------------------------------------------------------------------
+
+
+class StepFact(SQLModel, table=True):
+    """The step-outcome fact table: one row per step visit, what reports measure."""
+
+    __tablename__ = "step_facts"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "step", "visit", name="uq_step_facts_visit"),
+        Index("ix_step_facts_process_step_opened", "process", "step", "opened_at"),
+        Index("ix_step_facts_assignee_opened", "assignee", "opened_at"),
+        Index("ix_step_facts_team_opened", "team", "opened_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str = Field(foreign_key="instances.id", ondelete="CASCADE")
+    process: str = Field(max_length=100)
+    version: int = Field(ge=1)
+    step: str = Field(max_length=100)
+    kind: str = Field(max_length=20)
+    visit: int = Field(ge=1)
+    assignee: str | None = Field(default=None, max_length=100)
+    team: str | None = Field(default=None, max_length=100)
+    opened_at: datetime = Field(sa_type=UtcDateTime)
+    due_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    closed_at: datetime = Field(sa_type=UtcDateTime)
+    outcome: str | None = None
+    sla_met: bool | None = None
+    breached_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    highest_rung: int | None = None
+    business_seconds: float | None = None
+
+
+class SlaEventRow(SQLModel, table=True):
+    """One moment of an SLA clock (start, pause, breach...), the instance's audit trail."""
+
+    __tablename__ = "sla_events"
+    __table_args__ = (UniqueConstraint("instance_id", "seq", name="uq_sla_events_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str = Field(foreign_key="instances.id", ondelete="CASCADE")
+    seq: int = Field(ge=0, description="position in the instance's SLA event stream")
+    clock: str
+    kind: str = Field(max_length=20)
+    at: datetime = Field(sa_type=UtcDateTime)
+    step: str | None = None
+    visit: int | None = None
+    due_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    detail: str = Field(default="", sa_type=Text)
+
+
+class AlertBase(SQLModel):
+    """Something a person must hear about: a warning, breach, escalation or failure.
+
+    One row per recipient: `key` is the key of the rung (or failure) that raised it followed by
+    `:<recipient>`, so a rung that notifies a manager writes exactly one row for that manager,
+    however often the activity is retried. `event_key` is the rung's key alone.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, description='"<rung or failure key>:<recipient>"')
+    event_key: str = Field(index=True, description="the rung's (or failure's) key")
+    instance_id: str | None = Field(
+        default=None, foreign_key="instances.id", ondelete="SET NULL", index=True
+    )
+    process: str | None = Field(default=None, max_length=100)
+    step: str | None = None
+    clock: str | None = None
+    level: str = Field(max_length=20)
+    recipient: str = Field(max_length=100)
+    message: str = Field(sa_type=Text)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    acknowledged_by: str | None = None
+
+
+class Alert(AlertBase, table=True):
+    """An alert row: a manager's list is `WHERE recipient = ? AND acknowledged_at IS NULL`."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_recipient_created", "recipient", "created_at"),
+        _one_of("level", ALERT_LEVELS, "ck_alerts_level"),
+    )
+
+
+class AlertPublic(AlertBase):
+    """An alert as the API shows it."""
+
+
+class InboundEvent(SQLModel, table=True):
+    """An event received from outside (a CRM webhook), kept once by its id."""
+
+    __tablename__ = "inbound_events"
+
+    id: str = Field(primary_key=True, description="the sender's event id: duplicates are dropped")
+    type: str = Field(index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+    instance_id: str | None = Field(default=None, index=True)

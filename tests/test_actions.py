@@ -1,0 +1,212 @@
+"""The registered actions against real receivers: an SMTP server and an HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from temporalio.exceptions import ApplicationError
+
+from activities.actions import ACTION_HANDLERS, expand_dotted, run
+from activities.messages import RunActionInput
+from duly.language.actions import ACTIONS
+from duly.settings import Settings
+
+KEY = "quote-follow-up/Q-1/send-summary/1"
+
+
+def action(name: str, **params: Any) -> RunActionInput:
+    return RunActionInput(
+        action=name,
+        instance_id="quote-follow-up/Q-1",
+        step="send-summary",
+        visit=1,
+        params=params,
+        data={"quote": {"id": "Q-1", "amount": 1200}},
+        idempotency_key=KEY,
+    )
+
+
+def test_every_action_the_language_knows_has_a_handler_and_no_more() -> None:
+    assert set(ACTION_HANDLERS) == set(ACTIONS)
+
+
+def test_an_unknown_action_is_not_retried() -> None:
+    with pytest.raises(ApplicationError, match="no action named 'fax'") as caught:
+        run(action("fax"), Settings())
+    assert caught.value.non_retryable
+
+
+# --- set ------------------------------------------------------------------------------------
+
+
+def test_set_expands_dotted_keys_into_nested_maps() -> None:
+    result = run(
+        action("set", **{"lead.status": "nurture", "lead.owner.id": "ana", "n": 1}), Settings()
+    )
+    assert result.data == {"lead": {"status": "nurture", "owner": {"id": "ana"}}, "n": 1}
+
+
+def test_set_refuses_keys_that_disagree() -> None:
+    with pytest.raises(ValueError, match="'lead.status' needs 'lead' to be a map"):
+        expand_dotted({"lead": "x", "lead.status": "y"})
+    with pytest.raises(ApplicationError) as caught:
+        run(action("set", **{"lead.status": "y", "lead": "x"}), Settings())
+    assert caught.value.non_retryable
+
+
+# --- webhook --------------------------------------------------------------------------------
+
+
+class Received:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.status = 200
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, Received]]:
+    """A real HTTP server on 127.0.0.1 that records what is POSTed to it."""
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.requests.append((self.path, dict(self.headers), body))
+            self.send_response(received.status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_webhook_posts_the_payload_signed_with_an_idempotency_key(receiver, monkeypatch) -> None:
+    url, received = receiver
+    monkeypatch.setenv("DULY_WEBHOOK_SECRET_TEST", "s3cret")
+    result = run(
+        action(
+            "webhook",
+            url=f"{url}/hooks/crm",
+            payload={"quote": "Q-1", "status": "won"},
+            secret_env="DULY_WEBHOOK_SECRET_TEST",
+        ),
+        Settings(),
+    )
+    [(path, headers, body)] = received.requests
+    assert path == "/hooks/crm"
+    assert json.loads(body) == {"quote": "Q-1", "status": "won"}
+    assert headers["Idempotency-Key"] == KEY
+    assert headers["Content-Type"] == "application/json"
+    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["X-Duly-Signature"] == f"sha256={expected}"
+    assert "200" in result.detail
+
+
+def test_webhook_without_payload_sends_the_instance_data_unsigned(receiver) -> None:
+    url, received = receiver
+    run(action("webhook", url=url), Settings())
+    [(_, headers, body)] = received.requests
+    assert json.loads(body) == {"quote": {"id": "Q-1", "amount": 1200}}
+    assert "X-Duly-Signature" not in headers
+
+
+def test_webhook_error_response_raises_so_temporal_retries(receiver) -> None:
+    url, received = receiver
+    received.status = 503
+    with pytest.raises(ApplicationError, match="answered 503") as caught:
+        run(action("webhook", url=url), Settings())
+    assert not caught.value.non_retryable
+
+
+def test_webhook_with_a_missing_secret_says_which_variable_to_set(receiver, monkeypatch) -> None:
+    url, received = receiver
+    monkeypatch.delenv("DULY_NOT_SET", raising=False)
+    with pytest.raises(ApplicationError, match="DULY_NOT_SET .* is not set") as caught:
+        run(action("webhook", url=url, secret_env="DULY_NOT_SET"), Settings())
+    assert caught.value.non_retryable
+    assert received.requests == []
+
+
+# --- email ----------------------------------------------------------------------------------
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Settings, Inbox]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, and settings pointing at it."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield (
+        Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_from="duly@acme.test"),
+        inbox,
+    )
+    controller.stop()
+
+
+def test_email_is_delivered_with_an_idempotency_key(smtp) -> None:
+    settings, inbox = smtp
+    run(
+        action(
+            "email",
+            to="ana@example.com",
+            cc=["maria@example.com"],
+            subject="Your quote Q-1",
+            body="Hello Ana,\nthanks for your time.",
+        ),
+        settings,
+    )
+    [envelope] = inbox.envelopes
+    assert envelope.mail_from == "duly@acme.test"
+    assert sorted(envelope.rcpt_tos) == ["ana@example.com", "maria@example.com"]
+    message = message_from_bytes(envelope.content)
+    assert message["Subject"] == "Your quote Q-1"
+    assert message["X-Duly-Idempotency-Key"] == KEY
+    assert message["Message-ID"].endswith("@acme.test>")
+    assert "thanks for your time." in message.get_payload()
+
+
+def test_email_retry_carries_the_same_message_id(smtp) -> None:
+    settings, inbox = smtp
+    for _ in range(2):
+        run(action("email", to="ana@example.com", subject="s", body="b"), settings)
+    ids = {message_from_bytes(e.content)["Message-ID"] for e in inbox.envelopes}
+    assert len(ids) == 1
+
+
+def test_email_without_recipient_is_not_retried() -> None:
+    with pytest.raises(ApplicationError, match="'to' is empty") as caught:
+        run(action("email", to="", body="b"), Settings())
+    assert caught.value.non_retryable
