@@ -60,11 +60,12 @@ def mermaid(spec: ProcessSpec, *, highlight: str | None = None) -> str:
         lines.append('  any(("any step"))')
         for event, target in spec.on.items():
             lines.append(f'  any -. "{_escape(event)}" .-> {node_id(target)}')
-    lines.append("  classDef end fill:#e8f5e9,stroke:#2e7d32")
+    # "end" is a Mermaid keyword: the class of end steps is called "finish"
+    lines.append("  classDef finish fill:#e8f5e9,stroke:#2e7d32")
     lines.append("  classDef current fill:#fff3cd,stroke:#b8860b,stroke-width:3px")
     ends = [node_id(s) for s, step in spec.steps.items() if isinstance(step, EndStep)]
     if ends:
-        lines.append(f"  class {','.join(ends)} end")
+        lines.append(f"  class {','.join(ends)} finish")
     if highlight in spec.steps:
         lines.append(f"  class {node_id(highlight)} current")
     return "\n".join(lines) + "\n"
@@ -83,7 +84,8 @@ def _label(step_id: str, step: Step) -> str:
             detail = "decision"
         case EndStep():
             detail = f"end · {step.result or step_id}"
-    return f"{title}<br/><small>{detail}</small>"
+    heading = title if title == step_id else f"{title}<br/><small>{step_id}</small>"
+    return f"{heading}<br/><small>{detail}</small>"
 
 
 def _edge(source: str, target: str, label: str, *, first: bool = False) -> str:

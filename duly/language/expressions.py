@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
@@ -33,10 +34,18 @@ def expression_problem(text: str) -> str | None:
     """Why an expression does not parse, or None when it does."""
     if not text.strip():
         return "expression is empty"
+    # parse only, as compile_expression does before it generates code: checking a thousand
+    # expressions must not compile a thousand Python functions
+    parser = Parser(_env, text, state="variable")
     try:
-        _env.compile_expression(text)
+        parser.parse_expression()
+        if not parser.stream.eos:
+            token = parser.stream.current
+            return f"expression does not parse: unexpected '{token.value}' after the expression"
     except TemplateSyntaxError as exc:
-        return f"expression does not parse: {exc.message}"
+        message = str(exc.message).replace("'end of template'", "end of template")
+        message = message.replace("end of template", "end of the expression")
+        return f"expression does not parse: {message}"
     return None
 
 

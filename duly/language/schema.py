@@ -22,6 +22,6 @@ def json_schema(kind: FileKind = "process") -> dict[str, Any]:
     schema = MODELS[kind].model_json_schema(by_alias=True)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": f"duly {kind} definition",
         **schema,
+        "title": f"duly {kind} definition",
     }
