@@ -13,6 +13,7 @@ from duly.language.business_time import BusinessCalendar
 from duly.language.errors import Problem
 from duly.language.model import CalendarSpec
 from duly.language.source import Source
+from duly.language.validation import did_you_mean
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
@@ -36,6 +37,7 @@ def parse_ranges(value: str | list[str]) -> list[tuple[int, int]]:
     """`"09:00-12:00, 13:00-17:00"` (or a list, or `closed`) -> sorted minute ranges."""
     parts = value if isinstance(value, list) else value.split(",")
     ranges: list[tuple[int, int]] = []
+    written: dict[tuple[int, int], str] = {}
     for part in (p.strip() for p in parts):
         if part.lower() == "closed":
             continue
@@ -49,10 +51,14 @@ def parse_ranges(value: str | list[str]) -> list[tuple[int, int]]:
         if end <= start:
             raise ValueError(f"'{part}' ends before it starts")
         ranges.append((start, end))
+        written[(start, end)] = part
     ranges.sort()
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
-        if start < end:
-            raise ValueError(f"opening hours '{value}' overlap")
+    for earlier, later in zip(ranges, ranges[1:], strict=False):
+        if later[0] < earlier[1]:
+            raise ValueError(
+                f"opening hours '{written[earlier]}' and '{written[later]}' overlap; "
+                "ranges in a day must not overlap"
+            )
     return ranges
 
 
@@ -62,6 +68,28 @@ def parse_date(text: str) -> date:
         return date.fromisoformat(str(text))
     except ValueError:
         raise ValueError(f"'{text}' is not a date; write YYYY-MM-DD, e.g. 2026-12-24") from None
+
+
+def _holiday_place_problem(country: str, subdivision: str | None, source: Source) -> Problem | None:
+    """Which of country and subdivision the `holidays` package does not know, if either."""
+    countries = holidays.list_supported_countries()
+    if country not in countries:
+        hint = did_you_mean(country.upper(), list(countries))
+        return source.problem(
+            ("holidays", "country"),
+            f"no public holidays known for country '{country}'; write an ISO 3166 code such "
+            f"as US or DE{hint}",
+        )
+    known = sorted(countries[country])
+    if subdivision is None or subdivision in known:
+        return None
+    hint = (
+        did_you_mean(str(subdivision).upper(), known) or f" (known: {', '.join(known) or 'none'})"
+    )
+    return source.problem(
+        ("holidays", "subdivision"),
+        f"country {country} has no subdivision '{subdivision}'{hint}",
+    )
 
 
 def holiday_years(today: date) -> range:
@@ -85,11 +113,19 @@ def compile_calendar(
         )
     weekly: list[list[tuple[int, int]]] = [[] for _ in WEEKDAYS]
     seen: dict[int, str] = {}
+    hours_unreadable = False
     for key, value in spec.hours.items():
         try:
-            days, ranges = parse_days(key), parse_ranges(value)
+            days = parse_days(key)
+        except ValueError as exc:
+            problems.append(source.problem(("hours", key), str(exc), key=True))
+            hours_unreadable = True
+            continue
+        try:
+            ranges = parse_ranges(value)
         except ValueError as exc:
             problems.append(source.problem(("hours", key), str(exc)))
+            hours_unreadable = True
             continue
         for day in days:
             if day in seen:
@@ -102,21 +138,22 @@ def compile_calendar(
                 )
             seen[day] = key
             weekly[day] = ranges
-    if not any(weekly):
+    if not any(weekly) and not hours_unreadable:
         problems.append(source.problem(("hours",), "the calendar is never open; give some hours"))
 
     closed: set[date] = set()
     holiday_spec = spec.holidays
     if holiday_spec.country:
-        try:
+        # ask the package only about places it lists: other names reach its internals
+        # (`country: HolidayBase` would "work", `country: __init__` would crash)
+        place = _holiday_place_problem(holiday_spec.country, holiday_spec.subdivision, source)
+        if place is not None:
+            problems.append(place)
+        else:
             found = holidays.country_holidays(
                 holiday_spec.country, subdiv=holiday_spec.subdivision, years=list(years)
             )
             closed.update(found.keys())
-        except NotImplementedError as exc:
-            problems.append(
-                source.problem(("holidays",), f"no public holidays known for this place: {exc}")
-            )
     elif holiday_spec.subdivision:
         problems.append(
             source.problem(("holidays", "subdivision"), "a subdivision needs a country")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +15,7 @@ from duly.language.actions import ACTIONS
 from duly.language.business_time import BusinessCalendar
 from duly.language.errors import Problem, YamlPath
 from duly.language.expressions import expression_problem, template_problem
-from duly.language.graph import can_finish, reachable, transitions
+from duly.language.graph import transitions
 from duly.language.model import (
     ActionStep,
     Clock,
@@ -28,7 +30,7 @@ from duly.language.model import (
     TaskStep,
 )
 from duly.language.source import Source
-from duly.language.validation import did_you_mean, validate_model
+from duly.language.validation import describe, did_you_mean, validate_model
 
 
 class EmailTemplate(BaseModel):
@@ -97,9 +99,25 @@ def compile_process(
     )
 
 
-def check_process(spec: ProcessSpec, source: Source, context: Context) -> list[Problem]:
-    """Every problem with what a valid-shaped process refers to; empty when it can run."""
-    checker = _Checker(spec, source, context)
+def check_process(
+    spec: ProcessSpec,
+    source: Source,
+    context: Context,
+    *,
+    loose_edges: dict[str, set[str]] | None = None,
+    entries_known: bool = True,
+) -> list[Problem]:
+    """Every problem with what a valid-shaped process refers to; empty when it can run.
+
+    Args:
+        spec: The process.
+        source: Where it was read from, to locate problems.
+        context: The calendars, people and templates it may name.
+        loose_edges: For steps set aside as malformed: the step ids each may lead to, so a
+            step behind a broken one is not called unreachable.
+        entries_known: False when `start` or `on:` was set aside: reachability is then unknown.
+    """
+    checker = _Checker(spec, source, context, loose_edges or {}, entries_known)
     checker.run()
     return checker.problems
 
@@ -110,10 +128,19 @@ REASSIGN_FORMS = "manager, user:<id>, round-robin:<team> or least-loaded:<team>"
 
 
 class _Checker:
-    def __init__(self, spec: ProcessSpec, source: Source, context: Context) -> None:
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        source: Source,
+        context: Context,
+        loose_edges: dict[str, set[str]],
+        entries_known: bool,
+    ) -> None:
         self.spec = spec
         self.source = source
         self.context = context
+        self.loose_edges = loose_edges
+        self.entries_known = entries_known
         self.problems: list[Problem] = []
 
     def problem(self, path: YamlPath, message: str, *, key: bool = False) -> None:
@@ -140,7 +167,7 @@ class _Checker:
         return False
 
     def check_references(self) -> None:
-        self.step_ref(("start",), self.spec.start, "start names step")
+        self.step_ref(("start",), self.spec.start, "start step")
         for event, target in self.spec.on.items():
             self.step_ref(("on", event), target)
         for step_id, step in self.spec.steps.items():
@@ -156,16 +183,31 @@ class _Checker:
             return
         if self.spec.start not in steps:
             return
-        live = reachable(self.spec)
-        finishing = can_finish(self.spec)
+        forward: dict[str, set[str]] = {sid: set() for sid in steps}
+        backward: dict[str, set[str]] = {sid: set() for sid in steps}
+        # A step that names an undefined step may lead anywhere once that step is written:
+        # report the undefined name alone, not the unreachable or stuck steps it implies.
+        open_ended: set[str] = set()
+        for sid, step in steps.items():
+            targets = {edge.target for edge in transitions(step)}
+            if targets - set(steps):
+                open_ended.add(sid)
+            for target in (targets | self.loose_edges.get(sid, set())) & set(steps):
+                forward[sid].add(target)
+                backward[target].add(sid)
+        live = _closure([self.spec.start, *self.spec.on.values()], forward)
+        ends = [sid for sid, step in steps.items() if isinstance(step, EndStep)]
+        finishing = _closure([*ends, *open_ended], backward)
+        reach_known = self.entries_known and not open_ended
         for step_id in steps:
             if step_id not in live:
-                self.problem(
-                    ("steps", step_id),
-                    f"step '{step_id}' is unreachable: no path leads to it from start "
-                    f"'{self.spec.start}' or from an 'on:' event",
-                    key=True,
-                )
+                if reach_known:
+                    self.problem(
+                        ("steps", step_id),
+                        f"step '{step_id}' is unreachable: no path leads to it from start "
+                        f"'{self.spec.start}' or from an 'on:' event",
+                        key=True,
+                    )
             elif step_id not in finishing:
                 self.problem(
                     ("steps", step_id),
@@ -215,7 +257,9 @@ class _Checker:
             else:
                 self.team_ref(path, name)
             return
-        hint = did_you_mean(text, [a for a in allowed if ":" not in a])
+        # 'rount-robin:sales' -> did you mean 'round-robin:sales'? (the kind is misspelt)
+        candidates = [a + name if a.endswith(":") else a for a in allowed]
+        hint = did_you_mean(text, [c for c in candidates if (":" in c) == bool(name)])
         self.problem(path, f"'{text}' is not understood here; expected {forms}{hint}")
 
     # --- steps ------------------------------------------------------------------------------
@@ -286,18 +330,24 @@ class _Checker:
                         key=True,
                     )
             for key in sorted(signature.required - set(step.with_)):
-                self.problem((*at, "with"), f"action '{step.do}' needs '{key}' in 'with'")
+                self.problem((*at, "with"), f"action '{step.do}' needs '{key}' in 'with'", key=True)
         self.check_values((*at, "with"), step.with_)
         template = step.with_.get("template")
         if step.do == "email" and template is not None:
-            if template not in self.context.templates:
+            if not isinstance(template, str):
+                self.problem(
+                    (*at, "with", "template"),
+                    "expected the name of a template in definitions/templates/, "
+                    f"found {describe(template)}",
+                )
+            elif template not in self.context.templates:
                 hint = did_you_mean(str(template), list(self.context.templates))
                 self.problem(
                     (*at, "with", "template"),
                     f"no email template '{template}' in definitions/templates/{hint}",
                 )
         if step.do == "email" and template is None and "body" not in step.with_:
-            self.problem((*at, "with"), "action 'email' needs a 'template' or a 'body'")
+            self.problem((*at, "with"), "action 'email' needs a 'template' or a 'body'", key=True)
 
     def check_values(self, at: YamlPath, value: Any) -> None:
         if isinstance(value, str):
@@ -346,17 +396,23 @@ def validate_process(source: Source, context: Context) -> tuple[ProcessSpec | No
     spec, problems = validate_model(ProcessSpec, source, "a process")
     if spec is not None:
         return spec, check_process(spec, source, context)
-    repaired, set_aside = _set_aside(source.data, problems)
-    if repaired is None:
+    aside = _set_aside(source.data, problems)
+    if aside is None:
         return None, problems
     try:
-        stand_in = ProcessSpec.model_validate(repaired)
+        stand_in = ProcessSpec.model_validate(aside.repaired)
     except ValidationError:
         return None, problems
     more = [
         p
-        for p in check_process(stand_in, source, context)
-        if not any(p.path[: len(part)] == part for part in set_aside)
+        for p in check_process(
+            stand_in,
+            source,
+            context,
+            loose_edges=aside.loose_edges,
+            entries_known=not {("start",), ("on",)} & set(aside.paths),
+        )
+        if not any(p.path[: len(part)] == part for part in aside.paths)
     ]
     return None, problems + more
 
@@ -364,33 +420,69 @@ def validate_process(source: Source, context: Context) -> tuple[ProcessSpec | No
 _STAND_INS: dict[str, Any] = {"process": "x", "title": "x", "version": 1}
 
 
-def _set_aside(data: Any, problems: list[Problem]) -> tuple[dict[str, Any] | None, list[YamlPath]]:
+@dataclass
+class _SetAside:
+    repaired: dict[str, Any]
+    paths: list[YamlPath] = field(default_factory=list)
+    # step id -> the step ids a malformed step mentions: where it may lead once fixed
+    loose_edges: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _set_aside(data: Any, problems: list[Problem]) -> _SetAside | None:
     if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
-        return None, []
-    repaired = dict(data)
-    repaired["steps"] = dict(data["steps"])
-    set_aside: list[YamlPath] = []
+        return None
+    aside = _SetAside(repaired={**data, "steps": dict(data["steps"])})
+    repaired, steps = aside.repaired, aside.repaired["steps"]
     for problem in problems:
-        path = problem.path
+        path = problem.path or _missing_top_level_key(problem.message)
         if not path:
-            return None, []
+            return None
         top = path[0]
-        if top == "steps" and len(path) >= 2 and path[1] in repaired["steps"]:
-            repaired["steps"][path[1]] = {"kind": "end"}
-            set_aside.append(path[:2])
+        if top == "steps" and len(path) >= 2 and path[1] in steps:
+            aside.loose_edges[str(path[1])] = _mentions(data["steps"][path[1]], set(steps))
+            steps[path[1]] = {"kind": "end"}
+            aside.paths.append(path[:2])
         elif top in _STAND_INS:
             repaired[str(top)] = _STAND_INS[str(top)]
-        elif top == "start" and repaired["steps"]:
-            repaired["start"] = next(iter(repaired["steps"]))
-            set_aside.append(("start",))
+        elif top == "start" and steps:
+            repaired["start"] = next(iter(steps))
+            aside.paths.append(("start",))
         elif top == "calendar" and context_free_calendar(repaired):
-            set_aside.append(("calendar",))
+            aside.paths.append(("calendar",))
         elif top in ProcessSpec.model_fields and top not in ("steps", "calendar", "start"):
             repaired.pop(str(top), None)
-            set_aside.append((top,))
+            aside.paths.append((top,))
+        elif len(path) == 1 and top not in ProcessSpec.model_fields:
+            repaired.pop(str(top), None)  # an unknown top-level key: reported, nothing to check
         else:
-            return None, []
-    return repaired, set_aside
+            return None
+    return aside
+
+
+def _missing_top_level_key(message: str) -> YamlPath:
+    match = re.fullmatch(r"missing required key '([^']+)'", message)
+    return (match.group(1),) if match else ()
+
+
+def _mentions(value: Any, step_ids: set[str]) -> set[str]:
+    """Every step id a malformed step names anywhere inside it."""
+    if isinstance(value, str):
+        return {value} & step_ids
+    if isinstance(value, dict):
+        return set().union(*(_mentions(item, step_ids) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_mentions(item, step_ids) for item in value))
+    return set()
+
+
+def _closure(roots: list[str], edges: dict[str, set[str]]) -> set[str]:
+    seen = {root for root in roots if root in edges}
+    queue = deque(seen)
+    while queue:
+        for nxt in edges[queue.popleft()] - seen:
+            seen.add(nxt)
+            queue.append(nxt)
+    return seen
 
 
 def context_free_calendar(data: dict[str, Any]) -> bool:

@@ -139,9 +139,10 @@ def _check_sign(amount: Decimal, text: str) -> None:
 
 def _whole_seconds(amount: Decimal, text: str) -> int:
     _check_sign(amount, text)
+    # compare before rounding: quantize fails on numbers past Decimal's 28 digits
+    if amount > _MAX_SECONDS:
+        raise ValueError(f"{text!r} is too long; durations are at most ten years")
     seconds = int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if seconds < 1:
         raise ValueError(f"duration {text!r} must be at least one second")
-    if seconds > _MAX_SECONDS:
-        raise ValueError(f"{text!r} is too long; durations are at most ten years")
     return seconds

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from duly.language.errors import Problem, YamlPath
+from duly.language.model import STEP_KINDS
 from duly.language.source import Source
 
 _TYPE_NAMES = {
@@ -59,8 +60,8 @@ def validate_model(model: type[M], source: Source, what: str) -> tuple[M | None,
 
 
 def _problem(model: type[BaseModel], source: Source, error: ErrorDetails) -> Problem:
-    path = data_path(source.data, error["loc"])
     kind = error["type"]
+    path = data_path(source.data, error["loc"], key_error=kind in ("missing", "extra_forbidden"))
     found = error.get("input")
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -71,16 +72,24 @@ def _problem(model: type[BaseModel], source: Source, error: ErrorDetails) -> Pro
     if kind == "missing":
         return source.problem(path[:-1], f"missing required key '{error['loc'][-1]}'", key=True)
     if kind == "union_tag_not_found":
-        return source.problem(path, f"missing 'kind'; expected one of {ctx['expected_tags']}")
+        # the only tagged union read from YAML is a step, tagged by its kind
+        kinds = ", ".join(STEP_KINDS)
+        return source.problem(path, f"missing 'kind'; expected one of {kinds}", key=True)
     if kind == "union_tag_invalid":
         tag = str(ctx.get("tag"))
         expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
         message = f"unknown kind '{tag}'; expected one of {', '.join(expected)}"
         return source.problem((*path, "kind"), message + _did_you_mean(tag, expected))
     if kind in _TYPE_NAMES:
-        return source.problem(path, f"expected {_TYPE_NAMES[kind]}, found {_describe(found)}")
+        message = f"expected {_TYPE_NAMES[kind]}, found {_describe(found)}"
+        if _TYPE_NAMES[kind] == _TYPE_NAMES["dict_type"] and isinstance(found, list):
+            message += "; write 'key: value' lines, without '- '"
+        return source.problem(path, message)
     if kind == "string_pattern_mismatch":
-        return source.problem(path, _pattern_message(str(ctx.get("pattern", "")), found))
+        # a mapping key (a step id, say) that is not a valid name: point at the key itself
+        on_key = error["loc"][-1:] == ("[key]",)
+        message = _pattern_message(str(ctx.get("pattern", "")), found)
+        return source.problem(path, message, key=on_key)
     if kind == "literal_error":
         wanted = str(ctx.get("expected", "")).replace("'", "")
         message = f"expected one of {wanted}, found {_describe(found)}"
@@ -96,8 +105,15 @@ def _problem(model: type[BaseModel], source: Source, error: ErrorDetails) -> Pro
     return source.problem(path, f"{error['msg']}, found {_describe(found)}")
 
 
-def data_path(data: Any, loc: tuple[int | str, ...]) -> YamlPath:
-    """Map pydantic's error location onto the YAML path (dropping union tags and `[key]`)."""
+def data_path(data: Any, loc: tuple[int | str, ...], *, key_error: bool = False) -> YamlPath:
+    """Map pydantic's error location onto the YAML path (dropping union tags and `[key]`).
+
+    Args:
+        data: The parsed document.
+        loc: pydantic's location of an error.
+        key_error: The error is about a missing or unknown key: its last part is kept even when
+            the document does not have it, to say where the key would go.
+    """
     path: list[str | int] = []
     node = data
     for part in loc:
@@ -107,14 +123,10 @@ def data_path(data: Any, loc: tuple[int | str, ...]) -> YamlPath:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and part not in ("[key]",) and _is_last_key(loc, part):
+        elif key_error and isinstance(node, dict) and part != "[key]" and loc[-1] == part:
             path.append(part)  # a missing or unknown key: point at where it would go
             node = None
     return tuple(path)
-
-
-def _is_last_key(loc: tuple[int | str, ...], part: int | str) -> bool:
-    return loc[-1] == part
 
 
 def keys_of(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
@@ -192,6 +204,11 @@ def _pattern_message(pattern: str, found: Any) -> str:
         f"{_describe(found)} is not a valid id; "
         "use lowercase words joined by '-', like call-customer"
     )
+
+
+def describe(value: Any) -> str:
+    """A value as an admin would name it in a message: 'text', 5, a list, a mapping."""
+    return _describe(value)
 
 
 def _describe(value: Any) -> str:
