@@ -1,1 +1,197 @@
-"""Start duly's Temporal worker."""
+"""Start duly's Temporal worker.
+
+The worker runs `ProcessWorkflow` and every activity on the task queue `DULY_TASK_QUEUE`. The
+activities are synchronous (blocking database work), so they run on a thread pool, one session
+per call.
+
+Run it with `python worker.py` (or `duly worker`) against a running Temporal; `duly up` runs the
+same worker beside an embedded Temporal dev server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.process import ProcessActivities, all_activities
+from duly.language.errors import DefinitionError
+from duly.language.loader import Definitions, load_definitions
+from duly.settings import Settings, get_settings
+from duly.store import crud
+from duly.store.db import create_all, make_engine, session_factory, write_session
+from duly.temporal_client import TemporalUnavailable, connect, settle
+from workflows.process import ProcessWorkflow
+from workflows.sandbox import workflow_runner
+
+log = structlog.get_logger(__name__)
+
+ACTIVITY_THREADS = 20
+# Let in-flight activities (short database writes) finish before the worker stops
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    activity_executor: Executor | None = None,
+) -> Worker:
+    """A worker for `ProcessWorkflow` and all of duly's activities.
+
+    Args:
+        client: A connected Temporal client (with the pydantic data converter).
+        settings: duly's settings: the database URL and the default task queue.
+        task_queue: The task queue to poll; defaults to `settings.task_queue`.
+        activity_executor: Runs the synchronous activities; defaults to a new thread pool of
+            `ACTIVITY_THREADS` threads. The caller owns (and shuts down) one it passes in.
+
+    Returns:
+        The worker, not yet running: `await worker.run()` or `async with worker:`.
+    """
+    engine = make_engine(settings.database_url)
+    activities = ProcessActivities(session_factory(engine), settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[ProcessWorkflow],
+        workflow_runner=workflow_runner(),
+        activities=all_activities(activities),
+        activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
+        max_concurrent_activities=ACTIVITY_THREADS,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+def prepare_database(settings: Settings, definitions: Definitions) -> Engine:
+    """Create duly's tables if missing and bring the org (users, teams) in from org.yaml.
+
+    Args:
+        settings: duly's settings (the database URL).
+        definitions: The loaded definitions, whose org is synced.
+
+    Returns:
+        The database engine.
+    """
+    engine = make_engine(settings.database_url)
+    create_all(engine)
+    with write_session(session_factory(engine)) as session:
+        crud.sync_org(session=session, org=definitions.org)
+    log.info("org synced", users=len(definitions.org.users), teams=len(definitions.org.teams))
+    return engine
+
+
+def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """Set `stop` on SIGINT or SIGTERM; returns a function that restores the default handlers."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+
+    def restore() -> None:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    return restore
+
+
+async def run_worker(
+    client: Client, settings: Settings, stop: asyncio.Event, *, task_queue: str | None = None
+) -> None:
+    """Run a worker until `stop` is set (or the worker fails), then shut it down cleanly.
+
+    The activity thread pool lives as long as the worker: in-flight activities get
+    `GRACEFUL_SHUTDOWN` to finish, and the pool is shut down after the worker.
+
+    Args:
+        client: A connected Temporal client.
+        settings: duly's settings.
+        stop: Set it to stop the worker.
+        task_queue: The task queue to poll; defaults to `settings.task_queue`.
+
+    Raises:
+        Exception: Whatever made the worker fail, other than being asked to stop.
+    """
+    with ThreadPoolExecutor(
+        max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-activity"
+    ) as executor:
+        worker = build_worker(client, settings, task_queue=task_queue, activity_executor=executor)
+        running = asyncio.create_task(worker.run(), name="duly-worker")
+        stopping = asyncio.create_task(stop.wait(), name="duly-worker-stop")
+        log.info("worker running", task_queue=task_queue or settings.task_queue)
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            await worker.shutdown()
+        stopping.cancel()
+        await running  # re-raises a worker failure
+        log.info("worker stopped")
+
+
+async def main(
+    address: str | None = None,
+    definitions_dir: str | Path | None = None,
+    settings: Settings | None = None,
+) -> None:
+    """Connect to Temporal, sync the org into the database and run the worker until a signal.
+
+    Args:
+        address: `host:port` of Temporal; defaults to `settings.temporal_address`.
+        definitions_dir: The definitions folder; defaults to `settings.definitions`.
+        settings: duly's settings; defaults to the environment's.
+    """
+    settings = settings or get_settings()
+    definitions = load_definitions(definitions_dir or settings.definitions)
+    client = await connect(address or settings.temporal_address, settings.temporal_namespace)
+    prepare_database(settings, definitions).dispose()
+    stop = asyncio.Event()
+    restore = stop_on_signals(stop)
+    try:
+        await run_worker(client, settings, stop)
+    finally:
+        restore()
+        await settle()
+
+
+def configure_logging(settings: Settings, *, level: int = logging.INFO) -> None:
+    """Log with structlog to stderr: readable text, or JSON lines when `DULY_LOG_FORMAT=json`.
+
+    Args:
+        settings: duly's settings (`log_format`).
+        level: The lowest level logged (a `logging` level).
+    """
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if settings.log_format == "json":
+        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)  # the Temporal SDK's own logs
+
+
+if __name__ == "__main__":
+    configure_logging(get_settings())
+    try:
+        asyncio.run(main())
+    except DefinitionError as exc:
+        sys.exit(exc.report())
+    except TemporalUnavailable as exc:
+        sys.exit(str(exc))

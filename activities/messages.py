@@ -17,6 +17,7 @@ class StartInstanceInput(BaseModel):
     """An instance began: record it (and its pinned definition) once."""
 
     instance_id: str
+    workflow_id: str = ""  # "<process>/<business key>": the live instance's address
     process: str
     version: int
     hash: str

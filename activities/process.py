@@ -105,6 +105,7 @@ class ProcessActivities:
                 session=session,
                 row=Instance(
                     id=input.instance_id,
+                    workflow_id=input.workflow_id,
                     process=input.process,
                     version=input.version,
                     hash=input.hash,

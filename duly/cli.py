@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import sys
+import uuid
+from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+import structlog
 import typer
 
 from duly.language.diagram import mermaid
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions, load_paths
 from duly.language.schema import json_schema
+from duly.settings import Settings
 
 app = typer.Typer(
     help="duly: run sales processes on time, and measure how consistently they are run.",
@@ -41,6 +48,8 @@ class DiagramFormat(StrEnum):
     """What `render` draws."""
 
     mermaid = "mermaid"
+    svg = "svg"
+    html = "html"
 
 
 class SchemaKind(StrEnum):
@@ -93,12 +102,21 @@ def validate(
         }
         typer.echo(json.dumps(body, indent=2))
         return
+    names = f" ({', '.join(sorted(loaded.processes))})" if loaded.processes else ""
     typer.echo(
-        f"ok: {len(loaded.files)} files, {len(loaded.processes)} processes "
-        f"({', '.join(sorted(loaded.processes)) or 'none'}), {len(loaded.calendars)} calendars, "
-        f"{len(loaded.monitors)} monitors, {len(loaded.org.users)} people in "
-        f"{len(loaded.org.teams)} teams"
+        f"ok: {counted(len(loaded.processes), 'process')}{names}, "
+        f"{counted(len(loaded.calendars), 'calendar')}, "
+        f"{counted(len(loaded.monitors), 'monitor')}, "
+        f"{counted(len(loaded.org.users), 'person', 'people')} in "
+        f"{counted(len(loaded.org.teams), 'team')}; {counted(len(loaded.files), 'file')} read"
     )
+
+
+def counted(number: int, one: str, many: str | None = None) -> str:
+    """`1 process`, `3 processes`."""
+    if number == 1:
+        return f"1 {one}"
+    return f"{number} {many or (one + 'es' if one.endswith('s') else one + 's')}"
 
 
 @app.command()
@@ -107,13 +125,16 @@ def render(
     definitions: DefinitionsOption = Path("definitions"),
     output: Annotated[DiagramFormat, typer.Option("--format")] = DiagramFormat.mermaid,
 ) -> None:
-    """Draw a process as a Mermaid flowchart (outcomes and SLAs on the edges)."""
+    """Draw a process: Mermaid source, a standalone SVG, or an offline HTML page."""
+    from duly.language.diagram_svg import html_page, svg
+
     loaded = load_or_exit(definitions)
     if process not in loaded.processes:
         known = ", ".join(sorted(loaded.processes))
         typer.echo(f"no process '{process}' (known: {known})", err=True)
         raise typer.Exit(1)
-    typer.echo(mermaid(loaded.processes[process].spec), nl=False)
+    draw = {DiagramFormat.mermaid: mermaid, DiagramFormat.svg: svg, DiagramFormat.html: html_page}
+    typer.echo(draw[output](loaded.processes[process].spec), nl=False)
 
 
 @app.command()
@@ -122,3 +143,311 @@ def schema(
 ) -> None:
     """Print the JSON Schema of a definition file, for editors' YAML checking."""
     typer.echo(json.dumps(json_schema(kind.value), indent=2))
+
+
+@app.command()
+def docs(
+    definitions: DefinitionsOption = Path("definitions"),
+    root: Annotated[
+        Path, typer.Option("--root", help="The repository folder; docs/ is written under it.")
+    ] = Path("."),
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 listing stale files.")
+    ] = False,
+) -> None:
+    """Write docs/ made from the definitions: process diagrams and JSON Schemas."""
+    from duly.docs import generate, stale, write
+
+    try:
+        files = generate(root, definitions)
+    except DefinitionError as exc:
+        typer.echo(exc.report(), err=True)
+        raise typer.Exit(1) from None
+    changed = stale(root, files)
+    if check:
+        for path in changed:
+            typer.echo(f"stale: {path}", err=True)
+        if changed:
+            typer.echo("run `duly docs` to bring them up to date", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"ok: {len(files)} generated files are up to date")
+        return
+    write(root, files)
+    typer.echo(f"wrote {len(changed)} of {len(files)} generated files")
+
+
+# --- running processes: the stack, the worker, and talking to Temporal ------------------------
+
+TemporalOption = Annotated[
+    str | None,
+    typer.Option(
+        "--temporal",
+        envvar="DULY_TEMPORAL_ADDRESS",
+        metavar="ADDRESS",
+        help="host:port of Temporal (default 127.0.0.1:7233).",
+        show_default=False,
+    ),
+]
+DataOption = Annotated[
+    str,
+    typer.Option("--data", metavar="JSON", help="The data, a JSON object: '{\"quote\": {...}}'."),
+]
+
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    """The environment's settings, with the options given on the command line on top."""
+    return Settings(**{name: value for name, value in overrides.items() if value is not None})
+
+
+def _quiet_logging() -> None:
+    """Commands that print their own result log only warnings, to stderr."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _json_object(text: str, what: str = "--data") -> dict[str, Any]:
+    """Parse a JSON object from the command line, or exit 1 saying what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        typer.echo(f"{what} is not valid JSON: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not isinstance(value, dict):
+        typer.echo(f'{what} must be a JSON object, e.g. \'{{"quote": {{"id": "Q-1"}}}}\'', err=True)
+        raise typer.Exit(1)
+    return value
+
+
+def _field_values(pairs: list[str]) -> dict[str, Any]:
+    """`k=v` pairs; a value that reads as JSON (25000, true) is taken as such, else as text."""
+    fields: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            typer.echo(f"--field {pair!r} is not name=value", err=True)
+            raise typer.Exit(1)
+        try:
+            fields[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            fields[name.strip()] = text
+    return fields
+
+
+async def _settled(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, then let the Temporal SDK settle before the process exits."""
+    from duly.temporal_client import settle
+
+    try:
+        return await work
+    finally:
+        await settle()
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; a user-facing failure prints a plain message and exits 1."""
+    from temporalio.service import RPCError
+
+    from duly.client import ClientError
+    from duly.stack import StackError
+    from duly.temporal_binaries import BinaryNotFoundError
+    from duly.temporal_client import TemporalUnavailable
+
+    try:
+        return asyncio.run(_settled(work))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except DefinitionError as exc:
+        typer.echo(exc.report(), err=True)
+    except (ClientError, StackError, TemporalUnavailable, BinaryNotFoundError) as exc:
+        typer.echo(str(exc), err=True)
+    except RPCError as exc:
+        typer.echo(f"Temporal refused the request: {exc.message}", err=True)
+    except OSError as exc:
+        typer.echo(f"duly could not continue: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+    ui_port: Annotated[
+        int | None,
+        typer.Option(
+            "--ui-port",
+            envvar="DULY_TEMPORAL_UI_PORT",
+            help="Port of the Temporal Web UI (default 8233).",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="DULY_DATA_DIR",
+            help="Where the SQLite files live (default data).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run everything on this machine (Temporal dev server, worker) until Ctrl-C.
+
+    Instances, timers and data persist in the data folder: the next `duly up` resumes them.
+    """
+    from duly.stack import run_stack
+    from worker import configure_logging
+
+    settings = _settings(
+        definitions=definitions,
+        temporal_address=temporal,
+        temporal_ui_port=ui_port,
+        data_dir=data_dir,
+    )
+    configure_logging(settings)
+    _run(run_stack(settings))
+
+
+@app.command()
+def worker(
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Run the worker alone, against a Temporal that is already running."""
+    import worker as worker_module
+
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    worker_module.configure_logging(settings)
+    _run(worker_module.main(settings=settings))
+
+
+@app.command()
+def start(
+    process: Annotated[str, typer.Argument(help="The process id, e.g. quote-follow-up.")],
+    data: DataOption = "{}",
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Start an instance of a process on data; its business key comes from the data."""
+    from duly.client import MissingKey, business_key, start_instance
+    from duly.temporal_client import connect
+
+    values = _json_object(data)
+    loaded = load_or_exit(definitions)
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    _quiet_logging()
+
+    if process not in loaded.processes:
+        known = ", ".join(sorted(loaded.processes))
+        typer.echo(f"no process '{process}' (known: {known})", err=True)
+        raise typer.Exit(1)
+    try:
+        business_key(loaded.processes[process], values)
+    except MissingKey as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+    async def go() -> str:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        return await start_instance(client, loaded, process, values, task_queue=settings.task_queue)
+
+    typer.echo(f"started {_run(go())}")
+
+
+@app.command()
+def event(
+    type: Annotated[str, typer.Argument(help="The event type, e.g. quote.accepted.")],
+    data: DataOption = "{}",
+    id: Annotated[
+        str | None,
+        typer.Option(
+            "--id", help="The event id; redelivering an id is harmless (default: a new uuid)."
+        ),
+    ] = None,
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Send an event: start the instances it triggers, deliver it to the live ones it concerns."""
+    from duly.client import send_event
+    from duly.temporal_client import connect
+    from workflows.messages import EventInput
+
+    message = EventInput(id=id or str(uuid.uuid4()), type=type, data=_json_object(data))
+    loaded = load_or_exit(definitions)
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    _quiet_logging()
+
+    async def go() -> list[str]:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        return await send_event(client, loaded, message, task_queue=settings.task_queue)
+
+    touched = _run(go())
+    for instance_id in touched:
+        typer.echo(instance_id)
+    if not touched:
+        typer.echo(f"event {message.id} ({type}) reached no instance", err=True)
+
+
+@app.command()
+def state(
+    instance: Annotated[
+        str,
+        typer.Argument(
+            help="An instance id as `duly start` prints it, or <process>/<business key> for "
+            "the key's latest instance."
+        ),
+    ],
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Print an instance's state (step, open task, clocks, data) as JSON."""
+    from duly.client import instance_state
+    from duly.temporal_client import connect
+
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    _quiet_logging()
+
+    async def go() -> str:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        return (await instance_state(client, instance)).model_dump_json(indent=2)
+
+    typer.echo(_run(go()))
+
+
+@app.command()
+def complete(
+    task: Annotated[
+        str, typer.Argument(help="The task id, as `duly state` shows it (task.task_id).")
+    ],
+    outcome: Annotated[str, typer.Argument(help="One of the task's outcomes.")],
+    note: Annotated[str | None, typer.Option("--note", help="A note for the record.")] = None,
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", metavar="NAME=VALUE", help="A field of the task; repeatable."),
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who completes it (a user id).")] = None,
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Complete an open task with an outcome (and the fields it asks for)."""
+    from duly.client import TaskRejected, complete_task, workflow_of_task
+    from duly.temporal_client import connect
+
+    fields = _field_values(field or [])
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    _quiet_logging()
+    try:
+        workflow_of_task(task)
+    except TaskRejected as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+    async def go() -> str:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        result = await complete_task(client, task, outcome, note, fields, by)
+        return f"completed {result.task_id} ({result.outcome}); next step: {result.next_step}"
+
+    typer.echo(_run(go()))

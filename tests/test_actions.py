@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -13,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from temporalio.exceptions import ApplicationError
 
 from activities.actions import ACTION_HANDLERS, expand_dotted, run
@@ -146,34 +144,6 @@ def test_webhook_with_a_missing_secret_says_which_variable_to_set(receiver, monk
 
 
 # --- email ----------------------------------------------------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Settings, Inbox]]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1, and settings pointing at it."""
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield (
-        Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_from="duly@acme.test"),
-        inbox,
-    )
-    controller.stop()
 
 
 def test_email_is_delivered_with_an_idempotency_key(smtp) -> None:

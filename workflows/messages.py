@@ -23,6 +23,21 @@ def workflow_id(process: str, business_key: str) -> str:
     return f"{process}/{business_key}"
 
 
+def instance_id(workflow_id: str, first_run_id: str) -> str:
+    """One id per instance ever, though a key may start again after its instance ended.
+
+    Tasks are `<instance>/<step>/<visit>`, so the workflow id of any task or instance is
+    everything before its last one (instance) or three (task) `/`-separated parts.
+    """
+    # run ids are UUIDv7: the head is a timestamp, the tail random
+    return f"{workflow_id}/{first_run_id.replace('-', '')[-12:]}"
+
+
+def workflow_of(task_or_instance: str, *, task: bool) -> str:
+    """The workflow id behind a task id or an instance id."""
+    return task_or_instance.rsplit("/", 3 if task else 1)[0]
+
+
 class EventInput(BaseModel):
     """An inbound event: `{id, type, data}`; the id makes redelivery harmless."""
 
@@ -137,6 +152,7 @@ class ProcessInput(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     event_id: str | None = None
     state: InstanceState | None = None
+    history_limit: int = 5_000  # continue-as-new past this many history events
 
 
 class ProcessResult(BaseModel):

@@ -110,7 +110,12 @@ class Definition(SQLModel, table=True):
 class InstanceBase(SQLModel):
     """One run of a process for one business key."""
 
-    id: str = Field(primary_key=True, description='the workflow id, "<process>/<business key>"')
+    id: str = Field(
+        primary_key=True, description='"<process>/<business key>/<run>": one per instance, ever'
+    )
+    workflow_id: str = Field(
+        default="", index=True, description='"<process>/<business key>": where to send events'
+    )
     process: str = Field(index=True, max_length=100)
     version: int = Field(ge=1)
     hash: str = Field(max_length=64)

@@ -1,0 +1,380 @@
+"""Start, route events to, complete tasks of and read process instances.
+
+What the `duly` command and the web API call. An instance runs as the workflow
+`<process>/<business key>`, where the key is the process's `trigger.key` template rendered on
+the data of the event that concerns it: the same rule routes the starting event and every later
+one. A key may start again once its instance ended, so an instance's own id adds the first run
+id's prefix: `<process>/<business key>/<run>`; tasks are `<instance id>/<step>/<visit>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from duly.language.compiler import CompiledProcess
+from duly.language.expressions import ExpressionError, render
+from duly.language.loader import Definitions
+from duly.language.model import WaitStep
+from duly.settings import get_settings
+from workflows.messages import (
+    WORKFLOW_NAME,
+    CompleteTaskInput,
+    CompleteTaskResult,
+    EventInput,
+    InstanceState,
+    ProcessInput,
+    ProcessResult,
+    instance_id,
+    workflow_id,
+    workflow_of,
+)
+
+log = structlog.get_logger(__name__)
+
+EVENT_SIGNAL = "event"
+COMPLETE_TASK_UPDATE = "complete_task"
+STATE_QUERY = "state"
+VISIBILITY_ATTEMPTS = 6
+
+
+class ClientError(Exception):
+    """A request duly refused; the message says what was wrong, for the user to read."""
+
+
+class UnknownProcess(ClientError):
+    """No process of that name is defined."""
+
+    def __init__(self, process: str, known: list[str]) -> None:
+        self.process = process
+        super().__init__(f"no process {process!r} (known: {', '.join(sorted(known)) or 'none'})")
+
+
+class MissingKey(ClientError):
+    """The data does not carry the business key of the instance."""
+
+
+class AlreadyRunning(ClientError):
+    """An instance for this business key is still running."""
+
+    def __init__(self, process: str, key: str) -> None:
+        self.process = process
+        self.key = key
+        self.workflow_id = workflow_id(process, key)
+        super().__init__(
+            f"{process} already has a running instance for key {key!r} ({self.workflow_id})"
+        )
+
+
+class InstanceNotFound(ClientError):
+    """No instance with that id exists."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance_id = instance
+        super().__init__(f"no instance {instance!r}")
+
+
+class TaskRejected(ClientError):
+    """The instance refused a task completion; nothing changed."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id} was not completed: {reason}")
+
+
+def business_key(process: CompiledProcess, data: dict[str, Any]) -> str:
+    """The business key of the instance that data belongs to.
+
+    Args:
+        process: The compiled process.
+        data: An event's (or a start request's) data.
+
+    Returns:
+        `trigger.key` rendered on the data; for a process without a trigger, `data['key']`.
+
+    Raises:
+        MissingKey: The key renders empty (the data lacks the field it names), or a process
+            without a trigger got no `key` in its data.
+    """
+    trigger = process.spec.trigger
+    if trigger is None:
+        key = data.get("key")
+        if key is None or not str(key).strip():
+            raise MissingKey(
+                f"{process.name} has no trigger, so its data must carry the business key "
+                'itself: add "key" to the data, e.g. {"key": "ACME-42", ...}'
+            )
+        return str(key).strip()
+    try:
+        key = render(trigger.key, data).strip()
+    except ExpressionError as exc:
+        raise MissingKey(f"{process.name}: cannot compute the business key: {exc}") from exc
+    if not key:
+        raise MissingKey(
+            f"{process.name}: the business key {trigger.key!r} is empty on this data: "
+            "the data lacks the field it names"
+        )
+    return key
+
+
+def workflow_of_task(task_id: str) -> str:
+    """The workflow id a task belongs to: its id without `/<run>/<step>/<visit>`.
+
+    Raises:
+        TaskRejected: The text is not a task id.
+    """
+    parts = task_id.rsplit("/", 3)
+    if len(parts) != 4 or not all(parts) or not parts[3].isdigit() or "/" not in parts[0]:
+        raise TaskRejected(task_id, "not a task id (expected <process>/<key>/<run>/<step>/<visit>)")
+    return workflow_of(task_id, task=True)
+
+
+def listens_to(process: CompiledProcess, event_type: str) -> bool:
+    """Whether a live instance of the process reacts to an event type by its definition.
+
+    True when the type is in `on:`, in a wait step's `until:` or among a clock's starts/stops.
+    """
+    spec = process.spec
+    if event_type in spec.on:
+        return True
+    if any(isinstance(s, WaitStep) and s.until == event_type for s in spec.steps.values()):
+        return True
+    return any(
+        event_type == clock.starts or event_type in clock.stops for clock in spec.clocks.values()
+    )
+
+
+async def start_instance(
+    client: Client,
+    definitions: Definitions,
+    process: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    task_queue: str | None = None,
+) -> str:
+    """Start an instance of a process on data.
+
+    A business key has at most one live instance; once it has ended, the key may start again.
+
+    Args:
+        client: A connected Temporal client.
+        definitions: The loaded definitions.
+        process: The process id.
+        data: The instance data (the triggering event's data).
+        event_id: The id of the event that started it, if any.
+        task_queue: The worker task queue; defaults to `DULY_TASK_QUEUE`.
+
+    Returns:
+        The new instance's id (`<process>/<business key>/<run>`).
+
+    Raises:
+        UnknownProcess: No such process.
+        MissingKey: The data does not give the business key.
+        AlreadyRunning: An instance for the key is still running.
+    """
+    compiled = definitions.processes.get(process)
+    if compiled is None:
+        raise UnknownProcess(process, list(definitions.processes))
+    key = business_key(compiled, data)
+    try:
+        handle = await client.start_workflow(
+            WORKFLOW_NAME,
+            ProcessInput(definition=compiled, business_key=key, data=data, event_id=event_id),
+            id=workflow_id(process, key),
+            task_queue=task_queue or get_settings().task_queue,
+            result_type=ProcessResult,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise AlreadyRunning(process, key) from None
+    started = instance_id(handle.id, handle.first_execution_run_id or handle.run_id or "")
+    log.info("instance started", process=process, instance=started, event_id=event_id)
+    return started
+
+
+async def send_event(
+    client: Client,
+    definitions: Definitions,
+    event: EventInput,
+    *,
+    task_queue: str | None = None,
+) -> list[str]:
+    """Deliver an event: start the instances it triggers, signal the live ones it concerns.
+
+    Every process whose `trigger.event` is the event's type starts an instance for the key the
+    event's data gives; when one is already running for that key, the event goes to it as a
+    signal instead. Every other process with a trigger gets the event as a signal on the
+    instance for its key, when that instance is running: besides the events named in `on:`,
+    `until:` and clocks, data updates (a priority change) reach live instances this way, and the
+    workflow ignores what it has no use for. A process without a trigger gets the events it names,
+    routed by `data['key']`. Events whose data does not give a process's key skip that process.
+
+    Args:
+        client: A connected Temporal client.
+        definitions: The loaded definitions.
+        event: The event; its id makes redelivery harmless.
+        task_queue: The worker task queue for instances it starts; defaults to `DULY_TASK_QUEUE`.
+
+    Returns:
+        The ids of the instances started or signalled (`<process>/<business key>/<run>`).
+
+    Raises:
+        MissingKey: The event triggers a process but its data does not give the business key.
+    """
+    starts: list[str] = []
+    signals: list[str] = []
+    for name, process in sorted(definitions.processes.items()):
+        trigger = process.spec.trigger
+        if trigger is not None and trigger.event == event.type:
+            business_key(process, event.data)  # a trigger without its key fails before any effect
+            starts.append(name)
+            continue
+        if trigger is None and not listens_to(process, event.type):
+            continue
+        try:
+            signals.append(workflow_id(name, business_key(process, event.data)))
+        except MissingKey:
+            continue  # this event is not about an instance of this process
+
+    touched: list[str] = []
+    for name in starts:
+        try:
+            touched.append(
+                await start_instance(
+                    client, definitions, name, event.data, event_id=event.id, task_queue=task_queue
+                )
+            )
+        except AlreadyRunning as exc:
+            log.info("trigger for a running instance", workflow=exc.workflow_id, event_id=event.id)
+            signals.append(exc.workflow_id)
+    delivered = await asyncio.gather(*(_signal(client, wid, event) for wid in signals))
+    touched.extend(instance for instance in delivered if instance is not None)
+    return touched
+
+
+async def _signal(client: Client, workflow: str, event: EventInput) -> str | None:
+    """Signal the running instance of a workflow id; its instance id, or None if none runs."""
+    handle = client.get_workflow_handle(workflow)
+    try:
+        await handle.signal(EVENT_SIGNAL, event)
+        first_run_id = (await handle.describe()).raw_info.first_run_id
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:  # no instance, or it has ended
+            return None
+        raise
+    delivered = instance_id(workflow, first_run_id)
+    log.info("event delivered", instance=delivered, event_id=event.id, type=event.type)
+    return delivered
+
+
+async def complete_task(
+    client: Client,
+    task_id: str,
+    outcome: str,
+    note: str | None = None,
+    fields: dict[str, Any] | None = None,
+    by: str | None = None,
+) -> CompleteTaskResult:
+    """Complete an open task with one of its outcomes.
+
+    Args:
+        client: A connected Temporal client.
+        task_id: `<process>/<key>/<run>/<step>/<visit>`.
+        outcome: One of the task's outcomes.
+        note: A note from the rep.
+        fields: Values of the task's declared fields.
+        by: The user completing it.
+
+    Returns:
+        The completed task and the step the instance moves to.
+
+    Raises:
+        TaskRejected: The instance refused (unknown outcome, task no longer open, bad field),
+            or no running instance has the task; nothing changed.
+    """
+    workflow = workflow_of_task(task_id)
+    request = CompleteTaskInput(
+        task_id=task_id, outcome=outcome, note=note, fields=fields or {}, by=by
+    )
+    # The key's current run: a task of an earlier run is refused by the validator as not open
+    handle = client.get_workflow_handle(workflow)
+    try:
+        result: CompleteTaskResult = await handle.execute_update(
+            COMPLETE_TASK_UPDATE, request, result_type=CompleteTaskResult
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise TaskRejected(task_id, reason) from None
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise TaskRejected(task_id, f"no running instance {workflow!r}") from None
+        raise TaskRejected(task_id, exc.message) from None
+    log.info("task completed", task=task_id, outcome=outcome, by=by)
+    return result
+
+
+async def instance_state(client: Client, instance: str) -> InstanceState:
+    """The live state of an instance (or its last state, once it has ended).
+
+    Args:
+        client: A connected Temporal client.
+        instance: An instance id (`<process>/<key>/<run>`), or a workflow id
+            (`<process>/<key>`) for the key's latest instance.
+
+    Raises:
+        InstanceNotFound: No such instance.
+        ClientError: The instance could not answer.
+    """
+    try:
+        return await _query_state(client, instance)
+    except InstanceNotFound:
+        if instance.count("/") < 2:
+            raise
+    workflow = workflow_of(instance, task=False)
+    try:
+        latest = await _query_state(client, workflow)
+    except InstanceNotFound:
+        raise InstanceNotFound(instance) from None
+    if latest.instance_id == instance:
+        return latest
+    # An earlier instance of a key that started again: find its run (visibility lags a little
+    # behind a start, so look a few times)
+    quoted = workflow.replace("\\", "\\\\").replace('"', '\\"')
+    for attempt in range(VISIBILITY_ATTEMPTS):
+        async for execution in client.list_workflows(f'WorkflowId = "{quoted}"'):
+            handle = client.get_workflow_handle(workflow, run_id=execution.run_id)
+            # listings leave first_run_id empty; describe fills it in (it differs after a
+            # continue-as-new)
+            first_run = (await handle.describe()).raw_info.first_run_id or execution.run_id
+            if instance_id(workflow, first_run) == instance:
+                return await _query_state(client, workflow, run_id=execution.run_id)
+        if attempt + 1 < VISIBILITY_ATTEMPTS:
+            await asyncio.sleep(0.5)
+    raise InstanceNotFound(instance)
+
+
+async def _query_state(client: Client, workflow: str, run_id: str | None = None) -> InstanceState:
+    handle = client.get_workflow_handle(workflow, run_id=run_id)
+    try:
+        state: InstanceState = await handle.query(STATE_QUERY, result_type=InstanceState)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise InstanceNotFound(workflow) from None
+        raise ClientError(f"{workflow}: {exc.message}") from None
+    except WorkflowQueryFailedError as exc:
+        raise ClientError(f"{workflow} could not answer: {exc.message}") from None
+    return state
