@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
         OpenTask,
         ProcessInput,
         ProcessResult,
-        workflow_id,
+        instance_id,
     )
 
 # Side effects write to the database: retry until it answers (a DB outage must not lose a row)
@@ -81,7 +81,8 @@ ACTION = {
     ),
 }
 SEEN_EVENTS_KEPT = 500
-CONTINUE_AS_NEW_AFTER = 5_000  # history events; Temporal's own limit is far higher
+# `workflow.patched` ids: histories recorded before a change still replay the old way
+RUNG_WAITS_FOR_ITS_TASK = "rung-waits-for-its-task"
 
 
 class _Ended(Exception):
@@ -102,7 +103,9 @@ class ProcessWorkflow:
         self.spec = input.definition.spec
         self.calendar = input.definition.calendar
         self.state = input.state or InstanceState(
-            instance_id=workflow_id(self.spec.process, input.business_key),
+            instance_id=instance_id(
+                workflow.info().workflow_id, workflow.info().first_execution_run_id
+            ),
             process=self.spec.process,
             version=self.definition.version,
             hash=self.definition.hash,
@@ -114,6 +117,7 @@ class ProcessWorkflow:
         self._redirect: tuple[str, str] | None = None  # (event type, target step)
         self._arrived: str | None = None  # the event a `wait ... until:` step got
         self._waiting_for: str | None = None
+        self._history_limit = input.history_limit
         self._clock_version = 0
         self._closing = False
         self._flush_lock = asyncio.Lock()
@@ -130,6 +134,7 @@ class ProcessWorkflow:
                 "start_instance",
                 StartInstanceInput(
                     instance_id=self.state.instance_id,
+                    workflow_id=workflow.info().workflow_id,
                     process=self.spec.process,
                     version=self.definition.version,
                     hash=self.definition.hash,
@@ -155,6 +160,7 @@ class ProcessWorkflow:
                             definition=self.definition,
                             business_key=self.state.business_key,
                             state=self.state,
+                            history_limit=self._history_limit,
                         )
                     )
                 step_id = await self._visit(step_id)
@@ -164,8 +170,9 @@ class ProcessWorkflow:
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > CONTINUE_AS_NEW_AFTER
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self._history_limit
         )
 
     async def _visit(self, step_id: str) -> str:
@@ -173,10 +180,10 @@ class ProcessWorkflow:
             step_id = self._take_redirect()
         step = self.spec.steps[step_id]
         visit = self.state.visits.get(step_id, 0) + 1
-        self.state.visits[step_id] = visit
         if visit > (step.max_visits or self.spec.max_visits):
-            self._history("loop-limit", step_id, f"visited more than {visit - 1} times")
+            self._history("loop-limit", step_id, f"step would be visited a {visit}th time")
             raise _Ended("completed", "loop-limit")
+        self.state.visits[step_id] = visit
         self.state.step = step_id
         self._history("enter", step_id, step.kind)
         self._clock_point(step_id)
@@ -707,6 +714,11 @@ class ProcessWorkflow:
             f"rung {point.rung + 1}: {point.action}",
         )
         self._clocks_changed()
+        if self._task_opening(clock) and workflow.patched(RUNG_WAITS_FOR_ITS_TASK):
+            # The rung came due before the task it is about was opened (open_task is retried
+            # after a worker crash): wait for it, or `assignee` would alert the manager instead
+            # and `reassign` would move nothing.
+            await workflow.wait_condition(lambda: not self._task_opening(clock))
         task = self.state.task
         on_task = task is not None and (clock.step is None or task.step == clock.step)
         result = await self._activity(
@@ -735,6 +747,16 @@ class ProcessWorkflow:
             task.assignee = result.assignee
             self._history("reassign", task.step, f"to {result.assignee}")
         await self._flush_sla_events()
+
+    def _task_opening(self, clock: ClockState) -> bool:
+        """Whether the clock is a step's own and that step's task is not open yet."""
+        return (
+            clock.step is not None
+            and clock.status == "running"
+            and not self._closing
+            and self.state.step == clock.step
+            and self.state.task is None
+        )
 
     async def _stop_watcher(self, watcher: asyncio.Task[None]) -> None:
         self._closing = True

@@ -1,0 +1,458 @@
+"""ProcessWorkflow on the time-skipping server, with the real activities on a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from sqlmodel import Session, select
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.process import ProcessActivities, all_activities
+from duly.client import AlreadyRunning, start_instance
+from duly.language import business_time
+from duly.language.business_time import BusinessCalendar
+from duly.language.durations import parse_duration
+from duly.language.loader import Definitions
+from duly.settings import Settings
+from duly.store.crud import sync_org
+from duly.store.db import create_all, make_engine, session_factory
+from duly.store.models import Alert, Instance, SlaEventRow, StepFact, Task
+from workflows.messages import (
+    CompleteTaskInput,
+    EventInput,
+    InstanceState,
+    ProcessInput,
+    ProcessResult,
+    workflow_of,
+)
+from workflows.process import ProcessWorkflow
+from workflows.sandbox import workflow_runner
+
+NEW_YORK = ZoneInfo("America/New_York")
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@dataclass
+class Engine:
+    """A worker with real activities on a fresh SQLite store, on the time-skipping server."""
+
+    env: WorkflowEnvironment
+    definitions: Definitions
+    sessions: Callable[[], Session]
+    task_queue: str
+    inbox: Any
+
+    async def start(self, process: str, data: dict[str, Any]) -> WorkflowHandle[Any, Any]:
+        instance = await start_instance(
+            self.env.client, self.definitions, process, data, task_queue=self.task_queue
+        )
+        workflow = workflow_of(instance, task=False)
+        handle = self.env.client.get_workflow_handle(workflow, result_type=ProcessResult)
+        await self.until(handle, lambda s: s.step is not None)
+        return handle
+
+    async def state(self, handle: WorkflowHandle[Any, Any]) -> InstanceState:
+        return await handle.query("state", result_type=InstanceState)
+
+    async def until(
+        self, handle: WorkflowHandle[Any, Any], check: Callable[[InstanceState], bool]
+    ) -> InstanceState:
+        """Poll the query (in real time, a few seconds at most) until the state satisfies check."""
+        for _ in range(200):
+            state = await self.state(handle)
+            if check(state):
+                return state
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"state never satisfied the check: {state}")
+
+    async def open_task(self, handle: WorkflowHandle[Any, Any], step: str) -> InstanceState:
+        return await self.until(handle, lambda s: s.task is not None and s.task.step == step)
+
+    async def complete(
+        self, handle: WorkflowHandle[Any, Any], step: str, outcome: str, **fields: Any
+    ) -> None:
+        state = await self.open_task(handle, step)
+        assert state.task is not None
+        await handle.execute_update(
+            "complete_task",
+            CompleteTaskInput(task_id=state.task.task_id, outcome=outcome, fields=fields),
+        )
+
+    async def end(self, handle: WorkflowHandle[Any, Any], event: str) -> ProcessResult:
+        """End an instance through one of its `on:` events and wait for it to finish.
+
+        Tests end instances this way rather than by terminating them: the time-skipping server
+        keeps time locked after a run is terminated with an activity in flight.
+        """
+        await handle.signal("event", EventInput(id=f"end-{uuid.uuid4()}", type=event, data={}))
+        result: ProcessResult = await handle.result()
+        return result
+
+    async def sleep_until(self, moment: datetime) -> None:
+        now = await self.env.get_current_time()
+        await self.env.sleep(moment - now)
+
+    def rows(self, model: Any, instance_id: str) -> list[Any]:
+        with self.sessions() as session:
+            query = select(model).where(model.instance_id == instance_id)
+            return list(session.exec(query).all())
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def engine(
+    time_skipping_env: WorkflowEnvironment,
+    definitions: Definitions,
+    task_queue: str,
+    tmp_path: Path,
+    smtp: tuple[Settings, Any],
+) -> AsyncIterator[Engine]:
+    settings, inbox = smtp
+    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+    create_all(db)
+    sessions = session_factory(db)
+    with sessions() as session:
+        sync_org(session=session, org=definitions.org)
+        session.commit()
+    activities = ProcessActivities(sessions, settings)
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        async with Worker(
+            time_skipping_env.client,
+            task_queue=task_queue,
+            workflows=[ProcessWorkflow],
+            activities=all_activities(activities),
+            activity_executor=executor,
+            workflow_runner=workflow_runner(),
+        ):
+            yield Engine(time_skipping_env, definitions, sessions, task_queue, inbox)
+    db.dispose()
+
+
+def quote(number: str, amount: int = 12_000, owner: str = "ana") -> dict[str, Any]:
+    return {
+        "quote": {"id": number, "number": number, "amount": amount},
+        "contact": {"name": "Lee Park", "email": "lee@example.com"},
+        "owner": owner,
+    }
+
+
+def local(moment: datetime, zone: ZoneInfo = NEW_YORK) -> datetime:
+    return moment.astimezone(zone)
+
+
+def ordinary(calendar: BusinessCalendar, day: date) -> bool:
+    """A weekday with the calendar's usual hours: no holiday, no half day."""
+    return (
+        day.weekday() < 5 and day not in calendar.closed_dates and day not in calendar.special_hours
+    )
+
+
+async def next_week(
+    engine: Engine, process: str, hour: int, *, zone: ZoneInfo = NEW_YORK
+) -> datetime:
+    """Monday `hour`:00 of the next week whose five weekdays are all ordinary working days.
+
+    The time-skipping server's clock only moves forward, so each test picks its dates relative to
+    it rather than fixed ones.
+    """
+    calendar = engine.definitions.processes[process].calendar
+    day = local(await engine.env.get_current_time(), zone).date() + timedelta(days=1)
+    while not (
+        day.weekday() == 0 and all(ordinary(calendar, day + timedelta(d)) for d in range(5))
+    ):
+        day += timedelta(days=1)
+    return datetime.combine(day, time(hour), tzinfo=zone)
+
+
+async def friday_before_a_monday_holiday(engine: Engine) -> datetime:
+    """Friday 15:00 (New York) before the next Monday public holiday."""
+    calendar = engine.definitions.processes["quote-follow-up"].calendar
+    day = local(await engine.env.get_current_time()).date() + timedelta(days=1)
+    while not (
+        day.weekday() == 4
+        and ordinary(calendar, day)
+        and day + timedelta(3) in calendar.closed_dates
+        and all(ordinary(calendar, day + timedelta(d)) for d in (4, 5))
+    ):
+        day += timedelta(days=1)
+    return datetime.combine(day, time(15), tzinfo=NEW_YORK)
+
+
+async def test_a_quote_sent_friday_afternoon_before_a_holiday_breaches_at_the_business_instant(
+    engine: Engine,
+) -> None:
+    friday = await friday_before_a_monday_holiday(engine)
+    await engine.sleep_until(friday)
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    state = await engine.open_task(handle, "call-customer")
+    assert state.task is not None and state.task.due_at is not None
+    calendar = engine.definitions.processes["quote-follow-up"].calendar
+    opened = state.task.opened_at
+    due = state.task.due_at
+    assert due == business_time.add(calendar, opened, parse_duration("2 business days"))
+    # the holiday is skipped: Tuesday is day one, Wednesday day two, same time of day
+    assert (local(due).date(), local(due).hour) == (friday.date() + timedelta(days=5), 15)
+
+    await engine.sleep_until(due + timedelta(seconds=5))
+    state = await engine.state(handle)
+    clock = state.clocks["step:call-customer"]
+    assert clock.breached_at == due
+    breach = next(e for e in state.sla_events if e.kind == "breach")
+    assert timedelta(0) <= breach.at - due < timedelta(seconds=2)
+    await engine.end(handle, "quote.rejected")
+
+
+async def test_the_ladder_fires_each_rung_once_in_order_and_stops_when_the_task_is_done(
+    engine: Engine,
+) -> None:
+    monday = await next_week(engine, "quote-follow-up", 10)
+    await engine.sleep_until(monday)
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    state = await engine.open_task(handle, "call-customer")
+    assert state.task is not None and state.task.assignee == "ana"
+    instance = state.instance_id
+
+    # 75% of 16 business hours = Tuesday 14:00; 100% = Wednesday 10:00; 150% = Thursday 10:00
+    await engine.sleep_until(monday + timedelta(days=3, seconds=30))
+    state = await engine.until(handle, lambda s: s.task is not None and s.task.assignee == "maria")
+    alerts = sorted(engine.rows(Alert, instance), key=lambda a: a.created_at)
+    assert [(a.level, a.recipient) for a in alerts] == [
+        ("warning", "ana"),
+        ("breach", "maria"),
+        ("escalation", "maria"),
+    ]
+    assert [local(a.created_at).strftime("%a %H:%M") for a in alerts] == [
+        "Tue 14:00",
+        "Wed 10:00",
+        "Thu 10:00",
+    ]
+    task = engine.rows(Task, instance)[0]
+    assert task.assignee == "maria"
+
+    await engine.complete(handle, "call-customer", "lost")
+    assert (await handle.result()).result == "lost"
+    await engine.sleep_until(monday + timedelta(days=14))
+    assert len(engine.rows(Alert, instance)) == 3  # nothing after completion
+    fact = next(f for f in engine.rows(StepFact, instance) if f.step == "call-customer")
+    assert (fact.sla_met, fact.highest_rung, fact.assignee) == (False, 3, "maria")
+    assert local(fact.breached_at).strftime("%a %H:%M") == "Wed 10:00"
+
+
+async def test_completion_before_the_deadline_records_the_sla_met(engine: Engine) -> None:
+    await engine.sleep_until(await next_week(engine, "quote-follow-up", 10))
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    instance = (await engine.state(handle)).instance_id
+    await engine.env.sleep(timedelta(hours=3))
+    await engine.complete(handle, "call-customer", "reached")
+    result = await handle.result()
+    assert result.result == "won"  # 12,000 is under the manager-review threshold
+    (summary,) = engine.inbox.envelopes
+    assert summary.rcpt_tos == ["lee@example.com"]
+    facts = {f.step: f for f in engine.rows(StepFact, instance)}
+    assert facts["call-customer"].sla_met is True
+    assert facts["call-customer"].breached_at is None
+    assert facts["call-customer"].outcome == "reached"
+    assert facts["check-size"].outcome == "otherwise"
+    assert [a.level for a in engine.rows(Alert, instance)] == []
+    kinds = [e.kind for e in engine.rows(SlaEventRow, instance)]
+    assert kinds == ["start", "stop"]
+
+
+async def test_an_on_event_ends_the_instance_from_any_step(engine: Engine) -> None:
+    number = f"Q-{uuid.uuid4().hex[:6]}"
+    handle = await engine.start("quote-follow-up", quote(number))
+    state = await engine.open_task(handle, "call-customer")
+    await handle.signal("event", EventInput(id="e1", type="quote.accepted", data={}))
+    result = await handle.result()
+    assert result.result == "won"
+    task = engine.rows(Task, state.instance_id)[0]
+    assert (task.status, task.outcome) == ("cancelled", "event:quote.accepted")
+
+
+async def test_voicemail_waits_a_business_day_and_calls_again(engine: Engine) -> None:
+    monday = await next_week(engine, "quote-follow-up", 10)
+    await engine.sleep_until(monday)
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    await engine.complete(handle, "call-customer", "voicemail")
+    state = await engine.until(handle, lambda s: s.step == "wait-a-day")
+    await engine.sleep_until(monday + timedelta(days=1, seconds=5))
+    state = await engine.open_task(handle, "call-customer")
+    assert state.visits["call-customer"] == 2
+    assert state.task is not None and state.task.visit == 2
+    await engine.complete(handle, "call-customer", "lost")
+    await handle.result()
+
+
+async def test_a_large_quote_goes_to_manager_review(engine: Engine) -> None:
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}", 80_000))
+    await engine.complete(handle, "call-customer", "reached")
+    state = await engine.open_task(handle, "manager-review")
+    assert state.task is not None and state.task.assignee == "maria"
+    await engine.complete(handle, "manager-review", "done")
+    assert (await handle.result()).result == "won"
+
+
+async def test_a_loop_past_max_visits_ends_with_loop_limit(engine: Engine) -> None:
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    for _ in range(10):
+        await engine.complete(handle, "call-customer", "voicemail")
+        await engine.until(handle, lambda s: s.step == "wait-a-day")
+        await engine.env.sleep(timedelta(days=4))
+    result = await handle.result()
+    assert result.result == "loop-limit"
+    state = await engine.state(handle)
+    assert state.visits["call-customer"] == 10
+
+
+async def test_a_second_start_for_the_same_key_is_refused(engine: Engine) -> None:
+    data = quote(f"Q-{uuid.uuid4().hex[:6]}")
+    handle = await engine.start("quote-follow-up", data)
+    with pytest.raises(AlreadyRunning, match="already has a running instance"):
+        await start_instance(
+            engine.env.client,
+            engine.definitions,
+            "quote-follow-up",
+            data,
+            task_queue=engine.task_queue,
+        )
+    await engine.end(handle, "quote.rejected")
+
+
+async def test_a_wrong_outcome_is_rejected_and_nothing_changes(engine: Engine) -> None:
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    before = await engine.open_task(handle, "call-customer")
+    assert before.task is not None
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(
+            "complete_task", CompleteTaskInput(task_id=before.task.task_id, outcome="maybe")
+        )
+    assert "'maybe' is not an outcome of step 'call-customer'" in str(failure.value.cause)
+    assert "expected one of reached, voicemail, lost" in str(failure.value.cause)
+    after = await engine.state(handle)
+    assert after.task == before.task and after.history == before.history
+    task = engine.rows(Task, before.instance_id)[0]
+    assert task.status == "open"
+    await engine.end(handle, "quote.rejected")
+
+
+def case(priority: str = "normal") -> dict[str, Any]:
+    return {
+        "case": {
+            "id": f"C-{uuid.uuid4().hex[:6]}",
+            "priority": priority,
+            "contact_email": "help@customer.example",
+        }
+    }
+
+
+async def test_resolution_clock_pauses_while_waiting_on_the_customer(engine: Engine) -> None:
+    # normal priority resolves within 3 business days
+    monday = await next_week(engine, "support-case", 10, zone=BERLIN)
+    await engine.sleep_until(monday)
+    handle = await engine.start("support-case", case())
+    await engine.complete(handle, "respond", "answered")
+    await engine.complete(handle, "investigate", "need-info")
+    state = await engine.until(handle, lambda s: s.step == "waiting-on-customer")
+    resolution = state.clocks["resolution"]
+    assert resolution.status == "paused" and resolution.due_at is None
+    counted = resolution.counted_seconds
+
+    # the customer answers a week later: none of that week counts
+    await engine.sleep_until(monday + timedelta(days=7))
+    await handle.signal(
+        "event", EventInput(id=f"r-{uuid.uuid4()}", type="case.customer_replied", data={})
+    )
+    state = await engine.open_task(handle, "investigate")
+    resolution = state.clocks["resolution"]
+    assert resolution.status == "running" and resolution.counted_seconds == counted
+    calendar = engine.definitions.processes["support-case"].calendar
+    assert resolution.running_since is not None and resolution.due_at is not None
+    expected = business_time.add_business_seconds(
+        calendar, resolution.running_since, resolution.total_seconds - counted
+    )
+    assert resolution.due_at == expected
+    await engine.sleep_until(expected + timedelta(seconds=5))
+    state = await engine.state(handle)
+    assert state.clocks["resolution"].breached_at == expected
+    kinds = [e.kind for e in state.sla_events if e.clock == "resolution"]
+    assert kinds[:5] == ["start", "pause", "resume", "warning", "breach"]
+    await engine.end(handle, "case.closed")
+
+
+async def test_raising_the_priority_moves_the_due_time_earlier(engine: Engine) -> None:
+    await engine.sleep_until(await next_week(engine, "support-case", 10, zone=BERLIN))
+    handle = await engine.start("support-case", case("normal"))
+    state = await engine.open_task(handle, "respond")
+    before = state.clocks["resolution"].due_at
+    assert before is not None
+    await engine.env.sleep(timedelta(hours=1))
+    await handle.signal(
+        "event",
+        EventInput(
+            id=f"p-{uuid.uuid4()}", type="case.updated", data={"case": {"priority": "urgent"}}
+        ),
+    )
+    state = await engine.until(handle, lambda s: s.clocks["resolution"].target == "urgent")
+    after = state.clocks["resolution"].due_at
+    assert after is not None and after < before
+    # urgent is 4 business hours from the 10:00 start, counted before (2.5 h) and after the
+    # 12:30-13:30 lunch break (1.5 h): the hour already passed still counts
+    assert local(after, BERLIN).strftime("%a %H:%M") == "Mon 15:00"
+    assert state.next_rung is not None and state.next_rung.at <= after
+    await engine.end(handle, "case.closed")
+
+
+async def test_an_instance_row_is_written_once_and_closed_with_its_result(engine: Engine) -> None:
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    state = await engine.state(handle)
+    await engine.complete(handle, "call-customer", "lost")
+    await handle.result()
+    with engine.sessions() as session:
+        row = session.get(Instance, state.instance_id)
+    assert row is not None
+    assert (row.status, row.result, row.workflow_id) == ("completed", "lost", handle.id)
+    assert row.ended_at is not None and row.ended_at.tzinfo is not None
+    assert datetime.now(UTC) - row.started_at < timedelta(days=3650)
+
+
+async def test_a_long_instance_continues_as_new_and_keeps_its_state(engine: Engine) -> None:
+    definition = engine.definitions.processes["quote-follow-up"]
+    number = f"Q-{uuid.uuid4().hex[:6]}"
+    handle = await engine.env.client.start_workflow(
+        ProcessWorkflow.run,
+        ProcessInput(
+            definition=definition, business_key=number, data=quote(number), history_limit=40
+        ),
+        id=f"quote-follow-up/{number}",
+        task_queue=engine.task_queue,
+    )
+    first = await engine.open_task(handle, "call-customer")
+    for visit in range(1, 4):
+        await engine.complete(handle, "call-customer", "voicemail")
+        await engine.until(handle, lambda s, v=visit: s.visits.get("wait-a-day") == v)
+        await engine.env.sleep(timedelta(days=4))
+    state = await engine.open_task(handle, "call-customer")
+    description = await handle.describe()
+    assert description.run_id != handle.result_run_id  # a new run carries on
+    assert state.instance_id == first.instance_id
+    assert state.visits == {"call-customer": 4, "wait-a-day": 3}
+    assert state.data["quote"]["number"] == number
+    await engine.complete(handle, "call-customer", "lost")
+    assert (await handle.result()).result == "lost"
+    facts = engine.rows(StepFact, first.instance_id)
+    assert sorted((f.step, f.visit) for f in facts) == sorted(
+        [("call-customer", v) for v in range(1, 5)]
+        + [("wait-a-day", v) for v in range(1, 4)]
+        + [("lost", 1)]
+    )
