@@ -75,18 +75,22 @@ def build_worker(
 
 
 def prepare_database(settings: Settings, definitions: Definitions) -> Engine:
-    """Create duly's tables if missing and bring the org (users, teams) in from org.yaml.
+    """Create duly's tables if missing, publish the definitions and sync the org from org.yaml.
 
     Args:
         settings: duly's settings (the database URL).
-        definitions: The loaded definitions, whose org is synced.
+        definitions: The loaded definitions, published and whose org is synced.
 
     Returns:
         The database engine.
+
+    Raises:
+        crud.VersionConflicts: A process changed without a new `version:`; nothing is written.
     """
     engine = make_engine(settings.database_url)
     create_all(engine)
     with write_session(session_factory(engine)) as session:
+        crud.publish_definitions(session=session, processes=definitions.processes.values())
         crud.sync_org(session=session, org=definitions.org)
     log.info("org synced", users=len(definitions.org.users), teams=len(definitions.org.teams))
     return engine
@@ -193,5 +197,5 @@ if __name__ == "__main__":
         asyncio.run(main())
     except DefinitionError as exc:
         sys.exit(exc.report())
-    except TemporalUnavailable as exc:
+    except (TemporalUnavailable, crud.VersionConflicts) as exc:
         sys.exit(str(exc))

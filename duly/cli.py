@@ -201,6 +201,17 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{name: value for name, value in overrides.items() if value is not None})
 
 
+def publish(settings: Settings, loaded: Definitions) -> None:
+    """Publish the definitions before they start anything: a changed process needs a new version.
+
+    Raises:
+        VersionConflicts: Some process changed without a new `version:`; nothing is written.
+    """
+    from worker import prepare_database
+
+    prepare_database(settings, loaded).dispose()
+
+
 def _quiet_logging() -> None:
     """Commands that print their own result log only warnings, to stderr."""
     structlog.configure(
@@ -253,6 +264,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 
     from duly.client import ClientError
     from duly.stack import StackError
+    from duly.store.crud import VersionConflicts
     from duly.temporal_binaries import BinaryNotFoundError
     from duly.temporal_client import TemporalUnavailable
 
@@ -262,7 +274,13 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(130) from None
     except DefinitionError as exc:
         typer.echo(exc.report(), err=True)
-    except (ClientError, StackError, TemporalUnavailable, BinaryNotFoundError) as exc:
+    except (
+        ClientError,
+        StackError,
+        TemporalUnavailable,
+        BinaryNotFoundError,
+        VersionConflicts,
+    ) as exc:
         typer.echo(str(exc), err=True)
     except RPCError as exc:
         typer.echo(f"Temporal refused the request: {exc.message}", err=True)
@@ -351,6 +369,7 @@ def start(
         raise typer.Exit(1) from None
 
     async def go() -> str:
+        publish(settings, loaded)
         client = await connect(settings.temporal_address, settings.temporal_namespace)
         return await start_instance(client, loaded, process, values, task_queue=settings.task_queue)
 
@@ -381,6 +400,7 @@ def event(
     _quiet_logging()
 
     async def go() -> list[str]:
+        publish(settings, loaded)
         client = await connect(settings.temporal_address, settings.temporal_namespace)
         return await send_event(client, loaded, message, task_queue=settings.task_queue)
 

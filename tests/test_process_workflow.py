@@ -26,9 +26,9 @@ from duly.language.business_time import BusinessCalendar
 from duly.language.durations import parse_duration
 from duly.language.loader import Definitions
 from duly.settings import Settings
-from duly.store.crud import sync_org
-from duly.store.db import create_all, make_engine, session_factory
-from duly.store.models import Alert, Instance, SlaEventRow, StepFact, Task
+from duly.store.crud import VersionConflicts, publish_definitions, sync_org
+from duly.store.db import create_all, make_engine, session_factory, write_session
+from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task
 from workflows.messages import (
     CompleteTaskInput,
     EventInput,
@@ -456,3 +456,50 @@ async def test_a_long_instance_continues_as_new_and_keeps_its_state(engine: Engi
         + [("wait-a-day", v) for v in range(1, 4)]
         + [("lost", 1)]
     )
+
+
+def test_a_changed_process_needs_a_new_version(definitions: Definitions, tmp_path: Path) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+    create_all(db)
+    sessions = session_factory(db)
+    quote_v1 = definitions.processes["quote-follow-up"]
+    with write_session(sessions) as session:
+        publish_definitions(session=session, processes=[quote_v1])
+    edited = quote_v1.model_copy(update={"hash": "0" * 64})
+    renumbered = quote_v1.model_copy(update={"hash": "1" * 64, "version": 2})
+    lead = definitions.processes["lead-follow-up"]
+    with pytest.raises(VersionConflicts) as refused, write_session(sessions) as session:
+        publish_definitions(session=session, processes=[lead, edited])
+    assert str(refused.value) == (
+        f"{quote_v1.file}: process quote-follow-up version 1 is already stored with different "
+        "content; raise `version:` to publish a change"
+    )
+    with write_session(sessions) as session:
+        publish_definitions(session=session, processes=[quote_v1, renumbered])
+    with sessions() as session:
+        stored = session.exec(select(Definition.process, Definition.version)).all()
+    # the refused publish wrote nothing, not even the unrelated lead-follow-up
+    assert sorted(stored) == [("quote-follow-up", 1), ("quote-follow-up", 2)]
+
+
+async def test_a_running_instance_keeps_its_version_when_a_new_one_is_published(
+    engine: Engine,
+) -> None:
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    before = await engine.open_task(handle, "call-customer")
+    v1 = engine.definitions.processes["quote-follow-up"]
+    spec = v1.spec.model_copy(update={"version": 2})
+    v2 = v1.model_copy(update={"version": 2, "hash": "2" * 64, "spec": spec})
+    newer = Definitions(processes={"quote-follow-up": v2}, org=engine.definitions.org)
+    fresh = await start_instance(
+        engine.env.client,
+        newer,
+        "quote-follow-up",
+        quote(f"Q-{uuid.uuid4().hex[:6]}"),
+        task_queue=engine.task_queue,
+    )
+    latest = engine.env.client.get_workflow_handle(workflow_of(fresh, task=False))
+    assert (await engine.state(latest)).version == 2
+    assert (await engine.state(handle)).version == before.version == 1
+    await engine.end(handle, "quote.rejected")
+    await engine.end(latest, "quote.rejected")

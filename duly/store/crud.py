@@ -5,6 +5,7 @@ Functions take keyword arguments only and work inside the caller's session and t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from sqlalchemy import Table, delete
@@ -114,6 +115,36 @@ def save_definition(*, session: Session, compiled: CompiledProcess) -> Definitio
         source=compiled.source,
         compiled_json=compiled.model_dump_json(),
     )
+
+
+class VersionConflicts(Exception):
+    """Some processes changed without a new `version:`; nothing was published."""
+
+    def __init__(self, conflicts: list[tuple[CompiledProcess, VersionConflict]]) -> None:
+        self.conflicts = conflicts
+        super().__init__(
+            "\n".join(f"{process.file}: {conflict}" for process, conflict in conflicts)
+        )
+
+
+def publish_definitions(*, session: Session, processes: Iterable[CompiledProcess]) -> None:
+    """Store every (process, version, hash) not stored yet, all or nothing.
+
+    A running instance keeps the definition it started with; a new one takes what is published
+    now. Reusing a version number for changed content is refused, naming each such file.
+
+    Raises:
+        VersionConflicts: Some process changed without raising its version; the caller's
+            transaction must be rolled back (nothing of this call is kept).
+    """
+    conflicts: list[tuple[CompiledProcess, VersionConflict]] = []
+    for process in processes:
+        try:
+            save_definition(session=session, compiled=process)
+        except VersionConflict as conflict:
+            conflicts.append((process, conflict))
+    if conflicts:
+        raise VersionConflicts(conflicts)
 
 
 # --- the org -----------------------------------------------------------------------------------
