@@ -31,6 +31,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from duly import outbox
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
 from duly.temporal_binaries import dev_server_path
@@ -77,8 +78,23 @@ class StackService:
     address: Callable[[Settings], str] | None = None
 
 
-SERVICES: list[StackService] = []
-"""Services `duly up` runs beside the worker; modules providing one append it here."""
+async def _outbox(context: StackContext) -> None:
+    if outbox.wanted(context.settings):
+        await outbox.run(context.settings, context.stop)
+    else:
+        await context.stop.wait()
+
+
+def _outbox_address(settings: Settings) -> str:
+    if not outbox.wanted(settings):
+        return f"mail goes to {settings.smtp_host}:{settings.smtp_port}"
+    return f"smtp://127.0.0.1:{settings.smtp_port}, kept in {outbox.folder(settings)}/"
+
+
+OUTBOX = StackService(name="Email outbox", run=_outbox, address=_outbox_address)
+
+SERVICES: list[StackService] = [OUTBOX]
+"""Services `duly up` runs beside the worker."""
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -304,7 +320,8 @@ async def run_stack(
         done, _ = await asyncio.wait({waiting, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         for task in done - {waiting}:
-            raise StackError(f"{_why_ended(task, tasks[task], server)}; stopping duly")
+            if not stop.is_set():  # a part that returns once asked to stop is not a failure
+                raise StackError(f"{_why_ended(task, tasks[task], server)}; stopping duly")
     finally:
         stop.set()
         if server.process is not None:

@@ -52,6 +52,7 @@ class Up:
             "DULY_DATA_DIR": str(data_dir),
             "DULY_TEMPORAL_ADDRESS": self.address,
             "DULY_TEMPORAL_UI_PORT": str(ui_port),
+            "DULY_SMTP_PORT": str(free_port()),
             "DULY_DEFINITIONS": str(ROOT / "definitions"),
         }
         self.process: asyncio.subprocess.Process | None = None
@@ -173,16 +174,15 @@ async def test_up_runs_an_instance_stops_cleanly_on_ctrl_c_and_resumes_it(tmp_pa
         assert after.task == before.task  # same task, same assignee, same due time
         assert after.next_rung == before.next_rung  # the SLA ladder's timer survived
 
-        touched = await duly_client.send_event(
-            client,
-            definitions,
-            EventInput(id="evt-accepted-7", type="quote.accepted", data={"quote": {"id": "Q-7"}}),
-        )
-        assert touched == [instance]
+        assert after.task is not None
+        await duly_client.complete_task(client, after.task.task_id, "reached")
         async with asyncio.timeout(60):
             while (await duly_client.instance_state(client, instance)).status == "running":
                 await asyncio.sleep(0.1)
         assert (await duly_client.instance_state(client, instance)).result == "won"
+        # the quote summary went to the stack's outbox, as a file a newcomer can open
+        (mail,) = (data_dir / "outbox").glob("*.eml")
+        assert "To: ann@example.com" in mail.read_text()
 
         assert await second.interrupt() == 0, second.text()
     finally:
