@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ from duly.language.actions import ACTIONS
 from duly.language.business_time import BusinessCalendar
 from duly.language.errors import Problem, YamlPath
 from duly.language.expressions import expression_problem, template_problem
-from duly.language.graph import transitions
+from duly.language.graph import closure, transitions
 from duly.language.model import (
     ActionStep,
     Clock,
@@ -195,9 +194,9 @@ class _Checker:
             for target in (targets | self.loose_edges.get(sid, set())) & set(steps):
                 forward[sid].add(target)
                 backward[target].add(sid)
-        live = _closure([self.spec.start, *self.spec.on.values()], forward)
+        live = closure([self.spec.start, *self.spec.on.values()], forward)
         ends = [sid for sid, step in steps.items() if isinstance(step, EndStep)]
-        finishing = _closure([*ends, *open_ended], backward)
+        finishing = closure([*ends, *open_ended], backward)
         reach_known = self.entries_known and not open_ended
         for step_id in steps:
             if step_id not in live:
@@ -473,16 +472,6 @@ def _mentions(value: Any, step_ids: set[str]) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_mentions(item, step_ids) for item in value))
     return set()
-
-
-def _closure(roots: list[str], edges: dict[str, set[str]]) -> set[str]:
-    seen = {root for root in roots if root in edges}
-    queue = deque(seen)
-    while queue:
-        for nxt in edges[queue.popleft()] - seen:
-            seen.add(nxt)
-            queue.append(nxt)
-    return seen
 
 
 def context_free_calendar(data: dict[str, Any]) -> bool:

@@ -71,19 +71,25 @@ def mermaid(spec: ProcessSpec, *, highlight: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _label(step_id: str, step: Step) -> str:
-    title = step.title or step_id
+def step_kind(step_id: str, step: Step) -> str:
+    """A step's kind and what it does, in a few words: `task · owner`, `wait 1 business day`."""
     match step:
         case TaskStep():
-            detail = f"task · {step.assign}"
+            return f"task · {step.assign}"
         case ActionStep():
-            detail = f"action · {step.do}"
+            return f"action · {step.do}"
         case WaitStep():
-            detail = f"wait {step.for_}" if step.for_ else f"wait for {step.until}"
+            return f"wait {step.for_}" if step.for_ else f"wait for {step.until}"
         case DecisionStep():
-            detail = "decision"
+            return "decision"
         case EndStep():
-            detail = f"end · {step.result or step_id}"
+            return f"end · {step.result or step_id}"
+    raise TypeError(f"unknown step {step!r}")
+
+
+def _label(step_id: str, step: Step) -> str:
+    title = step.title or step_id
+    detail = step_kind(step_id, step)
     heading = title if title == step_id else f"{title}<br/><small>{step_id}</small>"
     return f"{heading}<br/><small>{detail}</small>"
 

@@ -15,16 +15,12 @@ from graphlib import TopologicalSorter
 from html import escape
 from math import hypot
 
-from duly.language.diagram import mermaid, sla_text
+from duly.language.diagram import mermaid, sla_text, step_kind
 from duly.language.graph import transitions
 from duly.language.model import (
-    ActionStep,
-    DecisionStep,
-    EndStep,
     ProcessSpec,
     Step,
     TaskStep,
-    WaitStep,
 )
 
 START, ANY = ":start", ":any"  # ':' never occurs in a step id
@@ -83,17 +79,7 @@ def _wrap(text: str, limit: int = 34) -> list[str]:
 
 
 def _detail(step_id: str, step: Step) -> str:
-    match step:
-        case TaskStep():
-            kind = f"task · {step.assign}"
-        case ActionStep():
-            kind = f"action · {step.do}"
-        case WaitStep():
-            kind = f"wait {step.for_}" if step.for_ else f"wait for {step.until}"
-        case DecisionStep():
-            kind = "decision"
-        case EndStep():
-            kind = f"end · {step.result or step_id}"
+    kind = step_kind(step_id, step)
     return f"{step_id} · {kind}" if step.title else kind
 
 

@@ -76,7 +76,12 @@ def _search(spec: ProcessSpec, roots: Iterable[str], *, forward: bool) -> set[st
                     edges[sid].add(edge.target)
                 else:
                     edges[edge.target].add(sid)
-    seen = {r for r in roots if r in spec.steps}
+    return closure(roots, edges)
+
+
+def closure(roots: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
+    """Every node reachable from `roots` along `edges` (roots not in `edges` are ignored)."""
+    seen = {root for root in roots if root in edges}
     queue = deque(seen)
     while queue:
         for nxt in edges[queue.popleft()] - seen:
