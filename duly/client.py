@@ -17,6 +17,7 @@ from temporalio.client import (
     Client,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -319,6 +320,11 @@ async def complete_task(
         cause = exc.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
         raise TaskRejected(task_id, reason) from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise ClientError(
+            f"task {task_id}: the instance did not answer in time (is a duly worker running?); "
+            "the completion may still apply, so check the task before trying again"
+        ) from None
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise TaskRejected(task_id, f"no running instance {workflow!r}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -62,9 +62,10 @@ with workflow.unsafe.imports_passed_through():
         instance_id,
     )
 
-# Side effects write to the database: retry until it answers (a DB outage must not lose a row)
+# Side effects write to the database: retry until it answers (a DB outage must not lose a row).
+# Writes take milliseconds; a short timeout means one lost with a crashed worker is soon retried.
 STORE = {
-    "start_to_close_timeout": timedelta(seconds=30),
+    "start_to_close_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),
         maximum_interval=timedelta(seconds=30),
@@ -73,7 +74,7 @@ STORE = {
 }
 # Actions reach other systems: a few tries, then the step's `on_error` (or a visible failure)
 ACTION = {
-    "start_to_close_timeout": timedelta(seconds=60),
+    "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=2),
         maximum_interval=timedelta(seconds=30),
@@ -81,8 +82,7 @@ ACTION = {
     ),
 }
 SEEN_EVENTS_KEPT = 500
-# `workflow.patched` ids: histories recorded before a change still replay the old way
-RUNG_WAITS_FOR_ITS_TASK = "rung-waits-for-its-task"
+AlertLevel = Literal["warning", "breach", "escalation"]
 
 
 class _Ended(Exception):
@@ -232,6 +232,10 @@ class ProcessWorkflow:
             opened_at=now,
             due_at=clock.due_at if clock else None,
         )
+        if clock is not None:
+            # watched only once the task exists: a rung that came due while open_task was
+            # retried (after a crash, say) fires now, about the task and its assignee
+            self.state.clocks[clock.name] = clock
         self._clocks_changed()
         await workflow.wait_condition(
             lambda: self._completion is not None or self._redirect is not None
@@ -496,12 +500,10 @@ class ProcessWorkflow:
     def _start_step_clock(
         self, step_id: str, step: TaskStep, visit: int, now: datetime
     ) -> ClockState | None:
+        """A task's own SLA clock, counting from `now`; the caller hands it to the watcher."""
         if step.sla is None:
             return None
-        clock = self._new_clock(f"step:{step_id}", step.sla.within, now, step_id, visit)
-        if clock is not None:
-            self.state.clocks[clock.name] = clock
-        return clock
+        return self._new_clock(f"step:{step_id}", step.sla.within, now, step_id, visit)
 
     def _clock_point(self, point: str) -> None:
         """A step was entered or an event arrived: start, stop, pause or resume clocks."""
@@ -705,7 +707,7 @@ class ProcessWorkflow:
             return
         rung = self._ladder_of(clock)[point.rung]
         clock.rungs_done = point.rung + 1
-        level = "warning" if rung.at < 1 else "breach" if rung.at == 1 else "escalation"
+        level: AlertLevel = "warning" if rung.at < 1 else "breach" if rung.at == 1 else "escalation"
         self._sla_event(
             clock,
             "warning" if level == "warning" else "escalation",
@@ -714,14 +716,31 @@ class ProcessWorkflow:
             f"rung {point.rung + 1}: {point.action}",
         )
         self._clocks_changed()
-        if self._task_opening(clock) and workflow.patched(RUNG_WAITS_FOR_ITS_TASK):
-            # The rung came due before the task it is about was opened (open_task is retried
-            # after a worker crash): wait for it, or `assignee` would alert the manager instead
-            # and `reassign` would move nothing.
-            await workflow.wait_condition(lambda: not self._task_opening(clock))
         task = self.state.task
         on_task = task is not None and (clock.step is None or task.step == clock.step)
-        result = await self._activity(
+        try:
+            result = await self._escalate(clock, point, rung, level, now, task, on_task)
+        except ActivityError as err:
+            # a rung that cannot run (its recipient left the org, say) is recorded and skipped:
+            # the ladder goes on, and the breach itself is already on record
+            self._history("escalation-failed", clock.step, f"rung {point.rung + 1}: {err.cause}")
+            return
+        if rung.reassign and task is not None and self.state.task is task and on_task:
+            task.assignee = result.assignee
+            self._history("reassign", task.step, f"to {result.assignee}")
+        await self._flush_sla_events()
+
+    async def _escalate(
+        self,
+        clock: ClockState,
+        point: NextRung,
+        rung: Rung,
+        level: AlertLevel,
+        now: datetime,
+        task: OpenTask | None,
+        on_task: bool,
+    ) -> EscalateResult:
+        result: EscalateResult = await self._activity(
             "escalate",
             EscalateInput(
                 alert_key=f"{self.state.instance_id}/{clock.name}/{clock.visit}/{point.rung}",
@@ -743,20 +762,7 @@ class ProcessWorkflow:
             ),
             result_type=EscalateResult,
         )
-        if rung.reassign and task is not None and self.state.task is task and on_task:
-            task.assignee = result.assignee
-            self._history("reassign", task.step, f"to {result.assignee}")
-        await self._flush_sla_events()
-
-    def _task_opening(self, clock: ClockState) -> bool:
-        """Whether the clock is a step's own and that step's task is not open yet."""
-        return (
-            clock.step is not None
-            and clock.status == "running"
-            and not self._closing
-            and self.state.step == clock.step
-            and self.state.task is None
-        )
+        return result
 
     async def _stop_watcher(self, watcher: asyncio.Task[None]) -> None:
         self._closing = True
