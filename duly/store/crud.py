@@ -15,8 +15,8 @@ from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, col, select
 
 from duly.language.compiler import CompiledProcess
-from duly.language.model import OrgSpec
-from duly.store.models import Definition, Team, TeamMember, User
+from duly.language.model import Channels, OrgSpec
+from duly.store.models import Definition, Team, TeamMember, User, UserChannel
 
 
 class VersionConflict(Exception):
@@ -151,11 +151,12 @@ def publish_definitions(*, session: Session, processes: Iterable[CompiledProcess
 
 
 def sync_org(*, session: Session, org: OrgSpec) -> None:
-    """Make the users, teams and memberships match org.yaml.
+    """Make the users, their channels, teams and memberships match org.yaml.
 
     Users and teams no longer in org.yaml become inactive, never deleted, so their tasks,
     alerts and facts keep pointing at them; a user who comes back is active again. Team members
-    are replaced with the file's list, in its order (the round-robin order).
+    are replaced with the file's list, in its order (the round-robin order), and each user's
+    notification channels with the file's (a user who left has none).
     """
     for user_id, spec in org.users.items():
         insert_if_absent(session=session, row=User(id=user_id, name=spec.name))
@@ -166,6 +167,9 @@ def sync_org(*, session: Session, org: OrgSpec) -> None:
         user.active = False
         session.add(user)
     session.flush()  # managers must exist before teams name them
+    session.exec(delete(UserChannel).where(col(UserChannel.user_id).not_in(list(org.users))))
+    for user_id, spec in org.users.items():
+        _sync_channels(session, user_id, spec.channels)
 
     for team_id, team_spec in org.teams.items():
         name = team_spec.name or team_id
@@ -196,3 +200,24 @@ def _sync_members(session: Session, team_id: str, members: list[str]) -> None:
             member = session.get_one(TeamMember, (team_id, user_id))
             member.position = position
             session.add(member)
+
+
+def _sync_channels(session: Session, user_id: str, channels: Channels) -> None:
+    wanted: dict[str, tuple[str, str | None]] = {}
+    if channels.email:
+        wanted["email"] = (channels.email, None)
+    if channels.slack:
+        wanted["slack"] = (channels.slack, None)
+    if channels.webhook:
+        wanted["webhook"] = (channels.webhook.url, channels.webhook.secret_env)
+    session.exec(
+        delete(UserChannel).where(
+            col(UserChannel.user_id) == user_id, col(UserChannel.channel).not_in(list(wanted))
+        )
+    )
+    for channel, (target, secret_env) in wanted.items():
+        row = UserChannel(user_id=user_id, channel=channel, target=target, secret_env=secret_env)
+        if not insert_if_absent(session=session, row=row):
+            stored = session.get_one(UserChannel, (user_id, channel))
+            stored.target, stored.secret_env = target, secret_env
+            session.add(stored)

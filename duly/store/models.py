@@ -22,6 +22,8 @@ INSTANCE_STATUSES = ("running", "completed", "failed")
 TASK_STATUSES = ("open", "completed", "cancelled")
 ALERT_LEVELS = ("warning", "breach", "escalation", "failure")
 ROLES = ("rep", "manager", "admin")
+CHANNELS = ("email", "slack", "webhook")
+DELIVERY_STATUSES = ("pending", "sent", "failed")
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -53,6 +55,30 @@ class User(UserBase, table=True):
 
 class UserPublic(UserBase):
     """A person as the API shows them (no token hash)."""
+
+
+class UserChannel(SQLModel, table=True):
+    """Where a person hears from duly besides in-app: one row per channel in org.yaml.
+
+    A table of its own rather than a column on `users`, so databases made before channels
+    existed get it from `create_all` without a migration. Rows follow org.yaml
+    (`duly.store.crud.sync_org`); deliveries read them when they are sent, so a corrected URL
+    applies to notifications still waiting.
+    """
+
+    __tablename__ = "user_channels"
+    __table_args__ = (_one_of("channel", CHANNELS, "ck_user_channels_channel"),)
+
+    user_id: str = Field(
+        primary_key=True, foreign_key="users.id", ondelete="CASCADE", max_length=100
+    )
+    channel: str = Field(primary_key=True, max_length=20)
+    target: str = Field(sa_type=Text, description="an email address or a webhook URL")
+    secret_env: str | None = Field(
+        default=None,
+        max_length=100,
+        description="the environment variable holding a webhook's signing secret",
+    )
 
 
 class Team(SQLModel, table=True):
@@ -278,3 +304,50 @@ class InboundEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)
     received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
     instance_id: str | None = Field(default=None, index=True)
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+
+class DeliveryBase(SQLModel):
+    """One notification on one external channel: the transactional outbox of `duly.notify`.
+
+    Written in the same transaction as the alert or task assignment it tells about, keyed
+    `<notification key>:<channel>`, so a retried activity writes it once. The deliverer sends
+    pending rows whose `next_attempt_at` has come, and marks them `sent`, or schedules a retry,
+    or, after its last attempt, `failed` (kept, with the error, for people to see).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, description='"<notification key>:<channel>", the dedupe key')
+    user_id: str = Field(foreign_key="users.id", max_length=100, index=True)
+    channel: str = Field(max_length=20)
+    kind: str = Field(max_length=50, description="task.assigned, alert.breach, ...")
+    subject: str = Field(sa_type=Text)
+    body: str = Field(sa_type=Text, description="plain text")
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = Field(default=0, ge=0, description="sends started, the current one included")
+    next_attempt_at: datetime = Field(
+        default_factory=utc_now,
+        sa_type=UtcDateTime,
+        description="when a pending row is due; while one is being sent, when its lease ends",
+    )
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Delivery(DeliveryBase, table=True):
+    """A delivery row; the deliverer takes pending rows whose `next_attempt_at` has come."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        _one_of("status", DELIVERY_STATUSES, "ck_deliveries_status"),
+        _one_of("channel", CHANNELS, "ck_deliveries_channel"),
+    )
+
+
+class DeliveryPublic(DeliveryBase):
+    """A delivery as the API shows it."""

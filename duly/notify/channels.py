@@ -1,0 +1,172 @@
+r"""The external channels a notification goes out on: email, Slack-style webhook, signed webhook.
+
+One sender per channel name (`SENDERS`). A sender sends one claimed delivery and returns a
+short description of what it did, or raises `DeliveryError` saying why it could not; the
+deliverer decides whether to try again. Every channel carries the delivery's key, so a
+receiver can drop a notification sent twice (a crash after sending, before recording it).
+
+Text stays text: email is `text/plain` only; Slack text has `&`, `<` and `>` escaped (done
+when the delivery was queued, see `duly.notify.outbox`); JSON bodies escape `<`, `>` and `&`
+as `\u`-escapes (`\u003c`), so a title like `<script>` can't become markup in a receiver
+that pastes JSON into a page. URLs are logged by host only: a Slack webhook's path is its
+secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import smtplib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from duly.notify.outbox import Outgoing
+from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from duly.settings import Settings
+
+USER_AGENT = "duly-notify/1"
+
+
+class DeliveryError(Exception):
+    """A channel did not take a notification; the message says what happened."""
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What senders share.
+
+    Attributes:
+        settings: duly's settings (SMTP server and From address).
+        http: The HTTP client for webhooks.
+        timeout: Seconds a send may take (SMTP: each socket operation).
+    """
+
+    settings: Settings
+    http: httpx.AsyncClient
+    timeout: float
+
+
+Sender = Callable[[Outgoing, ChannelContext], Awaitable[str]]
+
+
+def json_body(document: Any) -> bytes:
+    """`document` as compact JSON, with `<`, `>` and `&` escaped (the same data, parsed)."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    return text.encode()
+
+
+def where(url: str) -> str:
+    """A URL reduced to scheme and host, for logs and errors people see."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else "(bad url)"
+
+
+# --- email ---------------------------------------------------------------------------------------
+
+
+def email_message(item: Outgoing, settings: Settings) -> EmailMessage:
+    """The plain-text email of a delivery, its Message-ID derived from the delivery's key."""
+    assert item.target is not None
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = item.target
+    message["Subject"] = " ".join(item.subject.split())
+    domain = settings.smtp_from.rpartition("@")[2] or "duly"
+    message["Message-ID"] = f"<{hashlib.sha256(item.key.encode()).hexdigest()[:32]}@{domain}>"
+    message["X-Duly-Idempotency-Key"] = item.key
+    message["X-Duly-Notification"] = item.kind
+    message.set_content(item.body)
+    return message
+
+
+def _smtp_send(message: EmailMessage, host: str, port: int, timeout: float) -> None:
+    with smtplib.SMTP(host, port, timeout=timeout) as smtp:
+        smtp.send_message(message)
+
+
+async def send_email(item: Outgoing, context: ChannelContext) -> str:
+    """Send a delivery by email through the configured SMTP server (smtplib, in a thread)."""
+    settings = context.settings
+    message = email_message(item, settings)
+    try:
+        await asyncio.to_thread(
+            _smtp_send, message, settings.smtp_host, settings.smtp_port, context.timeout
+        )
+    except (smtplib.SMTPException, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DeliveryError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {reason}") from exc
+    return f"emailed {item.target}"
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+async def _post(context: ChannelContext, url: str, body: bytes, headers: dict[str, str]) -> str:
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+    try:
+        response = await context.http.post(
+            url, content=body, headers=headers, timeout=context.timeout
+        )
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"{where(url)} did not answer within {context.timeout:g} s") from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise DeliveryError(f"{where(url)}: {str(exc) or type(exc).__name__}") from exc
+    if not response.is_success:
+        raise DeliveryError(f"{where(url)} answered {response.status_code}: {response.text[:200]}")
+    return f"POST {where(url)}: {response.status_code}"
+
+
+async def post_slack(item: Outgoing, context: ChannelContext) -> str:
+    """POST `{"text": ...}` to a Slack-compatible incoming webhook."""
+    assert item.target is not None
+    return await _post(context, item.target, json_body(item.payload), {KEY_HEADER: item.key})
+
+
+async def post_webhook(item: Outgoing, context: ChannelContext) -> str:
+    """POST the delivery's JSON document, signed when the user's webhook names a secret.
+
+    Headers: `Idempotency-Key` (the delivery's key), `X-Duly-Event` (its kind),
+    `X-Duly-Timestamp`, and `X-Duly-Signature` (see `duly.notify.signing`).
+    """
+    assert item.target is not None
+    body = json_body(item.payload)
+    timestamp = str(int(time.time()))
+    headers = {KEY_HEADER: item.key, "X-Duly-Event": item.kind, TIMESTAMP_HEADER: timestamp}
+    if item.secret_env:
+        secret = os.environ.get(item.secret_env)
+        if not secret:
+            raise DeliveryError(
+                f"the environment variable {item.secret_env} (secret_env of {item.user_id}'s "
+                "webhook in org.yaml) is not set where the worker runs; set it to the secret"
+            )
+        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+    return await _post(context, item.target, body, headers)
+
+
+SENDERS: dict[str, Sender] = {
+    "email": send_email,
+    "slack": post_slack,
+    "webhook": post_webhook,
+}
+"""Senders by channel name; the names are those of `duly.store.models.CHANNELS`."""
+
+
+async def send(item: Outgoing, context: ChannelContext) -> str:
+    """Send one delivery on its channel.
+
+    Raises:
+        DeliveryError: The channel is unknown, or did not take the notification.
+    """
+    sender = SENDERS.get(item.channel)
+    if sender is None:
+        raise DeliveryError(f"no channel named '{item.channel}'")
+    return await sender(item, context)
