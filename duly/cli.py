@@ -7,10 +7,10 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import structlog
 import typer
@@ -20,6 +20,11 @@ from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions, load_paths
 from duly.language.schema import json_schema
 from duly.settings import Settings
+from duly.tables import span, table, when
+
+if TYPE_CHECKING:
+    from duly.api.auth import Principal
+    from duly.api.context import ApiContext
 
 app = typer.Typer(
     help="duly: run sales processes on time, and measure how consistently they are run.",
@@ -437,10 +442,98 @@ def state(
     typer.echo(_run(go()))
 
 
+# --- people's work: tasks, alerts, instances, tokens ---------------------------------------------
+
+ActingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        "--by",
+        metavar="USER",
+        help="The user to act as, with their permissions (default: the first admin in org.yaml).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
+
+
+class Work:
+    """What a command acting for a user works with: the API's context, the user, a loop."""
+
+    def __init__(self, context: ApiContext, principal: Principal) -> None:
+        self.context = context
+        self.principal = principal
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a service coroutine to its end (a Temporal client is connected if it needs one)."""
+        return _run(work)
+
+
+def _with_work(
+    go: Callable[[Work], T], acting: str | None, definitions: Path, temporal: str | None
+) -> T:
+    """Open the database (creating tables and syncing the org), find the user, run `go`.
+
+    A refusal (`ServiceError`) prints its message and exits 1.
+    """
+    from duly.api.auth import default_admin, principal_of
+    from duly.api.context import ApiContext, TemporalProvider
+    from duly.api.errors import ServiceError
+    from duly.store.crud import VersionConflicts
+    from duly.store.db import session_factory
+    from duly.temporal_client import connect
+    from worker import prepare_database
+
+    loaded = load_or_exit(definitions)
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    _quiet_logging()
+    try:
+        engine = prepare_database(settings, loaded)
+    except VersionConflicts as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    try:
+        context = ApiContext(
+            settings,
+            loaded,
+            session_factory(engine),
+            TemporalProvider(
+                lambda: connect(settings.temporal_address, settings.temporal_namespace)
+            ),
+        )
+        with context.read() as session:
+            principal = (
+                principal_of(session=session, user_id=acting)
+                if acting
+                else default_admin(session=session)
+            )
+        return go(Work(context, principal))
+    except ServiceError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(jsonable(value), indent=2))
+
+
+def jsonable(value: Any) -> Any:
+    """Pydantic models (and lists of them) as JSON-ready data."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    return value
+
+
 @app.command()
 def complete(
     task: Annotated[
-        str, typer.Argument(help="The task id, as `duly state` shows it (task.task_id).")
+        str, typer.Argument(help="The task id, as `duly tasks` or `duly state` shows it.")
     ],
     outcome: Annotated[str, typer.Argument(help="One of the task's outcomes.")],
     note: Annotated[str | None, typer.Option("--note", help="A note for the record.")] = None,
@@ -448,26 +541,271 @@ def complete(
         list[str] | None,
         typer.Option("--field", metavar="NAME=VALUE", help="A field of the task; repeatable."),
     ] = None,
-    by: Annotated[str | None, typer.Option("--by", help="Who completes it (a user id).")] = None,
+    acting: ActingOption = None,
     definitions: DefinitionsOption = Path("definitions"),
     temporal: TemporalOption = None,
 ) -> None:
     """Complete an open task with an outcome (and the fields it asks for)."""
-    from duly.client import TaskRejected, complete_task, workflow_of_task
-    from duly.temporal_client import connect
+    from duly.api.schemas import CompleteTaskRequest
+    from duly.api.services import tasks
 
     fields = _field_values(field or [])
-    settings = _settings(definitions=definitions, temporal_address=temporal)
-    _quiet_logging()
-    try:
-        workflow_of_task(task)
-    except TaskRejected as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    request = CompleteTaskRequest(outcome=outcome, note=note, fields=fields)
 
-    async def go() -> str:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
-        result = await complete_task(client, task, outcome, note, fields, by)
+    def go(work: Work) -> str:
+        result = work.run(tasks.complete_task(work.context, work.principal, task, request))
         return f"completed {result.task_id} ({result.outcome}); next step: {result.next_step}"
 
-    typer.echo(_run(go()))
+    typer.echo(_with_work(go, acting, definitions, temporal))
+
+
+@app.command()
+def reassign(
+    task: Annotated[str, typer.Argument(help="The task id, as `duly tasks` shows it.")],
+    to: Annotated[str, typer.Argument(help="The user id of the new assignee.")],
+    acting: ActingOption = None,
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Hand an open task to someone else (managers: within their teams; admins: anyone)."""
+    from duly.api.services import tasks
+
+    def go(work: Work) -> str:
+        result = work.run(tasks.reassign_task(work.context, work.principal, task, to))
+        return f"reassigned {result.task_id} to {result.assignee} (was {result.previous or '-'})"
+
+    typer.echo(_with_work(go, acting, definitions, temporal))
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Argument(help="The user id (a key under users: in org.yaml).")],
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """Issue a new API token for a user (replacing their old one) and print it, once.
+
+    Only its hash is stored: keep the printed token; run this again to replace a lost one.
+    """
+    from duly.api.auth import issue_token
+
+    def go(work: Work) -> str:
+        with work.context.write() as session:
+            return issue_token(session=session, user_id=user)
+
+    issued = _with_work(go, None, definitions, None)
+    typer.echo(issued)
+    typer.echo(
+        f"API token for {user}, shown once; send it as 'Authorization: Bearer <token>'",
+        err=True,
+    )
+
+
+@app.command()
+def tasks(
+    acting: ActingOption = None,
+    everyone: Annotated[
+        bool,
+        typer.Option("--all", help="Every task the user may see, not only theirs."),
+    ] = False,
+    status: Annotated[
+        str, typer.Option("--status", help="open, completed, cancelled or any.")
+    ] = "open",
+    process: Annotated[str | None, typer.Option("--process", help="Only this process.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
+    as_json: JsonOption = False,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """A user's open tasks, soonest due first, with the business time left.
+
+    Without --as, the first admin's view: every task.
+    """
+    from duly.api.services.tasks import list_tasks
+
+    if status not in ("open", "completed", "cancelled", "any"):
+        typer.echo(f"--status must be open, completed, cancelled or any, not {status!r}", err=True)
+        raise typer.Exit(1)
+
+    def go(work: Work) -> Any:
+        with work.context.read() as session:
+            return list_tasks(
+                session=session,
+                principal=work.principal,
+                definitions=work.context.definitions,
+                scope="all" if everyone or acting is None else "mine",
+                status=status,  # type: ignore[arg-type]
+                process=process,
+                limit=limit,
+            )
+
+    page = _with_work(go, acting, definitions, None)
+    if as_json:
+        _print_json(page)
+        return
+    rows = [
+        (t.id, t.title, t.assignee, t.due_at, span(t.business_seconds_left), " | ".join(t.outcomes))
+        for t in page.items
+    ]
+    typer.echo(
+        table(("TASK", "TITLE", "ASSIGNEE", "DUE", "LEFT", "OUTCOMES"), rows, empty="no tasks")
+    )
+    _more(page.total, len(page.items))
+
+
+@app.command()
+def alerts(
+    acting: ActingOption = None,
+    state: Annotated[str, typer.Option("--state", help="open, acknowledged or all.")] = "open",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
+    as_json: JsonOption = False,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """Alerts a user may see (their own; a manager's teams'; an admin's all), newest first."""
+    from duly.api.services.alerts import list_alerts
+
+    if state not in ("open", "acknowledged", "all"):
+        typer.echo(f"--state must be open, acknowledged or all, not {state!r}", err=True)
+        raise typer.Exit(1)
+
+    def go(work: Work) -> Any:
+        with work.context.read() as session:
+            return list_alerts(
+                session=session,
+                principal=work.principal,
+                state=state,  # type: ignore[arg-type]
+                limit=limit,
+            )
+
+    page = _with_work(go, acting, definitions, None)
+    if as_json:
+        _print_json(page)
+        return
+    rows = [
+        (a.id, a.level, a.recipient, a.created_at, a.acknowledged_by, a.message) for a in page.items
+    ]
+    typer.echo(
+        table(("ID", "LEVEL", "TO", "RAISED", "ACKED BY", "MESSAGE"), rows, empty="no alerts")
+    )
+    _more(page.total, len(page.items))
+
+
+@app.command()
+def ack(
+    alert: Annotated[int, typer.Argument(help="The alert id, as `duly alerts` shows it.")],
+    acting: ActingOption = None,
+    as_json: JsonOption = False,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """Acknowledge an alert (acknowledging it again changes nothing)."""
+    from duly.api.services.alerts import ack_alert
+
+    def go(work: Work) -> Any:
+        with work.context.write() as session:
+            return ack_alert(session=session, principal=work.principal, alert_id=alert)
+
+    done = _with_work(go, acting, definitions, None)
+    if as_json:
+        _print_json(done)
+        return
+    typer.echo(
+        f"alert {done.id} acknowledged by {done.acknowledged_by} at {when(done.acknowledged_at)}"
+    )
+
+
+@app.command()
+def instances(
+    acting: ActingOption = None,
+    process: Annotated[str | None, typer.Option("--process", help="Only this process.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="running, completed or failed.")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only this business key.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
+    as_json: JsonOption = False,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """Instances a user may see, newest first."""
+    from duly.api.services.instances import list_instances
+
+    def go(work: Work) -> Any:
+        with work.context.read() as session:
+            return list_instances(
+                session=session,
+                principal=work.principal,
+                definitions=work.context.definitions,
+                process=process,
+                status=status,
+                key=key,
+                limit=limit,
+            )
+
+    page = _with_work(go, acting, definitions, None)
+    if as_json:
+        _print_json(page)
+        return
+    rows = [(i.id, i.status, i.result, i.started_at, i.ended_at) for i in page.items]
+    typer.echo(
+        table(("INSTANCE", "STATUS", "RESULT", "STARTED", "ENDED"), rows, empty="no instances")
+    )
+    _more(page.total, len(page.items))
+
+
+@app.command()
+def show(
+    instance: Annotated[str, typer.Argument(help="The instance id, as `duly instances` shows it.")],
+    acting: ActingOption = None,
+    as_json: JsonOption = False,
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """An instance: where it is now (live, while it runs), its tasks, steps and SLA events."""
+    from duly.api.services.instances import instance_detail
+
+    def go(work: Work) -> Any:
+        return work.run(instance_detail(work.context, work.principal, instance))
+
+    detail = _with_work(go, acting, definitions, temporal)
+    if as_json:
+        _print_json(detail)
+        return
+    row = detail.instance
+    lines = [
+        f"{row.id}  {row.process} v{row.version}  key {row.business_key}",
+        f"status {row.status}"
+        + (f" ({row.result})" if row.result else "")
+        + f", started {when(row.started_at)}"
+        + (f", ended {when(row.ended_at)}" if row.ended_at else ""),
+    ]
+    if detail.state is not None:
+        open_task = detail.state.task
+        lines.append(f"now at {detail.state.step or '-'}")
+        if open_task is not None:
+            lines.append(
+                f"open task {open_task.task_id} for {open_task.assignee or '-'}"
+                + (f", due {when(open_task.due_at)}" if open_task.due_at else "")
+            )
+        if detail.state.next_rung is not None:
+            rung = detail.state.next_rung
+            lines.append(f"next: {rung.action} at {when(rung.at)} ({rung.clock})")
+    elif detail.state_error:
+        lines.append(f"live state unavailable: {detail.state_error}")
+    facts = [
+        (f.step, f.visit, f.kind, f.assignee, f.outcome, _sla(f.sla_met), f.closed_at)
+        for f in detail.facts
+    ]
+    lines += [
+        "",
+        "Steps:",
+        table(("STEP", "VISIT", "KIND", "ASSIGNEE", "OUTCOME", "SLA", "CLOSED"), facts, empty="-"),
+    ]
+    events = [(e.at, e.clock, e.kind, e.detail) for e in detail.sla_events]
+    lines += ["", "SLA events:", table(("AT", "CLOCK", "EVENT", "DETAIL"), events, empty="-")]
+    typer.echo("\n".join(lines))
+
+
+def _sla(met: bool | None) -> str:
+    return "-" if met is None else "met" if met else "breached"
+
+
+def _more(total: int, shown: int) -> None:
+    if total > shown:
+        typer.echo(f"({shown} of {total}; use --limit or --json)", err=True)

@@ -10,7 +10,7 @@ id's prefix: `<process>/<business key>/<run>`; tasks are `<instance id>/<step>/<
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from temporalio.client import (
@@ -29,6 +29,7 @@ from duly.language.loader import Definitions
 from duly.language.model import WaitStep
 from duly.settings import get_settings
 from workflows.messages import (
+    TASK_NOT_OPEN,
     WORKFLOW_NAME,
     CompleteTaskInput,
     CompleteTaskResult,
@@ -36,15 +37,19 @@ from workflows.messages import (
     InstanceState,
     ProcessInput,
     ProcessResult,
+    ReassignTaskInput,
+    ReassignTaskResult,
     instance_id,
     workflow_id,
     workflow_of,
 )
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 EVENT_SIGNAL = "event"
 COMPLETE_TASK_UPDATE = "complete_task"
+REASSIGN_TASK_UPDATE = "reassign_task"
 STATE_QUERY = "state"
 VISIBILITY_ATTEMPTS = 6
 
@@ -86,12 +91,23 @@ class InstanceNotFound(ClientError):
 
 
 class TaskRejected(ClientError):
-    """The instance refused a task completion; nothing changed."""
+    """The instance refused a task completion (or reassignment); nothing changed.
 
-    def __init__(self, task_id: str, reason: str) -> None:
+    Attributes:
+        task_id: The task.
+        reason: Why, for the user to read.
+        stale: True when the task is no longer open (completed, cancelled, its instance
+            ended): the caller's view is out of date, retrying the same call cannot succeed.
+            False when the request itself is wrong (an unknown outcome, a bad field).
+    """
+
+    def __init__(
+        self, task_id: str, reason: str, *, stale: bool = False, action: str = "completed"
+    ) -> None:
         self.task_id = task_id
         self.reason = reason
-        super().__init__(f"task {task_id} was not completed: {reason}")
+        self.stale = stale
+        super().__init__(f"task {task_id} was not {action}: {reason}")
 
 
 def business_key(process: CompiledProcess, data: dict[str, Any]) -> str:
@@ -310,27 +326,73 @@ async def complete_task(
     request = CompleteTaskInput(
         task_id=task_id, outcome=outcome, note=note, fields=fields or {}, by=by
     )
+    result: CompleteTaskResult = await _task_update(
+        client, workflow, task_id, COMPLETE_TASK_UPDATE, request, CompleteTaskResult, "completed"
+    )
+    log.info("task completed", task=task_id, outcome=outcome, by=by)
+    return result
+
+
+async def reassign_task(
+    client: Client, task_id: str, to: str, by: str | None = None
+) -> ReassignTaskResult:
+    """Hand an open task to another user (who is told, as by a ladder's `reassign` rung).
+
+    Args:
+        client: A connected Temporal client.
+        task_id: `<process>/<key>/<run>/<step>/<visit>`.
+        to: The user id of the new assignee (an active user).
+        by: The user reassigning it.
+
+    Returns:
+        The task's assignee before and after.
+
+    Raises:
+        TaskRejected: The instance refused (task no longer open, already assigned to `to`,
+            `to` is not an active user), or no running instance has the task; nothing changed.
+    """
+    workflow = workflow_of_task(task_id)
+    request = ReassignTaskInput(task_id=task_id, to=to, by=by)
+    result: ReassignTaskResult = await _task_update(
+        client, workflow, task_id, REASSIGN_TASK_UPDATE, request, ReassignTaskResult, "reassigned"
+    )
+    log.info("task reassigned", task=task_id, to=to, previous=result.previous, by=by)
+    return result
+
+
+async def _task_update(
+    client: Client,
+    workflow: str,
+    task_id: str,
+    update: str,
+    request: Any,
+    result_type: type[T],
+    action: str,
+) -> T:
+    """Run a task update on the key's current run; a refusal becomes `TaskRejected`."""
     # The key's current run: a task of an earlier run is refused by the validator as not open
     handle = client.get_workflow_handle(workflow)
     try:
-        result: CompleteTaskResult = await handle.execute_update(
-            COMPLETE_TASK_UPDATE, request, result_type=CompleteTaskResult
-        )
+        result: T = await handle.execute_update(update, request, result_type=result_type)
+        return result
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise TaskRejected(task_id, reason) from None
+        if isinstance(cause, ApplicationError):
+            raise TaskRejected(
+                task_id, cause.message, stale=cause.type == TASK_NOT_OPEN, action=action
+            ) from None
+        raise TaskRejected(task_id, str(cause), action=action) from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         raise ClientError(
             f"task {task_id}: the instance did not answer in time (is a duly worker running?); "
-            "the completion may still apply, so check the task before trying again"
+            f"the task may still be {action}, so check it before trying again"
         ) from None
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
-            raise TaskRejected(task_id, f"no running instance {workflow!r}") from None
-        raise TaskRejected(task_id, exc.message) from None
-    log.info("task completed", task=task_id, outcome=outcome, by=by)
-    return result
+            raise TaskRejected(
+                task_id, f"no running instance {workflow!r}", stale=True, action=action
+            ) from None
+        raise TaskRejected(task_id, exc.message, action=action) from None
 
 
 async def instance_state(client: Client, instance: str) -> InstanceState:

@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,8 @@ class Settings(BaseSettings):
         web_port: Port the web app listens on.
         temporal_ui_port: Port of the embedded Temporal dev server's web UI.
         log_format: `console` (readable, for development) or `json` (for production).
+        events_secret: The shared secret inbound events (`POST /api/events`) are signed with
+            (HMAC-SHA256); the endpoint refuses every event while it is empty.
     """
 
     model_config = SettingsConfigDict(env_prefix="DULY_", extra="ignore")
@@ -48,6 +50,7 @@ class Settings(BaseSettings):
     web_port: int = 8000
     temporal_ui_port: int = 8233
     log_format: Literal["console", "json"] = "console"
+    events_secret: str = Field(default="", repr=False)
 
     @model_validator(mode="before")
     @classmethod

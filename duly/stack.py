@@ -93,7 +93,30 @@ def _outbox_address(settings: Settings) -> str:
 
 OUTBOX = StackService(name="Email outbox", run=_outbox, address=_outbox_address)
 
-SERVICES: list[StackService] = [OUTBOX]
+
+async def _web(context: StackContext) -> None:
+    from duly.api.app import create_app
+    from duly.api.server import serve
+
+    settings = context.settings
+    app = create_app(settings, context.definitions, engine=context.engine, client=context.client)
+    try:
+        await serve(app, settings.web_host, settings.web_port, context.stop)
+    except OSError as exc:
+        raise StackError(
+            f"the web app cannot listen on {settings.web_host}:{settings.web_port} ({exc}); "
+            "choose another port with DULY_WEB_PORT"
+        ) from None
+
+
+def _web_address(settings: Settings) -> str:
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    return f"{base} (API docs: {base}/docs)"
+
+
+WEB = StackService(name="Web app", run=_web, address=_web_address)
+
+SERVICES: list[StackService] = [OUTBOX, WEB]
 """Services `duly up` runs beside the worker."""
 
 
@@ -314,6 +337,9 @@ async def run_stack(
         for service in services:
             tasks[asyncio.create_task(service.run(context), name=service.name)] = service.name
         tasks[asyncio.create_task(server.process.wait())] = "the Temporal dev server"
+        # let each service run to its first pause: one that listens on a port at its start (the
+        # web app) is then listening before the ready line
+        await asyncio.sleep(0)
         say(banner(settings, definitions, server, services))
         say(READY_LINE)
         waiting = asyncio.create_task(stop.wait())

@@ -10,6 +10,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
@@ -44,6 +45,7 @@ class Up:
 
     def __init__(self, data_dir: Path, grpc_port: int, ui_port: int) -> None:
         self.address = f"127.0.0.1:{grpc_port}"
+        self.web_port = free_port()
         self.env = {
             key: value
             for key, value in os.environ.items()
@@ -53,6 +55,7 @@ class Up:
             "DULY_TEMPORAL_ADDRESS": self.address,
             "DULY_TEMPORAL_UI_PORT": str(ui_port),
             "DULY_SMTP_PORT": str(free_port()),
+            "DULY_WEB_PORT": str(self.web_port),
             "DULY_DEFINITIONS": str(ROOT / "definitions"),
         }
         self.process: asyncio.subprocess.Process | None = None
@@ -141,6 +144,11 @@ async def test_up_runs_an_instance_stops_cleanly_on_ctrl_c_and_resumes_it(tmp_pa
         assert f"Temporal gRPC:   127.0.0.1:{grpc_port}" in banner
         assert f"http://127.0.0.1:{ui_port}" in banner
         assert "duly start quote-follow-up --data" in banner
+        web = f"http://127.0.0.1:{first.web_port}"
+        assert "Web app:" in banner and web in banner
+        async with httpx.AsyncClient(base_url=web) as http:
+            assert (await http.get("/api/tasks")).status_code == 401  # the API, asking for a token
+            assert (await http.get("/docs")).status_code == 200
 
         client = await connect(first.address)
         described = await client.workflow_service.describe_namespace(
@@ -180,9 +188,12 @@ async def test_up_runs_an_instance_stops_cleanly_on_ctrl_c_and_resumes_it(tmp_pa
             while (await duly_client.instance_state(client, instance)).status == "running":
                 await asyncio.sleep(0.1)
         assert (await duly_client.instance_state(client, instance)).result == "won"
-        # the quote summary went to the stack's outbox, as a file a newcomer can open
-        (mail,) = (data_dir / "outbox").glob("*.eml")
-        assert "To: ann@example.com" in mail.read_text()
+        # the quote summary went to the stack's outbox, as a file a newcomer can open (beside
+        # the rep's task notification, sent by the worker's deliverer)
+        kept = [mail.read_text() for mail in (data_dir / "outbox").glob("*.eml")]
+        (summary,) = [mail for mail in kept if "X-Duly-Notification" not in mail]
+        assert "To: ann@example.com" in summary
+        assert any("X-Duly-Notification: task.assigned" in mail for mail in kept)
 
         assert await second.interrupt() == 0, second.text()
     finally:

@@ -1,8 +1,9 @@
 """What callers send to a process instance, and what they can read back.
 
 `ProcessInput` starts an instance (and carries its state across continue-as-new); events arrive
-as the `event` signal; a rep completes a task through the `complete_task` update; the `state`
-query returns the live `InstanceState`.
+as the `event` signal; a rep completes a task through the `complete_task` update, a manager
+hands it to someone else through `reassign_task`; the `state` query returns the live
+`InstanceState`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from activities.messages import SlaEvent
 from duly.language.compiler import CompiledProcess
 
 WORKFLOW_NAME = "ProcessWorkflow"
+
+# Why an update on a task was refused: the `type` of the ApplicationError it is rejected with
+TASK_NOT_OPEN = "TaskNotOpen"  # completed, cancelled or replaced: the caller's view is stale
+INVALID_REQUEST = "InvalidTaskRequest"  # unknown outcome, bad field, nobody to hand it to
 
 
 def workflow_id(process: str, business_key: str) -> str:
@@ -62,6 +67,22 @@ class CompleteTaskResult(BaseModel):
     task_id: str
     outcome: str
     next_step: str
+
+
+class ReassignTaskInput(BaseModel):
+    """A manager hands the open task to someone else."""
+
+    task_id: str
+    to: str
+    by: str | None = None
+
+
+class ReassignTaskResult(BaseModel):
+    """The task's assignee before and after."""
+
+    task_id: str
+    assignee: str
+    previous: str | None = None
 
 
 class OpenTask(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import (
@@ -48,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
         WaitStep,
     )
     from workflows.messages import (
+        INVALID_REQUEST,
+        TASK_NOT_OPEN,
         WORKFLOW_NAME,
         ClockState,
         CompleteTaskInput,
@@ -59,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
         OpenTask,
         ProcessInput,
         ProcessResult,
+        ReassignTaskInput,
+        ReassignTaskResult,
         instance_id,
     )
 
@@ -451,18 +455,12 @@ class ProcessWorkflow:
 
     @complete_task.validator
     def _check_completion(self, input: CompleteTaskInput) -> None:
-        task = self.state.task
-        if task is None or self._completion is not None or self._redirect is not None:
-            raise ValueError(
-                f"task {input.task_id} is not open: instance "
-                f"{self.state.instance_id} has no open task right now"
-            )
-        if input.task_id != task.task_id:
-            raise ValueError(f"task {input.task_id} is not open; the open task is {task.task_id}")
+        task = self._open_task(input.task_id)
         if input.outcome not in task.outcomes:
-            raise ValueError(
+            raise ApplicationError(
                 f"'{input.outcome}' is not an outcome of step '{task.step}'; "
-                f"expected one of {', '.join(task.outcomes)}"
+                f"expected one of {', '.join(task.outcomes)}",
+                type=INVALID_REQUEST,
             )
         problems = [
             problem
@@ -473,7 +471,75 @@ class ProcessWorkflow:
         if unknown:
             problems.append(f"step '{task.step}' declares no field {', '.join(unknown)}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ApplicationError("; ".join(problems), type=INVALID_REQUEST)
+
+    def _open_task(self, task_id: str) -> OpenTask:
+        """The open task if it is `task_id` and nothing is closing it; else a rejection."""
+        task = self.state.task
+        if task is None or self._completion is not None or self._redirect is not None:
+            raise ApplicationError(
+                f"task {task_id} is not open: instance "
+                f"{self.state.instance_id} has no open task right now",
+                type=TASK_NOT_OPEN,
+            )
+        if task_id != task.task_id:
+            raise ApplicationError(
+                f"task {task_id} is not open; the open task is {task.task_id}", type=TASK_NOT_OPEN
+            )
+        return task
+
+    @workflow.update
+    async def reassign_task(self, input: ReassignTaskInput) -> ReassignTaskResult:
+        """Hand the open task to another user; validated first: a bad call changes nothing.
+
+        The Task row changes through the same activity as a ladder's `reassign` rung, which
+        also alerts the new assignee, once however often it is retried.
+        """
+        task = self._open_task(input.task_id)
+        previous = task.assignee
+        now = workflow.now()
+        try:
+            result: EscalateResult = await self._activity(
+                "escalate",
+                EscalateInput(
+                    alert_key=f"{task.task_id}/reassign/{workflow.uuid4().hex}",
+                    instance_id=self.state.instance_id,
+                    process=self.spec.process,
+                    step=task.step,
+                    clock=f"step:{task.step}",
+                    rung=-1,  # not a rung of the ladder: a person's decision
+                    at_percent=0,
+                    level="escalation",
+                    reassign=f"user:{input.to}",
+                    task_id=task.task_id,
+                    assignee=previous,
+                    team=task.team,
+                    due_at=task.due_at,
+                    fired_at=now,
+                    title=task.title,
+                ),
+                result_type=EscalateResult,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            # the caller prefixes "task ... was not reassigned:"
+            raise ApplicationError(reason, type=INVALID_REQUEST) from err
+        if self.state.task is not task or result.assignee != input.to:
+            raise ApplicationError("it closed before it could be reassigned", type=TASK_NOT_OPEN)
+        task.assignee = result.assignee
+        self._history("reassign", task.step, f"to {input.to} (was {previous}) by {input.by}")
+        return ReassignTaskResult(task_id=task.task_id, assignee=input.to, previous=previous)
+
+    @reassign_task.validator
+    def _check_reassign(self, input: ReassignTaskInput) -> None:
+        task = self._open_task(input.task_id)
+        if not input.to.strip():
+            raise ApplicationError("name the user to hand the task to", type=INVALID_REQUEST)
+        if input.to == task.assignee:
+            raise ApplicationError(
+                f"task {input.task_id} is already assigned to {input.to}", type=INVALID_REQUEST
+            )
 
     @workflow.signal
     def event(self, input: EventInput) -> None:

@@ -1,0 +1,133 @@
+"""The FastAPI application: duly's JSON API (OpenAPI at /docs).
+
+`duly up` serves it beside the worker; on its own: `uvicorn --factory duly.api.app:create_app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from duly.api.context import ApiContext, ClientFactory, TemporalProvider
+from duly.api.errors import ServiceError
+from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
+from duly.api.routes import alerts, events, instances, me, tasks
+from duly.api.routes import definitions as definitions_routes
+from duly.language.loader import Definitions, load_definitions
+from duly.settings import Settings, get_settings
+from duly.store.db import create_all, make_engine, session_factory
+from duly.temporal_client import connect
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = """\
+duly runs a sales team's processes on time. Every call but `POST /api/events` takes a user's
+API token as `Authorization: Bearer <token>` (`duly token USER` issues one); what each role may
+see and do is in `duly/api/access.py`. Inbound events are signed instead: see docs/events.md.
+
+Errors answer `{"detail": "what was wrong, and what to do"}`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    definitions: Definitions | None = None,
+    *,
+    engine: Engine | None = None,
+    client: Client | None = None,
+    client_factory: ClientFactory | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: duly's settings; read from the environment when not given.
+        definitions: The loaded definitions; loaded from `settings.definitions` when not given.
+        engine: The database engine; one on `settings.database_url` (tables created if
+            missing, disposed at shutdown) when not given.
+        client: A connected Temporal client to share (the one `duly up` made).
+        client_factory: Connects a Temporal client on first use, when `client` is not given;
+            defaults to `settings.temporal_address`.
+        max_body_bytes: Larger request bodies are refused with 413.
+
+    Returns:
+        The application; `app.state.duly` is its `ApiContext`.
+    """
+    settings = settings or get_settings()
+    definitions = definitions if definitions is not None else load_definitions(settings.definitions)
+    owned = engine is None
+    database = engine if engine is not None else make_engine(settings.database_url)
+    if owned:
+        create_all(database)
+    if client is not None:
+        temporal = TemporalProvider.of(client)
+    else:
+        address, namespace = settings.temporal_address, settings.temporal_namespace
+        temporal = TemporalProvider(client_factory or (lambda: connect(address, namespace)))
+    context = ApiContext(settings, definitions, session_factory(database), temporal)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            database.dispose()
+
+    app = FastAPI(
+        title="duly",
+        summary="Sales processes on time: tasks, SLAs, alerts.",
+        description=DESCRIPTION,
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.duly = context
+    for module in (events, instances, tasks, alerts, definitions_routes, me):
+        app.include_router(module.router)
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    return app
+
+
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors: list[dict[str, Any]] = jsonable_encoder(exc.errors())
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error") or error.get("msg", "")
+            return JSONResponse(
+                {"detail": f"the request body is not valid JSON: {reason}"}, status_code=400
+            )
+    return JSONResponse({"detail": _summary(errors), "errors": errors}, status_code=422)
+
+
+def _summary(errors: list[dict[str, Any]], most: int = 5) -> str:
+    """`body.outcome: Field required; query.limit: ...`: what was wrong, where."""
+    parts = [
+        f"{'.'.join(str(part) for part in error.get('loc', ())) or 'request'}: {error.get('msg')}"
+        for error in errors[:most]
+    ]
+    more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
+    return "; ".join(parts) + more
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", path=request.url.path, method=request.method)
+    return JSONResponse(
+        {"detail": "duly failed to answer this request; the server log says why"},
+        status_code=500,
+    )

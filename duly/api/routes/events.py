@@ -1,0 +1,66 @@
+"""Inbound events from a CRM (or a relay in front of it), signed with the shared secret."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from duly.api.deps import Context
+from duly.api.errors import Malformed
+from duly.api.routes import problems
+from duly.api.schemas import EventIn, EventOut
+from duly.api.services import events
+from duly.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+router = APIRouter(tags=["events"])
+
+
+@router.post(
+    "/api/events",
+    response_model=EventOut,
+    responses=problems(400, 401, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EventIn.model_json_schema()}},
+        }
+    },
+)
+async def receive_event(
+    request: Request,
+    context: Context,
+    timestamp: Annotated[
+        str | None,
+        Header(alias=TIMESTAMP_HEADER, description="Unix time (seconds) the request was signed"),
+    ] = None,
+    signature: Annotated[
+        str | None,
+        Header(
+            alias=SIGNATURE_HEADER,
+            description="sha256=<hex HMAC-SHA256 of '<timestamp>.<body>' with the shared secret>",
+        ),
+    ] = None,
+) -> EventOut:
+    """Take an event `{id, type, data}`: start the instances it triggers, steer the live ones.
+
+    Signed with HMAC-SHA256 (see docs/events.md); 401 when unsigned, badly signed or older than
+    the replay window. A resent event id answers 200 with status `duplicate` and changes
+    nothing.
+    """
+    body = await request.body()
+    events.check_signature(context, timestamp, signature, body)
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Malformed(f"the request body is not valid JSON: {exc}") from None
+    try:
+        event = EventIn.model_validate(document)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
+    return await events.receive_event(context, event)

@@ -1,0 +1,72 @@
+"""Instances: start, list, one with its live state and history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from duly.api.deps import Context, CurrentUser, DbSession
+from duly.api.routes import problems
+from duly.api.schemas import (
+    MAX_PAGE,
+    InstanceDetail,
+    Page,
+    StartInstanceRequest,
+    StartInstanceResponse,
+)
+from duly.api.services import instances
+from duly.store.models import InstancePublic
+
+router = APIRouter(tags=["instances"])
+
+
+@router.post(
+    "/api/instances",
+    response_model=StartInstanceResponse,
+    status_code=201,
+    responses=problems(400, 401, 403, 404, 409, 413, 422, 503),
+)
+async def start_instance(
+    request: StartInstanceRequest, context: Context, user: CurrentUser
+) -> StartInstanceResponse:
+    """Start an instance of a process on data (managers: their teams' processes; admins: any).
+
+    The business key comes from the data by the process's `trigger.key`: 409 while an
+    instance for the key is still running, 422 when the data lacks it.
+    """
+    return await instances.start_instance(context, user, request)
+
+
+@router.get("/api/instances", response_model=Page[InstancePublic], responses=problems(401))
+def list_instances(
+    context: Context,
+    session: DbSession,
+    user: CurrentUser,
+    process: Annotated[str | None, Query(max_length=100)] = None,
+    status: Literal["running", "completed", "failed"] | None = None,
+    key: Annotated[str | None, Query(max_length=1000, description="a business key")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> Page[InstancePublic]:
+    """Instances I may see, newest first."""
+    return instances.list_instances(
+        session=session,
+        principal=user,
+        definitions=context.definitions,
+        process=process,
+        status=status,
+        key=key,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/api/instances/{instance_id:path}",
+    response_model=InstanceDetail,
+    responses=problems(401, 403, 404),
+)
+async def get_instance(instance_id: str, context: Context, user: CurrentUser) -> InstanceDetail:
+    """One instance: its row, live state (while it runs), tasks, step facts and SLA events."""
+    return await instances.instance_detail(context, user, instance_id)

@@ -1,0 +1,195 @@
+"""Instances: start one, list them, and one with its live state and history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+from starlette.concurrency import run_in_threadpool
+
+from duly import client as duly_client
+from duly.api.access import instances_visible, require_start
+from duly.api.auth import Principal
+from duly.api.context import ApiContext
+from duly.api.errors import NotAllowed, NotFound, ServiceError, translated
+from duly.api.schemas import (
+    InstanceDetail,
+    Page,
+    SlaEventView,
+    StartInstanceRequest,
+    StartInstanceResponse,
+    StepFactView,
+)
+from duly.language.loader import Definitions
+from duly.store.models import Instance, InstancePublic, SlaEventRow, StepFact, Task, TaskPublic
+from workflows.messages import InstanceState
+
+STATE_TIMEOUT = 5.0
+"""Seconds to wait for a running instance to answer its state query."""
+
+
+def list_instances(
+    *,
+    session: Session,
+    principal: Principal,
+    definitions: Definitions,
+    process: str | None = None,
+    status: str | None = None,
+    key: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[InstancePublic]:
+    """Instances the principal may see, newest first.
+
+    Args:
+        session: A database session.
+        principal: Who asks.
+        definitions: The loaded definitions (which team each process belongs to).
+        process: Only this process's instances.
+        status: Only `running`, `completed` or `failed` ones.
+        key: Only this business key's.
+        limit: At most this many.
+        offset: Skip this many first.
+    """
+    where = [instances_visible(principal, definitions)]
+    if process is not None:
+        where.append(col(Instance.process) == process)
+    if status is not None:
+        where.append(col(Instance.status) == status)
+    if key is not None:
+        where.append(col(Instance.business_key) == key)
+    total = session.exec(select(func.count()).select_from(Instance).where(*where)).one()
+    rows = session.exec(
+        select(Instance)
+        .where(*where)
+        .order_by(col(Instance.started_at).desc(), col(Instance.id))
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return Page[InstancePublic](
+        items=[InstancePublic.model_validate(row) for row in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def instance_record(
+    *, session: Session, principal: Principal, definitions: Definitions, instance_id: str
+) -> InstanceDetail:
+    """An instance as the database has it: its row, tasks, step facts and SLA events.
+
+    Raises:
+        NotFound: No such instance.
+        NotAllowed: Not one the principal may see.
+    """
+    row = session.exec(
+        select(Instance).where(
+            col(Instance.id) == instance_id, instances_visible(principal, definitions)
+        )
+    ).first()
+    if row is None:
+        if session.get(Instance, instance_id) is None:
+            raise NotFound(f"no instance '{instance_id}'")
+        raise NotAllowed(f"instance {instance_id} has no task of yours or of your teams")
+    tasks = session.exec(
+        select(Task).where(Task.instance_id == instance_id).order_by(col(Task.opened_at))
+    ).all()
+    facts = session.exec(
+        select(StepFact)
+        .where(StepFact.instance_id == instance_id)
+        .order_by(col(StepFact.closed_at), col(StepFact.id))
+    ).all()
+    events = session.exec(
+        select(SlaEventRow)
+        .where(SlaEventRow.instance_id == instance_id)
+        .order_by(col(SlaEventRow.seq))
+    ).all()
+    return InstanceDetail(
+        instance=InstancePublic.model_validate(row),
+        tasks=[TaskPublic.model_validate(task) for task in tasks],
+        facts=[StepFactView.model_validate(fact, from_attributes=True) for fact in facts],
+        sla_events=[SlaEventView.model_validate(e, from_attributes=True) for e in events],
+    )
+
+
+async def instance_detail(
+    context: ApiContext, principal: Principal, instance_id: str
+) -> InstanceDetail:
+    """An instance with its history and, while it runs, its live state.
+
+    When the live state cannot be had (Temporal is down, no worker answers), the rest is
+    returned all the same, with `state_error` saying why.
+
+    Raises:
+        NotFound: No such instance.
+        NotAllowed: Not one the principal may see.
+    """
+
+    def record() -> InstanceDetail:
+        with context.read() as session:
+            return instance_record(
+                session=session,
+                principal=principal,
+                definitions=context.definitions,
+                instance_id=instance_id,
+            )
+
+    detail = await run_in_threadpool(record)
+    if detail.instance.status != "running":
+        return detail
+    try:
+        detail.state = await live_state(context, instance_id)
+    except ServiceError as exc:
+        detail.state_error = exc.message
+    return detail
+
+
+async def live_state(context: ApiContext, instance_id: str) -> InstanceState:
+    """The state query's answer, within `STATE_TIMEOUT` seconds.
+
+    Raises:
+        ServiceError: Temporal or the instance did not answer (`Unavailable`), or there is no
+            such instance (`NotFound`).
+    """
+    client = await context.temporal.get()
+    with translated():
+        try:
+            return await asyncio.wait_for(
+                duly_client.instance_state(client, instance_id), STATE_TIMEOUT
+            )
+        except TimeoutError:
+            raise duly_client.ClientError(
+                f"{instance_id} did not answer within {STATE_TIMEOUT:.0f} s: is a duly worker "
+                "running?"
+            ) from None
+
+
+async def start_instance(
+    context: ApiContext, principal: Principal, request: StartInstanceRequest
+) -> StartInstanceResponse:
+    """Start an instance of a process on data.
+
+    Raises:
+        NotFound: No such process.
+        NotAllowed: A rep, or a manager and another team's process.
+        Invalid: The data does not give the business key.
+        Conflict: An instance for the key is still running.
+        Unavailable: Temporal did not answer.
+    """
+    definitions = context.definitions
+    compiled = definitions.processes.get(request.process)
+    if compiled is None:
+        unknown = duly_client.UnknownProcess(request.process, list(definitions.processes))
+        raise NotFound(str(unknown))
+    require_start(principal, definitions, request.process)
+    data: dict[str, Any] = request.data
+    with translated():
+        duly_client.business_key(compiled, data)  # a missing key is refused before connecting
+    client = await context.temporal.get()
+    with translated():
+        started = await duly_client.start_instance(
+            client, definitions, request.process, data, task_queue=context.settings.task_queue
+        )
+    return StartInstanceResponse(instance_id=started)

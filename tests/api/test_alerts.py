@@ -1,0 +1,59 @@
+"""A manager sees a breach as it happens and acknowledges it; a rep sees only their own alerts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from duly.store.models import Alert
+
+from .conftest import Api, quote
+
+
+async def test_a_manager_sees_the_breach_of_a_reps_task_and_acknowledges_it(api: Api) -> None:
+    monday = await api.next_monday(10)
+    await api.sleep_until(monday)
+    instance = await api.start("quote-follow-up", quote(owner="ana"))
+    await api.open_task(instance, "call-customer")
+
+    # 2 business days: due Wednesday 10:00; 75% (warning) Tuesday 14:00; 150% not before Thursday
+    await api.sleep_until(monday + timedelta(days=2, seconds=30))
+    await api.until(
+        lambda: len(api.rows(Alert, Alert.instance_id == instance)) == 2, "warning and breach"
+    )
+
+    listed = (await api.get("/api/alerts", "maria")).json()
+    (breach,) = [
+        a for a in listed["items"] if a["instance_id"] == instance and a["level"] == "breach"
+    ]
+    assert breach["recipient"] == "maria"
+    assert breach["message"].startswith("Breach: 'Call Lee Park about quote ")
+    (warning,) = [a for a in listed["items"] if a["level"] == "warning"]
+    assert warning["recipient"] == "ana"  # her team's rep: the manager sees it too
+
+    ana = (await api.get("/api/alerts", "ana")).json()["items"]
+    assert [a["level"] for a in ana] == ["warning"]
+    assert (await api.get(f"/api/alerts/{breach['id']}", "ana")).status_code == 403
+    assert (await api.post(f"/api/alerts/{breach['id']}/ack", "omar")).status_code == 403
+
+    acked = await api.post(f"/api/alerts/{breach['id']}/ack", "maria")
+    assert acked.status_code == 200
+    assert acked.json()["acknowledged_by"] == "maria"
+    assert acked.json()["acknowledged_at"] is not None
+    again = await api.post(f"/api/alerts/{breach['id']}/ack", "maria")
+    assert again.json()["acknowledged_at"] == acked.json()["acknowledged_at"]
+
+    still_open = (await api.get("/api/alerts", "maria")).json()["items"]
+    assert breach["id"] not in [a["id"] for a in still_open]
+    done = (await api.get("/api/alerts", "maria", params={"state": "acknowledged"})).json()
+    assert [a["id"] for a in done["items"]] == [breach["id"]]
+    breaches = await api.get("/api/alerts", "maria", params={"state": "all", "level": "breach"})
+    assert [a["id"] for a in breaches.json()["items"]] == [breach["id"]]
+
+
+async def test_an_unknown_alert_is_404(offline_api: Api) -> None:
+    response = await offline_api.post("/api/alerts/999/ack", "maria")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no alert 999"}
+    bad = await offline_api.post("/api/alerts/abc/ack", "maria")
+    assert bad.status_code == 422
+    assert "path.alert_id" in bad.json()["detail"]

@@ -1,0 +1,175 @@
+"""Inbound events: signed, fresh, once per id; they start instances and steer live ones."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from duly.api.app import create_app
+from duly.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify
+from duly.language.loader import Definitions
+from duly.settings import Settings
+from duly.store.models import InboundEvent, Instance
+from workflows.messages import InstanceState, ProcessResult, workflow_of
+
+from .conftest import SECRET, Api, quote
+
+
+def sent(number: str) -> dict[str, object]:
+    return {"id": f"evt-{uuid.uuid4()}", "type": "quote.sent", "data": quote(number)}
+
+
+async def test_an_unsigned_or_badly_signed_event_is_refused_and_nothing_happens(
+    offline_api: Api,
+) -> None:
+    event = sent("Q-UNSIGNED")
+    unsigned = await offline_api.http.post("/api/events", json=event)
+    assert unsigned.status_code == 401
+    assert "unsigned request" in unsigned.json()["detail"]
+
+    body = json.dumps(event).encode()
+    forged = await offline_api.http.post(
+        "/api/events",
+        content=body,
+        headers={
+            TIMESTAMP_HEADER: str(int(time.time())),
+            SIGNATURE_HEADER: signature("another secret", str(int(time.time())), body),
+        },
+    )
+    assert forged.status_code == 401
+    assert "does not match the body" in forged.json()["detail"]
+
+    # signed, then changed on the way
+    stamp = str(int(time.time()))
+    changed = await offline_api.http.post(
+        "/api/events",
+        content=body.replace(b"Q-UNSIGNED", b"Q-TAMPERED"),
+        headers={TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: signature(SECRET, stamp, body)},
+    )
+    assert changed.status_code == 401
+    assert offline_api.rows(InboundEvent) == []
+    assert offline_api.rows(Instance) == []
+
+
+async def test_a_replayed_event_outside_the_window_is_refused(offline_api: Api) -> None:
+    event = sent("Q-REPLAY")
+    old = await offline_api.event(event, now=time.time() - 600)
+    assert old.status_code == 401
+    assert "outside the 300 s replay window" in old.json()["detail"]
+    ahead = await offline_api.event(event, now=time.time() + 600)
+    assert ahead.status_code == 401
+    assert offline_api.rows(InboundEvent) == []
+
+
+async def test_events_are_off_without_a_secret(definitions: Definitions, tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path), definitions)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.post("/api/events", json=sent("Q-1"))
+    assert response.status_code == 503
+    assert "set DULY_EVENTS_SECRET" in response.json()["detail"]
+
+
+async def test_a_signed_event_starts_an_instance_and_a_resent_one_changes_nothing(
+    api: Api,
+) -> None:
+    number = f"Q-{uuid.uuid4().hex[:6]}"
+    event = sent(number)
+    first = await api.event(event)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["status"] == "accepted" and body["event_id"] == event["id"]
+    (instance,) = body["instances"]
+    assert instance.startswith(f"quote-follow-up/{number}/")
+    task = await api.open_task(instance, "call-customer")
+    # the row is written before the workflow has taken the task in
+    before = await api.state(instance, lambda s: s.task is not None)
+    handle = api.client.get_workflow_handle(workflow_of(instance, task=False))
+
+    again = await api.event(event)
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "event_id": event["id"], "instances": []}
+    after = await handle.query("state", result_type=InstanceState)
+    assert after == before
+    assert [i.id for i in api.rows(Instance)] == [instance]
+    (recorded,) = api.rows(InboundEvent)
+    assert (recorded.id, recorded.type, recorded.instance_id) == (
+        event["id"],
+        "quote.sent",
+        instance,
+    )
+    assert api.row(type(task), task.id).status == "open"
+
+
+async def test_an_event_is_routed_to_the_live_instance_of_its_business_key(api: Api) -> None:
+    number = f"Q-{uuid.uuid4().hex[:6]}"
+    (instance,) = (await api.event(sent(number))).json()["instances"]
+    await api.open_task(instance, "call-customer")
+
+    accepted = {"id": f"evt-{uuid.uuid4()}", "type": "quote.accepted", "data": quote(number)}
+    routed = await api.event(accepted)
+    assert routed.json() == {
+        "status": "accepted",
+        "event_id": accepted["id"],
+        "instances": [instance],
+    }
+    handle = api.client.get_workflow_handle(
+        workflow_of(instance, task=False), result_type=ProcessResult
+    )
+    assert (await handle.result()).result == "won"
+    assert (await api.event(accepted)).json()["status"] == "duplicate"
+
+    unknown = {"id": f"evt-{uuid.uuid4()}", "type": "quote.accepted", "data": quote("Q-NONE")}
+    nowhere = await api.event(unknown)
+    assert nowhere.json() == {"status": "accepted", "event_id": unknown["id"], "instances": []}
+
+
+async def test_a_signed_but_malformed_event_is_a_clear_4xx(offline_api: Api) -> None:
+    not_json = b'{"id": "e1", "type": '
+    stamp = str(int(time.time()))
+    response = await offline_api.http.post(
+        "/api/events",
+        content=not_json,
+        headers={TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: signature(SECRET, stamp, not_json)},
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("the request body is not valid JSON")
+
+    shapeless = await offline_api.event({"type": "quote.sent", "data": []})  # type: ignore[dict-item]
+    assert shapeless.status_code == 422
+    assert "body.id: Field required" in shapeless.json()["detail"]
+    assert "body.data: Input should be a valid dictionary" in shapeless.json()["detail"]
+
+
+async def test_an_event_that_triggers_a_process_without_its_key_is_422(api: Api) -> None:
+    event = {"id": f"evt-{uuid.uuid4()}", "type": "quote.sent", "data": {"quote": {}}}
+    response = await api.event(event)
+    assert response.status_code == 422
+    assert "the business key '{{ quote.id }}' is empty" in response.json()["detail"]
+    assert api.rows(InboundEvent) == []  # not recorded: a corrected resend goes through
+
+
+def test_the_signing_recipe_in_the_docs_signs_as_duly_checks(monkeypatch) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    recipe = docs.split("```python\n", 1)[1].split("```", 1)[0]
+    sent_requests: list[tuple[bytes, dict[str, str]]] = []
+
+    class Answer:
+        def raise_for_status(self) -> None: ...
+
+        def json(self) -> dict[str, str]:
+            return {"status": "accepted"}
+
+    def post(url: str, *, content: bytes, headers: dict[str, str]) -> Answer:
+        sent_requests.append((content, headers))
+        return Answer()
+
+    monkeypatch.setattr(httpx, "post", post)
+    namespace: dict[str, object] = {}
+    exec(compile(recipe, "docs/events.md", "exec"), namespace)
+    namespace["send"]({"id": "e1", "type": "quote.sent", "data": {}}, SECRET)  # type: ignore[operator]
+    ((body, headers),) = sent_requests
+    verify(SECRET, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], body)
