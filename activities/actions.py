@@ -9,10 +9,10 @@ an ordinary exception, so Temporal retries; a mistake in the definition raises a
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import smtplib
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
@@ -22,6 +22,7 @@ import structlog
 from temporalio.exceptions import ApplicationError
 
 from activities.messages import RunActionInput, RunActionResult
+from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from duly.settings import Settings
 
 ActionHandler = Callable[[RunActionInput, Settings], RunActionResult]
@@ -77,16 +78,14 @@ def send_email(action: RunActionInput, settings: Settings) -> RunActionResult:
     return RunActionResult(detail=f"emailed {', '.join(to + cc)}")
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The `X-Duly-Signature` value: `sha256=` and the hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
     """POST `payload` (or the instance data) as JSON to `url`.
 
-    Sends `Idempotency-Key`, and `X-Duly-Signature` when `secret_env` names an environment
-    variable holding the signing secret. A response other than 2xx raises, so Temporal retries.
+    Sends `Idempotency-Key`, and when `secret_env` names an environment variable holding the
+    signing secret, `X-Duly-Timestamp` and `X-Duly-Signature` signed as every duly webhook is
+    (`duly.notify.signing`: HMAC-SHA256 of `<timestamp>.<body>`), so one receiver checks
+    notifications and actions alike. Each attempt is signed afresh: a retry is not stale.
+    A response other than 2xx raises, so Temporal retries.
     """
     params = action.params
     url = params.get("url")
@@ -94,7 +93,7 @@ def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
         raise _bad_params("webhook", f"'url' must be an http(s) URL, not {url!r}")
     payload = params.get("payload", action.data)
     body = json.dumps(payload, sort_keys=True, default=str).encode()
-    headers = {"Content-Type": "application/json", "Idempotency-Key": action.idempotency_key}
+    headers = {"Content-Type": "application/json", KEY_HEADER: action.idempotency_key}
     secret_env = params.get("secret_env")
     if secret_env:
         secret = os.environ.get(str(secret_env))
@@ -104,7 +103,9 @@ def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
                 f"the environment variable {secret_env} (named in secret_env) is not set; "
                 "set it to the signing secret where the worker runs",
             )
-        headers["X-Duly-Signature"] = signature(secret, body)
+        timestamp = str(int(time.time()))
+        headers[TIMESTAMP_HEADER] = timestamp
+        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
     response = httpx.post(url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_SECONDS)
     if not response.is_success:
         raise ApplicationError(

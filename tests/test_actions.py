@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.actions import ACTION_HANDLERS, expand_dotted, run
 from activities.messages import RunActionInput
 from duly.language.actions import ACTIONS
+from duly.notify.signing import verify
 from duly.settings import Settings
 
 KEY = "quote-follow-up/Q-1/send-summary/1"
@@ -113,8 +115,12 @@ def test_webhook_posts_the_payload_signed_with_an_idempotency_key(receiver, monk
     assert json.loads(body) == {"quote": "Q-1", "status": "won"}
     assert headers["Idempotency-Key"] == KEY
     assert headers["Content-Type"] == "application/json"
-    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    # signed as notifications and inbound events are: HMAC-SHA256 of "<timestamp>.<body>"
+    timestamp = headers["X-Duly-Timestamp"]
+    assert abs(int(timestamp) - time.time()) < 60
+    expected = hmac.new(b"s3cret", timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     assert headers["X-Duly-Signature"] == f"sha256={expected}"
+    assert verify("s3cret", timestamp, body, headers["X-Duly-Signature"])
     assert "200" in result.detail
 
 
@@ -124,6 +130,7 @@ def test_webhook_without_payload_sends_the_instance_data_unsigned(receiver) -> N
     [(_, headers, body)] = received.requests
     assert json.loads(body) == {"quote": {"id": "Q-1", "amount": 1200}}
     assert "X-Duly-Signature" not in headers
+    assert "X-Duly-Timestamp" not in headers
 
 
 def test_webhook_error_response_raises_so_temporal_retries(receiver) -> None:

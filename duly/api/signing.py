@@ -4,17 +4,18 @@ A sender puts the current Unix time (seconds) in `X-Duly-Timestamp` and
 `sha256=<hex HMAC-SHA256 of f"{timestamp}.{body}">` in `X-Duly-Signature`. Signing the
 timestamp with the body lets duly refuse a captured request replayed later: a request whose
 timestamp is more than `REPLAY_WINDOW` away from duly's clock is refused even when its signature
-is right. (The same scheme as Stripe's and Slack's webhooks, so the usual relay code fits.)
+is right. (The same scheme as Stripe's and Slack's webhooks, so the usual relay code fits; and
+the same as duly's own outbound webhooks, notifications and the `webhook` action, all made by
+`duly.notify.signing.sign`.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 
-TIMESTAMP_HEADER = "X-Duly-Timestamp"
-SIGNATURE_HEADER = "X-Duly-Signature"
+from duly.notify.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
 REPLAY_WINDOW = 300
 """Seconds a signed request stays acceptable, either side of duly's clock."""
 SCHEME = "sha256="
@@ -35,8 +36,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     Returns:
         `sha256=<hex digest>`.
     """
-    message = timestamp.encode() + b"." + body
-    return SCHEME + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return sign(secret, timestamp, body)  # one scheme for inbound events and outbound webhooks
 
 
 def signed_headers(secret: str, body: bytes, *, now: float | None = None) -> dict[str, str]:

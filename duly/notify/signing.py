@@ -4,6 +4,10 @@ A signed request carries `X-Duly-Timestamp` (Unix seconds) and
 `X-Duly-Signature: sha256=<hex>`, the HMAC-SHA256 under the shared secret of
 `<timestamp>.<body>`. Signing the timestamp lets a receiver refuse an old request replayed
 later (`verify`'s `tolerance`); `Idempotency-Key` lets it drop a resent one.
+
+`sign` is the one signature duly makes or checks: notifications on the JSON webhook channel,
+the `webhook` action (activities/actions.py) and inbound events (`duly.api.signing`) all use
+it, so a receiver written for one checks the others.
 """
 
 from __future__ import annotations
