@@ -20,7 +20,8 @@ from duly.store.types import JsonDocument, UtcDateTime, utc_now
 
 INSTANCE_STATUSES = ("running", "completed", "failed")
 TASK_STATUSES = ("open", "completed", "cancelled")
-ALERT_LEVELS = ("warning", "breach", "escalation", "failure")
+# `threshold` and `recovery`: a monitor crossed its line, or came back (duly.monitors)
+ALERT_LEVELS = ("warning", "breach", "escalation", "failure", "threshold", "recovery")
 ROLES = ("rep", "manager", "admin")
 CHANNELS = ("email", "slack", "webhook")
 DELIVERY_STATUSES = ("pending", "sent", "failed")
@@ -351,3 +352,48 @@ class Delivery(DeliveryBase, table=True):
 
 class DeliveryPublic(DeliveryBase):
     """A delivery as the API shows it."""
+
+
+# --- monitors ----------------------------------------------------------------------------------
+
+MONITOR_STATES = ("ok", "alerting")
+
+
+class MonitorState(SQLModel, table=True):
+    """Where a monitor stands: ok or alerting, and what it last measured.
+
+    One row per monitor, updated by the check that records each firing (activities/monitors.py),
+    under a row lock, so two checks never both see "ok" and both alert.
+    """
+
+    __tablename__ = "monitor_states"
+    __table_args__ = (_one_of("state", MONITOR_STATES, "ck_monitor_states_state"),)
+
+    monitor: str = Field(primary_key=True, max_length=100)
+    state: str = Field(default="ok", max_length=20)
+    last_value: float | None = None
+    last_slot: str | None = Field(default=None, max_length=40)
+    last_checked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    changed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class MonitorCheck(SQLModel, table=True):
+    """One check of a monitor: the value measured for one time slot, kept to show later.
+
+    Keyed by (monitor, slot): a retried or repeated check of a slot finds its row and changes
+    nothing. `transition` is `crossed` or `recovered` when this check raised an alert.
+    """
+
+    __tablename__ = "monitor_checks"
+    __table_args__ = (
+        UniqueConstraint("monitor", "slot", name="uq_monitor_checks_slot"),
+        Index("ix_monitor_checks_monitor_checked", "monitor", "checked_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    monitor: str = Field(max_length=100)
+    slot: str = Field(max_length=40, description='the firing\'s time slot, "2026-11-30T09:15Z"')
+    value: float | None = Field(default=None, description="None when there was nothing to measure")
+    state: str = Field(max_length=20, description="the monitor's state after this check")
+    transition: str | None = Field(default=None, max_length=20)
+    checked_at: datetime = Field(sa_type=UtcDateTime)
