@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from temporalio.client import Client
 
+from duly.api import web
 from duly.api.context import ApiContext, ClientFactory, TemporalProvider
 from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
@@ -24,7 +25,7 @@ from duly.api.routes import alerts, events, instances, me, tasks
 from duly.api.routes import definitions as definitions_routes
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, get_settings
-from duly.store.db import create_all, make_engine, session_factory
+from duly.store.db import make_engine, migrate, session_factory
 from duly.temporal_client import connect
 
 log = structlog.get_logger(__name__)
@@ -52,8 +53,8 @@ def create_app(
     Args:
         settings: duly's settings; read from the environment when not given.
         definitions: The loaded definitions; loaded from `settings.definitions` when not given.
-        engine: The database engine; one on `settings.database_url` (tables created if
-            missing, disposed at shutdown) when not given.
+        engine: The database engine; one on `settings.database_url` (migrated to the newest
+            schema, disposed at shutdown) when not given.
         client: A connected Temporal client to share (the one `duly up` made).
         client_factory: Connects a Temporal client on first use, when `client` is not given;
             defaults to `settings.temporal_address`.
@@ -67,7 +68,7 @@ def create_app(
     owned = engine is None
     database = engine if engine is not None else make_engine(settings.database_url)
     if owned:
-        create_all(database)
+        migrate(database)  # the web app may start before the worker
     if client is not None:
         temporal = TemporalProvider.of(client)
     else:
@@ -87,6 +88,8 @@ def create_app(
         description=DESCRIPTION,
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served by duly.api.web from vendored files: FastAPI's loads a CDN
+        redoc_url=None,
     )
     app.state.duly = context
     for module in (events, instances, tasks, alerts, definitions_routes, me):
@@ -94,6 +97,7 @@ def create_app(
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
+    web.install(app)  # the web pages, /static and /docs (after the API's error handlers)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app

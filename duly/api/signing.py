@@ -14,7 +14,9 @@ from __future__ import annotations
 import hmac
 import time
 
-from duly.notify.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from duly.notify.signing import SIGNATURE_HEADER as SIGNATURE_HEADER
+from duly.notify.signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from duly.notify.signing import sign
 
 REPLAY_WINDOW = 300
 """Seconds a signed request stays acceptable, either side of duly's clock."""

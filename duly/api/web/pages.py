@@ -1,0 +1,506 @@
+"""The web pages: login, a rep's inbox, a manager's alerts, instances and definitions.
+
+Pages call the same services as the JSON API (duly/api/services/), so who may see and do what
+is `duly/api/access.py` here too, and a refusal shows the service's own message. Forms are
+plain HTML forms (`application/x-www-form-urlencoded`, read without a multipart parser); the
+small scripts in /static/duly.js only add what needs a clock: countdowns, and alerts that
+appear without a reload.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session, col, func, select
+from starlette.concurrency import run_in_threadpool
+
+from duly.api.auth import Principal, authenticate
+from duly.api.errors import Invalid, NotAuthenticated, ServiceError
+from duly.api.schemas import CompleteTaskRequest, InstanceDetail, TaskView
+from duly.api.services import alerts as alert_service
+from duly.api.services import definitions as definition_service
+from duly.api.services import instances as instance_service
+from duly.api.services import tasks as task_service
+from duly.api.web.render import _ENV, context_of, open_alert_count, render
+from duly.api.web.session import (
+    CSRF_FIELD,
+    WebUser,
+    check_csrf,
+    check_login_challenge,
+    csrf_token,
+    end_session,
+    login_challenge,
+    safe_next,
+    session_token,
+    set_login_challenge,
+    set_session,
+    sign_in,
+)
+from duly.language.compiler import CompiledProcess
+from duly.language.diagram import sla_text, step_kind
+from duly.language.diagram_svg import svg
+from duly.language.graph import transitions
+from duly.store.models import Definition, Instance, Task
+from duly.store.types import utc_now
+
+router = APIRouter(include_in_schema=False)
+
+MAX_FORM_FIELDS = 100
+"""A form with more fields than this is refused (a task declares a handful)."""
+
+
+# --- forms -------------------------------------------------------------------------------------
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields, the last value of each.
+
+    Raises:
+        ServiceError: Not an urlencoded form, or one with too many fields.
+    """
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise ServiceError(f"send this form as application/x-www-form-urlencoded, not {kind!r}")
+    try:
+        text = (await request.body()).decode("utf-8")
+        fields = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ServiceError(f"the form cannot be read: {exc}") from None
+    return {name: values[-1] for name, values in fields.items()}
+
+
+def field_values(form: dict[str, str], declared: dict[str, str]) -> dict[str, Any]:
+    """The task fields a form fills in, as the types the step declares.
+
+    A value that does not read as its type is passed on as text, so the workflow's check
+    refuses it with its own message (`field 'budget' must be number, found 'lots'`); an empty
+    one is left out, so the check says it is required.
+    """
+    values: dict[str, Any] = {}
+    for name, kind in declared.items():
+        raw = form.get(f"field.{name}")
+        if kind == "boolean":
+            values[name] = raw is not None and raw not in ("", "false", "off")
+            continue
+        if raw is None or raw.strip() == "":
+            continue
+        text = raw.strip()
+        values[name] = _typed(text, kind)
+    return values
+
+
+def _typed(text: str, kind: str) -> Any:
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            number = float(text.replace(",", ""))
+            return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    except ValueError:
+        return text
+    return text
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/") -> Response:
+    """The login form (straight on to `next` when the session is still good)."""
+    token = session_token(request)
+    if token is not None:
+        with context_of(request).read() as session:
+            try:
+                authenticate(session=session, token=token)
+                return RedirectResponse(safe_next(next), status_code=303)
+            except NotAuthenticated:
+                pass
+    return _login_form(request, next=next)
+
+
+def _login_form(
+    request: Request, *, next: str, user_id: str = "", error: str | None = None, status: int = 200
+) -> Response:
+    challenge = login_challenge(request)
+    response = render(
+        request,
+        None,
+        "login.html",
+        {"next": safe_next(next), "challenge": challenge, "user_id": user_id, "error": error},
+        status_code=status,
+    )
+    set_login_challenge(request, response, challenge)
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """Sign in with a user id and that user's API token; on to `next`."""
+    form = await form_of(request)
+    next_path = safe_next(form.get("next"))
+    try:
+        check_login_challenge(request, form.get("challenge"))
+    except ServiceError as exc:
+        return _login_form(request, next=next_path, error=exc.message, status=exc.status)
+    user_id, token = form.get("user", ""), form.get("token", "")
+
+    def check() -> None:
+        with context_of(request).read() as session:
+            sign_in(session=session, user_id=user_id, token=token)
+
+    try:
+        await run_in_threadpool(check)
+    except NotAuthenticated as exc:
+        return _login_form(
+            request, next=next_path, user_id=user_id, error=exc.message, status=exc.status
+        )
+    response = RedirectResponse(next_path, status_code=303)
+    set_session(request, response, token)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End the session."""
+    form = await form_of(request)
+    check_csrf(request, form.get(CSRF_FIELD))
+    response = RedirectResponse("/login", status_code=303)
+    end_session(response)
+    return response
+
+
+@router.get("/")
+def home(user: WebUser) -> Response:
+    """The inbox is where everyone starts."""
+    return RedirectResponse("/inbox", status_code=303)
+
+
+# --- the inbox ---------------------------------------------------------------------------------
+
+
+def _inbox(
+    request: Request,
+    user: Principal,
+    *,
+    scope: str = "mine",
+    error: str | None = None,
+    error_task: str | None = None,
+    form: dict[str, str] | None = None,
+    status: int = 200,
+    completed: str | None = None,
+) -> HTMLResponse:
+    context = context_of(request)
+    now = utc_now()
+    with context.read() as session:
+        page = task_service.list_tasks(
+            session=session,
+            principal=user,
+            definitions=context.definitions,
+            scope="all" if scope == "all" else "mine",
+            limit=200,
+            now=now,
+        )
+        done = _completed_task(session, user, context.definitions, completed, now)
+    return render(
+        request,
+        user,
+        "inbox.html",
+        {
+            "tasks": page.items,
+            "total": page.total,
+            "scope": scope,
+            "can_see_all": user.is_admin or bool(user.manages),
+            "error": error,
+            "error_task": error_task,
+            "form": form or {},
+            "completed": done,
+            "now": now,
+        },
+        status_code=status,
+    )
+
+
+def _completed_task(
+    session: Session, user: Principal, definitions: Any, task_id: str | None, now: datetime
+) -> TaskView | None:
+    if not task_id:
+        return None
+    try:
+        return task_service.get_task(
+            session=session, principal=user, definitions=definitions, task_id=task_id, now=now
+        )
+    except ServiceError:
+        return None
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+def inbox(
+    request: Request, user: WebUser, scope: str = "mine", completed: str | None = None
+) -> HTMLResponse:
+    """My open tasks, soonest due first: countdowns, outcomes, fields and a note."""
+    return _inbox(request, user, scope=scope, completed=completed)
+
+
+@router.post("/tasks/{task_id:path}/complete")
+async def complete(task_id: str, request: Request, user: WebUser) -> Response:
+    """Complete a task from the inbox's form; a refusal shows on the inbox with its reason."""
+    form = await form_of(request)
+    check_csrf(request, form.get(CSRF_FIELD))
+    scope = form.get("scope", "mine")
+    context = context_of(request)
+
+    def declared() -> dict[str, str]:
+        with context.read() as session:
+            task = session.get(Task, task_id)
+        return dict(task.fields) if task is not None else {}
+
+    problem: ServiceError | None = None
+    try:
+        fields = field_values(form, await run_in_threadpool(declared))
+        if not form.get("outcome"):
+            raise Invalid("choose an outcome: press one of the task's outcome buttons")
+        body = CompleteTaskRequest(
+            outcome=form["outcome"], note=form.get("note") or None, fields=fields
+        )
+        result = await task_service.complete_task(context, user, task_id, body)
+    except ServiceError as exc:
+        problem = exc
+    except ValidationError as exc:  # the request model refused it (a note too long, say)
+        problem = Invalid("; ".join(error["msg"] for error in exc.errors()))
+    if problem is not None:
+        refused = problem
+        return await run_in_threadpool(
+            lambda: _inbox(
+                request,
+                user,
+                scope=scope,
+                error=refused.message,
+                error_task=task_id,
+                form=form,
+                status=refused.status,
+            )
+        )
+    target = f"/inbox?completed={quote(result.task_id, safe='')}"
+    if scope == "all":
+        target += "&scope=all"
+    return RedirectResponse(target, status_code=303)
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+ALERT_STATES = ("open", "acknowledged", "all")
+
+
+def _alert_rows(request: Request, user: Principal, state: str) -> tuple[list[Any], int]:
+    with context_of(request).read() as session:
+        page = alert_service.list_alerts(
+            session=session,
+            principal=user,
+            state=state if state in ALERT_STATES else "open",  # type: ignore[arg-type]
+            limit=200,
+        )
+    return list(page.items), page.total
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(request: Request, user: WebUser, state: str = "open") -> HTMLResponse:
+    """Breaches, warnings, escalations and failures, newest first; new ones appear by themselves."""
+    state = state if state in ALERT_STATES else "open"
+    rows, total = _alert_rows(request, user, state)
+    return render(request, user, "alerts.html", {"alerts": rows, "total": total, "state": state})
+
+
+@router.get("/alerts/live")
+def alerts_live(request: Request, user: WebUser, state: str = "open") -> JSONResponse:
+    """The alert list as the page shows it, for the page's script to swap in (polled).
+
+    `html` is rendered here, by the same autoescaping template as the page, so the script
+    never builds markup from alert text.
+    """
+    state = state if state in ALERT_STATES else "open"
+    rows, total = _alert_rows(request, user, state)
+    token = session_token(request)
+    html = _ENV.get_template("_alert_rows.html").render(
+        alerts=rows, csrf=csrf_token(token) if token else "", state=state
+    )
+    return JSONResponse(
+        {
+            "ids": [row.id for row in rows],
+            "total": total,
+            "open": open_alert_count(request, user),
+            "html": html,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/alerts/{alert_id}/ack")
+async def ack(alert_id: int, request: Request, user: WebUser) -> Response:
+    """Acknowledge an alert, then back to the list."""
+    form = await form_of(request)
+    check_csrf(request, form.get(CSRF_FIELD))
+    state = form.get("state", "open")
+    context = context_of(request)
+
+    def acknowledge() -> None:
+        with context.write() as session:
+            alert_service.ack_alert(session=session, principal=user, alert_id=alert_id)
+
+    await run_in_threadpool(acknowledge)
+    state = state if state in ALERT_STATES else "open"
+    return RedirectResponse(f"/alerts?state={state}", status_code=303)
+
+
+# --- instances ---------------------------------------------------------------------------------
+
+
+@router.get("/instances", response_class=HTMLResponse)
+def instances_page(
+    request: Request,
+    user: WebUser,
+    process: str | None = Query(default=None, max_length=100),
+    status: str | None = Query(default=None, max_length=20),
+) -> HTMLResponse:
+    """Instances I may see, newest first."""
+    context = context_of(request)
+    status = status if status in ("running", "completed", "failed") else None
+    process = process or None
+    with context.read() as session:
+        page = instance_service.list_instances(
+            session=session,
+            principal=user,
+            definitions=context.definitions,
+            process=process,
+            status=status,
+            limit=200,
+        )
+    return render(
+        request,
+        user,
+        "instances.html",
+        {
+            "instances": page.items,
+            "total": page.total,
+            "process": process or "",
+            "status": status or "",
+            "processes": sorted(context.definitions.processes),
+        },
+    )
+
+
+@router.get("/instances/{instance_id:path}", response_class=HTMLResponse)
+async def instance_page(instance_id: str, request: Request, user: WebUser) -> HTMLResponse:
+    """One instance: its flowchart with the current step marked, its steps and SLA events."""
+    context = context_of(request)
+    detail = await instance_service.instance_detail(context, user, instance_id)
+    current = _current_step(detail)
+    compiled = await run_in_threadpool(
+        lambda: _process_as_run(request, detail.instance.process, detail.instance.version)
+    )
+    diagram = None
+    if compiled is not None:
+        diagram = svg(compiled.spec, highlight=current)
+    open_task = next((task for task in detail.tasks if task.status == "open"), None)
+    return render(
+        request,
+        user,
+        "instance.html",
+        {
+            "detail": detail,
+            "instance": detail.instance,
+            "current": current,
+            "diagram": diagram,
+            "title": compiled.spec.title if compiled else detail.instance.process,
+            "open_task": open_task,
+        },
+    )
+
+
+def _current_step(detail: InstanceDetail) -> str | None:
+    """The step an instance is at: its live state's, or else its open task's."""
+    if detail.instance.status != "running":
+        return None
+    if detail.state is not None and detail.state.step is not None:
+        return detail.state.step
+    return next((task.step for task in detail.tasks if task.status == "open"), None)
+
+
+def _process_as_run(request: Request, process: str, version: int) -> CompiledProcess | None:
+    """The definition an instance runs: the loaded one if it is that version, else the stored."""
+    definitions = context_of(request).definitions
+    loaded = definitions.processes.get(process)
+    if loaded is not None and loaded.version == version:
+        return loaded
+    with context_of(request).read() as session:
+        row = session.exec(
+            select(Definition).where(
+                col(Definition.process) == process, col(Definition.version) == version
+            )
+        ).first()
+    if row is None or not row.compiled_json:
+        return loaded
+    return CompiledProcess.model_validate_json(row.compiled_json)
+
+
+# --- definitions -------------------------------------------------------------------------------
+
+
+@router.get("/definitions", response_class=HTMLResponse)
+def definitions_page(request: Request, user: WebUser) -> HTMLResponse:
+    """Every process duly runs."""
+    context = context_of(request)
+    with context.read() as session:
+        running = dict(
+            session.exec(
+                select(col(Instance.process), func.count())
+                .where(col(Instance.status) == "running")
+                .group_by(col(Instance.process))
+            ).all()
+        )
+    return render(
+        request,
+        user,
+        "definitions.html",
+        {
+            "definitions": definition_service.list_definitions(context.definitions),
+            "running": running,
+        },
+    )
+
+
+@router.get("/definitions/{process}", response_class=HTMLResponse)
+def definition_page(process: str, request: Request, user: WebUser) -> HTMLResponse:
+    """One process: its flowchart, steps and SLAs."""
+    context = context_of(request)
+    detail = definition_service.get_definition(context.definitions, process)
+    compiled = context.definitions.processes[process]
+    return render(
+        request,
+        user,
+        "definition.html",
+        {"definition": detail, "spec": compiled.spec, "steps": _step_rows(compiled)},
+    )
+
+
+def _step_rows(compiled: CompiledProcess) -> list[dict[str, Any]]:
+    """Each step of a process: its kind, title, SLA and where it leads."""
+    rows = []
+    for step_id, step in compiled.spec.steps.items():
+        sla = getattr(step, "sla", None)
+        rows.append(
+            {
+                "id": step_id,
+                "kind": step.kind,
+                "summary": step_kind(step_id, step),
+                "title": getattr(step, "title", None) or "",
+                "sla": sla_text(sla) if sla is not None else "",
+                "next": [(edge.label, edge.target) for edge in transitions(step)],
+            }
+        )
+    return rows

@@ -1,0 +1,164 @@
+"""Rendering pages: the shared layout's context, navigation and display filters.
+
+Every page extends `templates/base.html` (blocks: `title`, `content`, `scripts`) and is
+rendered with `render(...)`, which adds what the layout needs: the user, the navigation, the
+CSRF token for forms and the count of open alerts. A page of another part of duly (the reports
+dashboard, say) does the same:
+
+    @router.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(request: Request, user: WebUser) -> HTMLResponse:
+        return render(request, user, "dashboard.html", {"rows": ...})
+
+and the "Dashboard" entry appears in the navigation as soon as a `/dashboard` route exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from sqlmodel import col, func, select
+
+from duly.api.access import alerts_visible
+from duly.api.auth import Principal
+from duly.api.context import ApiContext
+from duly.api.templating import environment
+from duly.api.web.session import csrf_token, session_token
+from duly.store.models import Alert
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """One entry of the navigation bar."""
+
+    label: str
+    path: str
+    optional: bool = False  # shown only when the app serves `path` (pages built elsewhere)
+
+
+NAV = (
+    NavItem("Inbox", "/inbox"),
+    NavItem("Alerts", "/alerts"),
+    NavItem("Instances", "/instances"),
+    NavItem("Definitions", "/definitions"),
+    NavItem("Dashboard", "/dashboard", optional=True),
+)
+
+
+def human_seconds(seconds: float | None, *, signed: bool = False) -> str:
+    """`3h 05m`, `2d 4h`, `45s`: a duration as people read it (absolute unless `signed`)."""
+    if seconds is None:
+        return "—"
+    sign = "-" if signed and seconds < 0 else ""
+    left = int(abs(seconds))
+    days, left = divmod(left, 86400)
+    hours, left = divmod(left, 3600)
+    minutes, secs = divmod(left, 60)
+    if days:
+        text = f"{days}d {hours}h"
+    elif hours:
+        text = f"{hours}h {minutes:02d}m"
+    elif minutes:
+        text = f"{minutes}m {secs:02d}s"
+    else:
+        text = f"{secs}s"
+    return sign + text
+
+
+def when(moment: datetime | None) -> str:
+    """A timestamp for people, in UTC (the page's script shows it in the browser's zone)."""
+    if moment is None:
+        return "—"
+    return moment.astimezone(UTC).strftime("%a %d %b %Y, %H:%M UTC")
+
+
+def iso(moment: datetime | None) -> str:
+    """A timestamp for `<time datetime>` and the page's script."""
+    return "" if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _environment() -> Any:
+    env = environment()
+    env.filters.update(duration=human_seconds, when=when, iso=iso)
+    return env
+
+
+_ENV = _environment()
+
+
+def context_of(request: Request) -> ApiContext:
+    """The API context `create_app` put on the application."""
+    context: ApiContext = request.app.state.duly
+    return context
+
+
+def nav_items(request: Request) -> list[dict[str, Any]]:
+    """The navigation bar's entries, the current page's marked."""
+    served = {getattr(route, "path", None) for route in request.app.routes}
+    here = request.url.path
+    return [
+        {
+            "label": item.label,
+            "path": item.path,
+            "active": here == item.path or here.startswith(item.path + "/"),
+        }
+        for item in NAV
+        if not item.optional or item.path in served
+    ]
+
+
+def open_alert_count(request: Request, user: Principal) -> int:
+    """How many alerts the user may see are still open (the navigation's badge)."""
+    with context_of(request).read() as session:
+        count: int = session.exec(
+            select(func.count())
+            .select_from(Alert)
+            .where(alerts_visible(user), col(Alert.acknowledged_at).is_(None))
+        ).one()
+    return count
+
+
+def render(
+    request: Request,
+    user: Principal | None,
+    template: str,
+    values: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """A page: `template` with `values`, plus what the layout needs.
+
+    Args:
+        request: The request (for the navigation and the session's CSRF token).
+        user: The signed-in user, or None on the login page.
+        template: A template under `duly/api/templates/` that extends `base.html`.
+        values: The page's own variables.
+        status_code: The HTTP status (a refused form is re-rendered with 409, 422...).
+    """
+    token = session_token(request)
+    page = {
+        "request": request,
+        "user": user,
+        "nav": nav_items(request) if user else [],
+        "csrf": csrf_token(token) if token and user else "",
+        "open_alerts": open_alert_count(request, user) if user else 0,
+        "flash": None,
+        "error": None,
+        **(values or {}),
+    }
+    html = _ENV.get_template(template).render(page)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+PAGE_HEADERS = {
+    # Pages load nothing from elsewhere: scripts and styles from /static only, inline SVG.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
