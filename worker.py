@@ -30,7 +30,7 @@ from duly.language.loader import Definitions, load_definitions
 from duly.notify import delivering
 from duly.settings import Settings, get_settings
 from duly.store import crud
-from duly.store.db import create_all, make_engine, session_factory, write_session
+from duly.store.db import make_engine, migrate, session_factory, write_session
 from duly.temporal_client import TemporalUnavailable, connect, settle
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
@@ -76,7 +76,7 @@ def build_worker(
 
 
 def prepare_database(settings: Settings, definitions: Definitions) -> Engine:
-    """Create duly's tables if missing, publish the definitions and sync the org from org.yaml.
+    """Migrate duly's database to the newest schema, publish the definitions, sync the org.
 
     Args:
         settings: duly's settings (the database URL).
@@ -89,7 +89,7 @@ def prepare_database(settings: Settings, definitions: Definitions) -> Engine:
         crud.VersionConflicts: A process changed without a new `version:`; nothing is written.
     """
     engine = make_engine(settings.database_url)
-    create_all(engine)
+    migrate(engine)  # a database from an older duly is upgraded; several workers may race here
     with write_session(session_factory(engine)) as session:
         crud.publish_definitions(session=session, processes=definitions.processes.values())
         crud.sync_org(session=session, org=definitions.org)

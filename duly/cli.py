@@ -809,3 +809,91 @@ def _sla(met: bool | None) -> str:
 def _more(total: int, shown: int) -> None:
     if total > shown:
         typer.echo(f"({shown} of {total}; use --limit or --json)", err=True)
+
+
+db_app = typer.Typer(help="duly's database: migrations (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _database(settings: Settings) -> tuple[Any, str]:
+    """An engine on the settings' database, and its URL without the password (for messages)."""
+    from sqlalchemy import make_url
+
+    from duly.store.db import make_engine
+
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    return make_engine(settings.database_url), shown
+
+
+def _unreachable(shown: str, exc: Exception) -> typer.Exit:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    typer.echo(
+        f"cannot reach the database at {shown}: {reason}\n"
+        "Check DULY_DATABASE_URL and that the database server is running.",
+        err=True,
+    )
+    return typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[
+        str, typer.Argument(help="The revision to migrate to (default: the newest).")
+    ] = "head",
+) -> None:
+    """Migrate duly's database (DULY_DATABASE_URL) to the newest schema.
+
+    Safe to run at every deploy and from several machines at once; the worker and the web app
+    run it themselves at start.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from duly.store import migrations
+
+    _quiet_logging()
+    engine, shown = _database(_settings())
+    try:
+        reached = migrations.upgrade(engine, revision)
+    except OperationalError as exc:
+        raise _unreachable(shown, exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"{shown} is at revision {reached}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revision duly's database is at, and whether it is the newest."""
+    from sqlalchemy.exc import OperationalError
+
+    from duly.store import migrations
+
+    _quiet_logging()
+    engine, shown = _database(_settings())
+    try:
+        at = migrations.current(engine)
+    except OperationalError as exc:
+        raise _unreachable(shown, exc) from None
+    finally:
+        engine.dispose()
+    head = migrations.head()
+    if at is None:
+        typer.echo(f"{shown}: not migrated (the newest revision is {head}; run `duly db upgrade`)")
+    elif at == head:
+        typer.echo(f"{shown}: {at} (head)")
+    else:
+        typer.echo(f"{shown}: {at} (the newest is {head}; run `duly db upgrade`)")
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[
+        str, typer.Argument(help="What the revision changes, e.g. 'monitor state'.")
+    ],
+) -> None:
+    """Write a new migration: what the models have that the newest revision lacks (developers)."""
+    from duly.store import migrations
+
+    _quiet_logging()
+    path = migrations.revision(message)
+    typer.echo(f"wrote {path}: read it, then `ruff format` it and commit it with the model change")

@@ -72,8 +72,26 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def create_all(engine: Engine) -> None:
-    """Create every table that does not exist yet (development and tests; production: Alembic)."""
-    SQLModel.metadata.create_all(engine)
+    """Create every table of a new database at once, marked as at the newest migration.
+
+    For tests and scratch databases: quicker than replaying every revision, and the same
+    schema (tests/test_migrations.py proves it). Every other database is migrated (`migrate`).
+    """
+    with engine.begin() as connection:
+        SQLModel.metadata.create_all(connection)
+        from duly.store.migrations import stamp_head
+
+        stamp_head(connection)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema with the Alembic migrations in `migrations/`.
+
+    A new database gets every table; one from an older duly gets what changed since.
+    """
+    from duly.store.migrations import upgrade
+
+    upgrade(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,0 +1,195 @@
+"""Alembic migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from conftest import POSTGRES_URL, ROOT
+from sqlalchemy import CheckConstraint, Engine, create_engine, inspect, text
+from sqlalchemy.exc import OperationalError
+from typer.testing import CliRunner
+
+from duly.cli import app
+from duly.store import migrations
+from duly.store.db import create_all, make_engine
+
+TABLE_DEFINITION = re.compile(r"^class \w+\(.*table=True", re.MULTILINE)
+
+
+def modules_with_tables() -> list[str]:
+    """Every module of duly's packages that declares a table (`class X(..., table=True)`)."""
+    found = []
+    for package in ("duly", "activities", "workflows"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if TABLE_DEFINITION.search(path.read_text(encoding="utf-8")):
+                found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    return found
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[Engine]:
+    """An engine on a fresh, empty PostgreSQL schema, dropped afterwards."""
+    schema = f"duly_migrations_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}")
+    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database on each backend."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("postgres_schema")
+        return
+    engine = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+    yield engine
+    engine.dispose()
+
+
+def differences(engine: Engine) -> list[object]:
+    """What autogenerate finds between the database and the models, plus CHECK constraints
+    (which autogenerate does not compare)."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        found: list[object] = list(compare_metadata(context, migrations.metadata()))
+        inspector = inspect(connection)
+        existing = set(inspector.get_table_names())  # a missing table is reported above
+        for table in migrations.metadata().sorted_tables:
+            if table.name not in existing:
+                continue
+            wanted = {
+                str(c.name): _normal(str(c.sqltext))
+                for c in table.constraints
+                if isinstance(c, CheckConstraint)
+            }
+            present = {
+                str(c["name"]): _normal(c["sqltext"])
+                for c in inspector.get_check_constraints(table.name)
+            }
+            if wanted != present:
+                found.append(("check constraints", table.name, wanted, present))
+    return found
+
+
+def _normal(sql: str) -> str:
+    """A CHECK's SQL, as PostgreSQL or SQLite give it back, reduced to compare: its quoted
+    words in order (`level IN ('a', 'b')` and `(level)::text = ANY (...)` both give a, b)."""
+    return ",".join(re.findall(r"'([^']*)'", sql)) or re.sub(r"\W", "", sql)
+
+
+def test_every_module_with_tables_is_known_to_the_migrations() -> None:
+    modules = modules_with_tables()
+    assert "duly.store.models" in modules
+    assert set(modules) <= set(migrations.TABLE_MODULES), (
+        "a module declares tables the migrations don't compare against: add it to "
+        "duly.store.migrations.TABLE_MODULES and write a revision (see its README.md)"
+    )
+
+
+def test_migrated_schema_matches_the_models(empty: Engine) -> None:
+    for module in modules_with_tables():
+        importlib.import_module(module)
+    assert migrations.current(empty) is None
+    assert migrations.upgrade(empty) == migrations.head()
+
+    assert differences(empty) == []
+    tables = set(inspect(empty).get_table_names())
+    assert set(migrations.metadata().tables) <= tables
+    assert migrations.upgrade(empty) == migrations.head()  # again: nothing to do
+
+
+def test_every_revision_downgrades_and_upgrades_again(empty: Engine) -> None:
+    migrations.upgrade(empty)
+    migrations.downgrade(empty, "base")
+    assert set(inspect(empty).get_table_names()) <= {"alembic_version"}
+    migrations.upgrade(empty)
+    assert differences(empty) == []
+
+
+def test_a_database_made_before_migrations_is_adopted_and_keeps_its_rows(empty: Engine) -> None:
+    # An older duly made its tables with create_all, and user_channels came later still
+    tables = migrations.metadata().tables
+    old_tables = [tables[name] for name in migrations.BASELINE_TABLES if name != "user_channels"]
+    migrations.metadata().create_all(empty, tables=old_tables)
+    with empty.begin() as connection:
+        connection.execute(
+            text("INSERT INTO users (id, name, role, active) VALUES ('ana', 'Ana', 'rep', true)")
+        )
+
+    assert migrations.upgrade(empty) == migrations.head()
+
+    assert differences(empty) == []
+    with empty.connect() as connection:
+        assert connection.execute(text("SELECT name FROM users")).scalars().all() == ["Ana"]
+
+
+def test_create_all_and_migrations_build_the_same_schema(tmp_path: Path) -> None:
+    # Tests build their databases with create_all: it must be the schema production migrates to
+    engine = make_engine(f"sqlite:///{tmp_path / 'created.db'}")
+    create_all(engine)
+    assert differences(engine) == []
+    engine.dispose()
+
+
+def test_workers_starting_together_migrate_once(postgres_schema: Engine) -> None:
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            migrations.upgrade(postgres_schema)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert migrations.current(postgres_schema) == migrations.head()
+    assert differences(postgres_schema) == []
+
+
+def test_duly_db_upgrade_and_current(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    before = runner.invoke(app, ["db", "current"], env={"DULY_DATABASE_URL": url})
+    assert before.exit_code == 0, before.output
+    assert "not migrated" in before.output
+
+    upgraded = runner.invoke(app, ["db", "upgrade"], env={"DULY_DATABASE_URL": url})
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"at revision {migrations.head()}" in upgraded.output
+
+    after = runner.invoke(app, ["db", "current"], env={"DULY_DATABASE_URL": url})
+    assert after.exit_code == 0, after.output
+    assert f"{migrations.head()} (head)" in after.output
+
+
+def test_duly_db_upgrade_says_when_the_database_is_unreachable() -> None:
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/duly?connect_timeout=2"
+    result = CliRunner().invoke(app, ["db", "upgrade"], env={"DULY_DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert "cannot reach the database" in result.output
+    assert "127.0.0.1:1" in result.output
