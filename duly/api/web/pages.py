@@ -216,7 +216,8 @@ def _inbox(
             "scope": scope,
             "can_see_all": user.is_admin or bool(user.manages),
             "error": error,
-            "error_task": error_task,
+            # shown on its task's card while the task is listed, else above the list
+            "error_task": error_task if any(t.id == error_task for t in page.items) else None,
             "form": form or {},
             "completed": done,
             "now": now,

@@ -14,6 +14,7 @@ and the "Dashboard" entry appears in the navigation as soon as a `/dashboard` ro
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -80,9 +81,14 @@ def iso(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def pretty_json(value: Any) -> str:
+    """Data as indented JSON text, for a `<pre>` (escaped there like any text)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
 def _environment() -> Any:
     env = environment()
-    env.filters.update(duration=human_seconds, when=when, iso=iso)
+    env.filters.update(duration=human_seconds, when=when, iso=iso, pretty_json=pretty_json)
     return env
 
 
