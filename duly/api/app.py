@@ -21,7 +21,7 @@ from duly.api import web
 from duly.api.context import ApiContext, ClientFactory, TemporalProvider
 from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
-from duly.api.routes import alerts, events, instances, me, tasks
+from duly.api.routes import alerts, events, instances, me, reports, tasks
 from duly.api.routes import definitions as definitions_routes
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, get_settings
@@ -92,7 +92,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.duly = context
-    for module in (events, instances, tasks, alerts, definitions_routes, me):
+    for module in (events, instances, tasks, alerts, definitions_routes, me, reports):
         app.include_router(module.router)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
