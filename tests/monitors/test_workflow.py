@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,11 +120,23 @@ async def test_support_backlog_alerts_the_support_manager_once_then_once_on_reco
     assert sorted(emails) == [("omar", "alert.recovery"), ("omar", "alert.threshold")]
 
 
-async def test_a_slot_fired_twice_runs_once(monitors: Monitors) -> None:
+async def test_a_slot_fired_by_two_schedulers_at_once_runs_once(
+    monitors: Monitors, definitions: Definitions, task_queue: str
+) -> None:
     add_instance(monitors.sessions)
     open_tasks(monitors.sessions, 41)
-    assert await monitors.check(TUESDAY_10_15_BERLIN) is not None
-    assert await monitors.check(TUESDAY_10_15_BERLIN) is None  # refused: the id names the slot
+    other = Scheduler(monitors.client, monitors.scheduler.engine)  # a second worker's
+    other.add_monitors(definitions, task_queue=task_queue)
+    started = await asyncio.gather(
+        monitors.scheduler.fire("support-backlog", TUESDAY_10_15_BERLIN),
+        other.fire("support-backlog", TUESDAY_10_15_BERLIN),
+    )
+    assert sorted(started) == [False, True]  # the second start is refused: the id names the slot
+    handle = monitors.client.get_workflow_handle_for(
+        MonitorWorkflow.run, monitor_workflow_id("support-backlog", TUESDAY_10_15_BERLIN)
+    )
+    assert (await handle.result()).notified == ["omar"]
+    assert await monitors.check(TUESDAY_10_15_BERLIN) is None  # and again later
     assert len(monitors.alerts()) == 1
 
 
