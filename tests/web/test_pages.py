@@ -1,0 +1,168 @@
+"""The web pages over HTTP: login and sessions, CSRF, who sees what, escaping, offline /docs."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from api.conftest import Api, lead, quote
+
+from duly.api.web.session import SESSION_COOKIE, csrf_token
+from duly.store.models import Task
+
+XSS = "<script>alert(1)</script>"
+
+
+async def login_form(http: httpx.AsyncClient, next_path: str = "/inbox") -> str:
+    page = await http.get(f"/login?next={next_path}")
+    assert page.status_code == 200
+    found = re.search(r'name="challenge" value="([^"]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def sign_in(api: Api, user: str, token: str | None = None) -> httpx.Response:
+    challenge = await login_form(api.http)
+    return await api.http.post(
+        "/login",
+        data={
+            "challenge": challenge,
+            "next": "/inbox",
+            "user": user,
+            "token": token or api.tokens[user],
+        },
+    )
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert found is not None, "the page has no CSRF field"
+    return found.group(1)
+
+
+async def test_pages_need_a_login_and_the_login_comes_back_with_a_safe_session_cookie(
+    offline_api: Api,
+) -> None:
+    http = offline_api.http
+    answer = await http.get("/alerts?state=all")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=/alerts%3Fstate%3Dall"
+
+    signed = await sign_in(offline_api, "maria")
+    assert signed.status_code == 303 and signed.headers["location"] == "/inbox"
+    cookie = next(
+        value
+        for name, value in signed.headers.multi_items()
+        if name == "set-cookie" and value.startswith(SESSION_COOKIE)
+    )
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    page = await http.get("/inbox")
+    assert page.status_code == 200 and "Maria Lopez" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_a_wrong_token_or_another_users_token_signs_nobody_in(offline_api: Api) -> None:
+    for user, token in (("maria", "duly_not-a-token"), ("maria", offline_api.tokens["ana"])):
+        answer = await sign_in(offline_api, user, token)
+        assert answer.status_code == 401
+        assert "that user id and token do not match" in answer.text
+        assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    assert (await offline_api.http.get("/inbox")).status_code == 303
+
+
+async def test_login_refuses_another_sites_form_and_never_redirects_off_site(
+    offline_api: Api,
+) -> None:
+    http = offline_api.http
+    challenge = await login_form(http)
+    form = {"challenge": challenge, "user": "ana", "token": offline_api.tokens["ana"]}
+    forged = await http.post("/login", data=form, headers={"Origin": "http://evil.test"})
+    assert forged.status_code == 403 and SESSION_COOKIE not in http.cookies
+    no_challenge = await http.post("/login", data={**form, "challenge": "guess"})
+    assert no_challenge.status_code == 403 and SESSION_COOKIE not in http.cookies
+
+    offsite = await http.post("/login", data={**form, "next": "//evil.test/phish"})
+    assert offsite.status_code == 303 and offsite.headers["location"] == "/"
+
+
+async def test_forms_without_the_sessions_csrf_token_are_refused(offline_api: Api) -> None:
+    http = offline_api.http
+    await sign_in(offline_api, "ana")
+    page = await http.get("/inbox")
+    token = csrf_of(page)
+    assert token == csrf_token(offline_api.tokens["ana"])
+
+    refused = await http.post("/logout", data={"csrf": "0" * 64})
+    assert refused.status_code == 403 and "reload the page" in refused.text
+    assert (await http.get("/inbox")).status_code == 200  # still signed in
+
+    out = await http.post("/logout", data={"csrf": token})
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert (await http.get("/inbox")).status_code == 303
+
+
+async def test_a_new_token_ends_the_sessions_made_with_the_old_one(offline_api: Api) -> None:
+    from duly.api.auth import issue_token
+    from duly.store.db import write_session
+
+    await sign_in(offline_api, "ben")
+    assert (await offline_api.http.get("/inbox")).status_code == 200
+    with write_session(offline_api.sessions) as session:
+        issue_token(session=session, user_id="ben")
+    assert (await offline_api.http.get("/inbox")).status_code == 303
+
+
+async def test_docs_load_nothing_from_another_site(offline_api: Api) -> None:
+    http = offline_api.http
+    docs = await http.get("/docs")
+    assert docs.status_code == 200
+    assert re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}", docs.text) == []
+    assets = re.findall(r'(?:src|href)="(/[^"]+)"', docs.text)
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in assets
+    assert "/static/swagger-ui/swagger-ui.css" in assets
+    for asset in assets:
+        assert (await http.get(asset)).status_code == 200, asset
+    assert "openapi.json" in docs.text
+    assert (await http.get("/redoc")).status_code == 404
+
+
+async def test_every_page_shows_a_script_in_a_lead_name_as_text(api: Api) -> None:
+    data = lead(owner="ana")
+    data["lead"]["name"] = XSS
+    instance = await api.start("lead-follow-up", data)
+    await api.open_task(instance, "first-call")
+    for user, path in (
+        ("ana", "/inbox"),
+        ("maria", "/inbox?scope=all"),
+        ("sam", f"/instances/{instance}"),
+        ("sam", "/instances"),
+    ):
+        api.http.cookies.set(SESSION_COOKIE, api.tokens[user])
+        page = await api.http.get(path)
+        assert page.status_code == 200, (path, page.text[:300])
+        assert XSS not in page.text, path
+        if path != "/instances":
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text, path
+
+
+async def test_pages_allow_exactly_what_the_api_allows(api: Api) -> None:
+    bens = await api.start("quote-follow-up", quote(owner="ben"))
+    task = await api.open_task(bens, "call-customer")
+
+    api.http.cookies.set(SESSION_COOKIE, api.tokens["ana"])
+    inbox = await api.http.get("/inbox?scope=all")
+    assert task.id not in inbox.text and "All I can see" not in inbox.text
+    other = await api.http.get(f"/instances/{bens}")
+    assert other.status_code == 403 and "no task of yours" in other.text
+    forged = await api.http.post(
+        f"/tasks/{task.id}/complete", data={"csrf": csrf_of(inbox), "outcome": "reached"}
+    )
+    assert forged.status_code == 403
+    assert f"task {task.id} is assigned to ben: you may see only your own tasks" in forged.text
+    assert api.row(Task, task.id).status == "open"
+
+    api.http.cookies.set(SESSION_COOKIE, api.tokens["maria"])
+    team = await api.http.get("/inbox?scope=all")
+    assert task.id in team.text and "Assigned to ben: only they complete it." in team.text
+    assert (await api.http.get(f"/instances/{bens}")).status_code == 200
