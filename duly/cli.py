@@ -897,3 +897,136 @@ def db_revision(
     _quiet_logging()
     path = migrations.revision(message)
     typer.echo(f"wrote {path}: read it, then `ruff format` it and commit it with the model change")
+class ReportName(StrEnum):
+    """The reports `duly report` makes."""
+
+    attainment = "attainment"
+    durations = "durations"
+    outcomes = "outcomes"
+    funnel = "funnel"
+    backlog = "backlog"
+    consistency = "consistency"
+
+
+class ReportFormat(StrEnum):
+    """How `duly report` prints."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def report(
+    name: Annotated[
+        ReportName, typer.Argument(help="Which report.", case_sensitive=False)
+    ] = ReportName.attainment,
+    process: Annotated[str | None, typer.Option("--process", help="Only this process.")] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="Only this version.")
+    ] = None,
+    step: Annotated[str | None, typer.Option("--step", help="Only this step.")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="Only this team.")] = None,
+    rep: Annotated[str | None, typer.Option("--rep", help="Only this rep.")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Rows per rep, team, step or week.")
+    ] = None,
+    weeks: Annotated[
+        int | None, typer.Option("--weeks", min=1, help="The last N weeks (default 8).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this day or moment (ISO 8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Before this day or moment (ISO 8601).")
+    ] = None,
+    output: Annotated[
+        ReportFormat, typer.Option("--format", help="table, csv or json.", case_sensitive=False)
+    ] = ReportFormat.table,
+    acting: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="USER",
+            help="Whose view (a rep: their own figures; a manager: their teams'). "
+            "Default: the first admin in org.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """A report on how consistently processes run.
+
+    Attainment against the goal, durations, outcomes, funnel, backlog or consistency; weeks
+    are ISO weeks in the process calendar's time zone (UTC without --process).
+
+    Example: duly report --process quote-follow-up --by rep --weeks 8 --format table
+    """
+    from pydantic import ValidationError
+
+    from duly.api.services.reports import run_report
+    from duly.reports import GROUPINGS, ReportQuery, to_csv, to_text
+
+    if by is not None and by not in GROUPINGS:
+        typer.echo(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}", err=True)
+        raise typer.Exit(1)
+    try:
+        query = ReportQuery.model_validate(
+            {
+                "process": process,
+                "version": version,
+                "step": step,
+                "team": team,
+                "rep": rep,
+                "by": by,
+                "weeks": weeks,
+                "since": _moment(since, "--since"),
+                "until": _moment(until, "--until"),
+            }
+        )
+    except ValidationError as exc:
+        problems = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        typer.echo("; ".join(problems), err=True)
+        raise typer.Exit(1) from None
+
+    def go(work: Work) -> Any:
+        with work.context.read() as session:
+            return run_report(
+                session=session,
+                principal=work.principal,
+                definitions=work.context.definitions,
+                name=name.value,
+                query=query,
+            )
+
+    made = _with_work(go, acting, definitions, None)
+    if output is ReportFormat.json:
+        typer.echo(made.model_dump_json(indent=2))
+    elif output is ReportFormat.csv:
+        typer.echo(to_csv(made), nl=False)
+    else:
+        scope = made.scope
+        typer.echo(
+            f"{name.value}: {scope.process or 'all processes'}, "
+            f"{when(scope.since)} to {when(scope.until)} ({len(scope.weeks)} weeks, "
+            f"{scope.timezone})" + (f", goal {scope.goal:.0%}" if scope.goal is not None else "")
+        )
+        typer.echo(to_text(made))
+
+
+def _moment(text: str | None, option: str) -> Any:
+    """An ISO date (midnight UTC) or moment (UTC when it names no zone), for report periods."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        typer.echo(
+            f"{option} must be a date or moment like 2026-11-02 or 2026-11-02T09:00Z", err=True
+        )
+        raise typer.Exit(1) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+

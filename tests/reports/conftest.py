@@ -150,7 +150,13 @@ def history(acts: ProcessActivities) -> History:
 @pytest.fixture
 def worked(history: History, sessions: SessionFactory) -> SessionFactory:
     """The hand-worked history of the module docstring."""
-    h, hour = history, timedelta(hours=1)
+    write_worked(history)
+    return sessions
+
+
+def write_worked(h: History) -> None:
+    """Write the hand-worked history of the module docstring."""
+    hour = timedelta(hours=1)
     h.fact("Q-1", WEEK_A + 14 * hour, outcome="reached", met=True, rung=0, seconds=3600)
     h.fact("Q-2", WEEK_A + 15 * hour, outcome="voicemail", met=True, rung=0, seconds=7200)
     h.fact("Q-3", WEEK_A + 40 * hour, rep="ben", outcome="reached", met=True, rung=1, seconds=1800)
@@ -180,4 +186,3 @@ def worked(history: History, sessions: SessionFactory) -> SessionFactory:
            team="support", outcome="answered", met=True, rung=0, seconds=100)  # fmt: skip
     h.open_task("Q-8", WEEK_C + 14 * hour, WEEK_C + 38 * hour, "ana")
     h.open_task("Q-9", NOW - hour, NOW + timedelta(days=2), "ana")
-    return sessions
