@@ -316,6 +316,13 @@ def up(
             show_default=False,
         ),
     ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="First fill an empty database with weeks of history (see `duly demo`).",
+        ),
+    ] = False,
 ) -> None:
     """Run everything on this machine (Temporal dev server, worker) until Ctrl-C.
 
@@ -331,7 +338,66 @@ def up(
         data_dir=data_dir,
     )
     configure_logging(settings)
-    _run(run_stack(settings))
+    if demo:
+        _quiet_demo_logs()
+    _run(run_stack(settings, demo=demo))
+
+
+def _quiet_demo_logs() -> None:
+    """The demo's CRM handoff webhook fails by design; keep its retries out of the terminal."""
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+
+
+@app.command()
+def demo(
+    definitions: DefinitionsOption = Path("definitions"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="DULY_DATA_DIR",
+            help="Where the SQLite database lives (default data).",
+            show_default=False,
+        ),
+    ] = None,
+    weeks: Annotated[
+        int, typer.Option("--weeks", min=1, max=26, help="Weeks of new work to simulate.")
+    ] = 6,
+    seed: Annotated[int, typer.Option("--seed", help="The same seed writes the same history.")] = 1,
+    scale: Annotated[
+        float, typer.Option("--scale", help="More (2.0) or less (0.3) work a week than usual.")
+    ] = 1.0,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Delete the instances already in the database first.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Add to a database that already has instances.")
+    ] = False,
+) -> None:
+    """Fill a fresh install with weeks of history, run by the real engine on simulated time.
+
+    The shipped processes run for the team in org.yaml on Temporal's time-skipping server:
+    simulated CRM events arrive, each rep completes tasks at their own pace (one reliable, one
+    often late, one inconsistent...), and the SLA ladders, alerts and fact table do the rest.
+    Nothing is sent: process emails go to an in-memory SMTP sink and the notifications are
+    marked not sent.
+    """
+    from duly.demo import DemoRefused, run_demo
+
+    settings = _settings(definitions=definitions, data_dir=data_dir)
+    loaded = load_or_exit(definitions)
+    _quiet_logging()
+    _quiet_demo_logs()
+    try:
+        result = _run(
+            run_demo(
+                settings, loaded, weeks=weeks, seed=seed, scale=scale, reset=reset, force=force
+            )
+        )
+    except DemoRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(result.summary())
 
 
 @app.command()

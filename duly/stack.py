@@ -290,6 +290,7 @@ async def run_stack(
     *,
     echo: Callable[[str], None] | None = None,
     services: list[StackService] | None = None,
+    demo: bool = False,
 ) -> None:
     """Run the embedded stack until SIGINT/SIGTERM, then stop it cleanly.
 
@@ -298,6 +299,8 @@ async def run_stack(
             temporal_ui_port, temporal_namespace, task_queue.
         echo: Prints the banner; defaults to print, flushed.
         services: Extra services; defaults to `SERVICES`.
+        demo: First fill an empty database with `duly demo`'s weeks of history (a database
+            that has instances is left as it is).
 
     Raises:
         DefinitionError: The definitions are invalid (nothing was started).
@@ -316,6 +319,8 @@ async def run_stack(
         )
     definitions = load_definitions(settings.definitions)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if demo:
+        await _demo_if_empty(settings, definitions, say)
     engine = prepare_database(settings, definitions)
     server = DevServer(
         port=port,
@@ -360,6 +365,25 @@ async def run_stack(
         engine.dispose()
         if server.process is not None:
             say(f"stopped (Temporal dev server exit code {code})")
+
+
+async def _demo_if_empty(
+    settings: Settings, definitions: Definitions, say: Callable[[str], None]
+) -> None:
+    """`duly up --demo`: run the demo into the database when it has no instances yet."""
+    from duly.demo import existing_instances, run_demo
+    from worker import prepare_database
+
+    engine = prepare_database(settings, definitions)
+    try:
+        held = existing_instances(engine)
+    finally:
+        engine.dispose()
+    if held:
+        say(f"--demo: the database already has {held} instances; starting without the demo")
+        return
+    say("--demo: writing a few weeks of history with `duly demo` first (about a minute)...")
+    say((await run_demo(settings, definitions)).summary())
 
 
 def _why_ended(task: asyncio.Task[Any], part: str, server: DevServer) -> str:
