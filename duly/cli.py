@@ -963,6 +963,8 @@ def db_revision(
     _quiet_logging()
     path = migrations.revision(message)
     typer.echo(f"wrote {path}: read it, then `ruff format` it and commit it with the model change")
+
+
 class ReportName(StrEnum):
     """The reports `duly report` makes."""
 
@@ -1094,5 +1096,3 @@ def _moment(text: str | None, option: str) -> Any:
         )
         raise typer.Exit(1) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
