@@ -810,6 +810,47 @@ def instances(
         return
     rows = [(i.id, i.status, i.result, i.started_at, i.ended_at) for i in page.items]
     typer.echo(
+@app.command()
+def monitors(
+    as_json: JsonOption = False,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """Each monitor: its schedule, its line, its state (ok or alerting) and its last check."""
+    from duly.monitors.status import monitor_statuses
+    from duly.store.crud import VersionConflicts
+    from duly.store.db import session_factory
+    from worker import prepare_database
+
+    loaded = load_or_exit(definitions)
+    _quiet_logging()
+    try:
+        engine = prepare_database(_settings(definitions=definitions), loaded)
+    except VersionConflicts as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    try:
+        with session_factory(engine)() as session:
+            statuses = monitor_statuses(session=session, definitions=loaded)
+    finally:
+        engine.dispose()
+    if as_json:
+        _print_json(statuses)
+        return
+    rows = [
+        (m.monitor, m.schedule, m.measure, m.state, _value(m.last_value), m.last_checked_at)
+        for m in statuses
+    ]
+    headers = ("MONITOR", "SCHEDULE", "MEASURE", "STATE", "LAST VALUE", "LAST CHECK")
+    typer.echo(table(headers, rows, empty="no monitors in definitions/monitors/"))
+
+
+def _value(value: float | None) -> str | None:
+    """A measured value: 41 rather than 41.0, one decimal for a share."""
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
         table(("INSTANCE", "STATUS", "RESULT", "STARTED", "ENDED"), rows, empty="no instances")
     )
     _more(page.total, len(page.items))
