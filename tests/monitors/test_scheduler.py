@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from conftest import ROOT, Inbox
+from sqlalchemy import Engine
 from sqlmodel import col, select
 from structlog.testing import capture_logs
 from temporalio.testing import WorkflowEnvironment
@@ -26,7 +27,7 @@ from duly.monitors.scheduler import (
     slot_workflow_id,
 )
 from duly.settings import Settings
-from duly.store.db import create_all, make_engine, session_factory
+from duly.store.db import session_factory
 from duly.store.models import Alert, MonitorCheck, MonitorState
 from duly.temporal_client import connect
 from worker import prepare_database, run_worker
@@ -124,10 +125,8 @@ async def test_two_workers_with_their_schedulers_run_each_slot_once_and_alert_on
 
 
 async def test_slots_are_the_same_whichever_worker_registered_the_job(
-    dev_server_env: WorkflowEnvironment, tmp_path: Path
+    dev_server_env: WorkflowEnvironment, engine: Engine
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(engine)
     first, second = (
         Scheduler(dev_server_env.client, engine),
         Scheduler(dev_server_env.client, engine),
@@ -148,14 +147,11 @@ async def test_slots_are_the_same_whichever_worker_registered_the_job(
     assert slot_workflow_id("summary", at_first) == f"summary/{at_first:%Y-%m-%dT%H:%M}Z"
     await first.stop()
     await second.stop()
-    engine.dispose()
 
 
 async def test_changed_definitions_replace_their_jobs_and_drop_deleted_monitors(
-    dev_server_env: WorkflowEnvironment, tmp_path: Path
+    dev_server_env: WorkflowEnvironment, engine: Engine, tmp_path: Path
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(engine)
     hourly = FAST_MONITOR.replace("{every: 1 second}", "{every: 1 hour}")
     before = load_definitions(
         definitions_with(
@@ -187,7 +183,6 @@ async def test_changed_definitions_replace_their_jobs_and_drop_deleted_monitors(
     with engine.connect() as connection:
         rows = connection.exec_driver_sql(f"SELECT id FROM {JOB_TABLE}").all()
     assert [row[0] for row in rows] == ["fast-backlog"]
-    engine.dispose()
 
 
 def test_a_cron_monitor_without_a_calendar_is_read_in_utc(definitions: Definitions) -> None:
