@@ -31,11 +31,14 @@ from activities.monitors import all_activities as monitor_activities
 from activities.process import ProcessActivities, all_activities
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions
+from duly.logs import ActivityLogContext
+from duly.logs import configure as configure_logs
+from duly.metrics import serving as serving_metrics
 from duly.notify import delivering
 from duly.settings import Settings, get_settings
 from duly.store import crud
 from duly.store.db import make_engine, migrate, session_factory, write_session
-from duly.temporal_client import TemporalUnavailable, connect, settle
+from duly.temporal_client import TemporalSettingsError, TemporalUnavailable, connect, settle
 from workflows.monitor import MonitorWorkflow
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
@@ -78,6 +81,7 @@ def build_worker(
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=[ActivityLogContext()],  # every activity log line names its instance
     )
 
 
@@ -144,7 +148,7 @@ async def run_worker(
         Exception: Whatever made the worker fail, other than being asked to stop.
     """
     # The notification deliverer runs as long as the worker, and stops after it
-    async with delivering(settings):
+    async with delivering(settings), serving_metrics(settings):
         with ThreadPoolExecutor(
             max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-activity"
         ) as executor:
@@ -197,7 +201,7 @@ async def main(
     """
     settings = settings or get_settings()
     definitions = load_definitions(definitions_dir or settings.definitions)
-    client = await connect(address or settings.temporal_address, settings.temporal_namespace)
+    client = await connect(address, settings=settings, metrics=settings.metrics_port is not None)
     prepare_database(settings, definitions).dispose()
     stop = asyncio.Event()
     restore = stop_on_signals(stop)
@@ -215,21 +219,7 @@ def configure_logging(settings: Settings, *, level: int = logging.INFO) -> None:
         settings: duly's settings (`log_format`).
         level: The lowest level logged (a `logging` level).
     """
-    processors: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    if settings.log_format == "json":
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
-    else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
-    structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)  # the Temporal SDK's own logs
+    configure_logs(settings, level=level)
 
 
 if __name__ == "__main__":
@@ -238,5 +228,5 @@ if __name__ == "__main__":
         asyncio.run(main())
     except DefinitionError as exc:
         sys.exit(exc.report())
-    except (TemporalUnavailable, crud.VersionConflicts) as exc:
+    except (TemporalUnavailable, TemporalSettingsError, crud.VersionConflicts) as exc:
         sys.exit(str(exc))

@@ -35,6 +35,8 @@ from activities.messages import (
     RunActionResult,
     StartInstanceInput,
 )
+from duly import metrics
+from duly.metrics import count_on_commit
 from duly.notify import notify_alert, notify_task_assigned
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
@@ -169,6 +171,7 @@ class ProcessActivities:
                 )
                 if not insert_if_absent(session=session, row=task):
                     raise _AlreadyOpened
+                count_on_commit(session, metrics.TASKS_OPENED.labels(process=input.process))
                 # Queued with the task: both commit, or neither does and a retry does both
                 notify_task_assigned(
                     session=session, task=task, zone=_zone_of(session, input.instance_id)
@@ -227,6 +230,10 @@ class ProcessActivities:
             task.status, task.outcome, task.note = input.status, input.outcome, input.note
             task.closed_by, task.closed_at = input.closed_by, input.closed_at
             session.add(task)
+            closed = (
+                metrics.TASKS_COMPLETED if input.status == "completed" else metrics.TASKS_CANCELLED
+            )
+            count_on_commit(session, closed.labels(process=task.process))
         log.info("task_closed", status=input.status, outcome=input.outcome)
 
     # --- facts -------------------------------------------------------------------------------
@@ -253,7 +260,10 @@ class ProcessActivities:
                     seq=input.first_seq + offset,
                     **event.model_dump(),
                 )
-                insert_if_absent(session=session, row=row)
+                if insert_if_absent(session=session, row=row) and event.kind == "breach":
+                    process = input.instance_id.split("/", 1)[0]
+                    breach = metrics.SLA_BREACHES.labels(process=process, clock=event.clock)
+                    count_on_commit(session, breach)
         _log.info("sla_events_recorded", instance=input.instance_id, count=len(input.events))
 
     # --- alerts ------------------------------------------------------------------------------

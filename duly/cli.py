@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import uuid
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import structlog
 import typer
 
 from duly.language.diagram import mermaid
@@ -218,11 +216,10 @@ def publish(settings: Settings, loaded: Definitions) -> None:
 
 
 def _quiet_logging() -> None:
-    """Commands that print their own result log only warnings, to stderr."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    """Commands that print their own result log only warnings, to stderr (JSON if so set)."""
+    from duly.logs import configure
+
+    configure(_settings(), level=logging.WARNING)
 
 
 def _json_object(text: str, what: str = "--data") -> dict[str, Any]:
@@ -271,7 +268,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     from duly.stack import StackError
     from duly.store.crud import VersionConflicts
     from duly.temporal_binaries import BinaryNotFoundError
-    from duly.temporal_client import TemporalUnavailable
+    from duly.temporal_client import TemporalSettingsError, TemporalUnavailable
 
     try:
         return asyncio.run(_settled(work))
@@ -283,6 +280,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         ClientError,
         StackError,
         TemporalUnavailable,
+        TemporalSettingsError,
         BinaryNotFoundError,
         VersionConflicts,
     ) as exc:
@@ -414,6 +412,43 @@ def worker(
 
 
 @app.command()
+def web(
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Run the web app alone (API, pages, /metrics) on DULY_WEB_HOST:DULY_WEB_PORT.
+
+    It migrates the database at start and reaches Temporal on first use; run as many as you
+    like behind a proxy.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from duly.logs import configure
+
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    configure(settings)
+    try:
+        _run(_serve_web(settings))
+    except OperationalError as exc:
+        _, shown = _database(settings)
+        raise _unreachable(shown, exc) from None
+
+
+async def _serve_web(settings: Settings) -> None:
+    from duly.api.app import create_app
+    from duly.api.server import serve
+    from worker import stop_on_signals
+
+    app = create_app(settings)
+    stop = asyncio.Event()
+    restore = stop_on_signals(stop)
+    try:
+        await serve(app, settings.web_host, settings.web_port, stop)
+    finally:
+        restore()
+
+
+@app.command()
 def start(
     process: Annotated[str, typer.Argument(help="The process id, e.g. quote-follow-up.")],
     data: DataOption = "{}",
@@ -441,7 +476,7 @@ def start(
 
     async def go() -> str:
         publish(settings, loaded)
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await connect(settings=settings)
         return await start_instance(client, loaded, process, values, task_queue=settings.task_queue)
 
     typer.echo(f"started {_run(go())}")
@@ -472,7 +507,7 @@ def event(
 
     async def go() -> list[str]:
         publish(settings, loaded)
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await connect(settings=settings)
         return await send_event(client, loaded, message, task_queue=settings.task_queue)
 
     touched = _run(go())
@@ -502,7 +537,7 @@ def state(
     _quiet_logging()
 
     async def go() -> str:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await connect(settings=settings)
         return (await instance_state(client, instance)).model_dump_json(indent=2)
 
     typer.echo(_run(go()))
@@ -563,9 +598,7 @@ def _with_work(
             settings,
             loaded,
             session_factory(engine),
-            TemporalProvider(
-                lambda: connect(settings.temporal_address, settings.temporal_namespace)
-            ),
+            TemporalProvider(lambda: connect(settings=settings)),
         )
         with context.read() as session:
             principal = (

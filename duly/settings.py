@@ -33,6 +33,18 @@ class Settings(BaseSettings):
         log_format: `console` (readable, for development) or `json` (for production).
         events_secret: The shared secret inbound events (`POST /api/events`) are signed with
             (HMAC-SHA256); the endpoint refuses every event while it is empty.
+        temporal_tls: Connect to Temporal over TLS. Unset: on when a client certificate, a CA
+            or an API key is given, off otherwise.
+        temporal_tls_cert: PEM file of the client certificate for mutual TLS (with the key).
+        temporal_tls_key: PEM file of that certificate's private key.
+        temporal_tls_ca: PEM file of the CA that signed the server's certificate; unset, the
+            system's roots are used.
+        temporal_tls_server_name: The name the server's certificate is checked against (and
+            sent as SNI), when it is not the host in `temporal_address`.
+        temporal_api_key: A Temporal Cloud API key (sent as a bearer token, over TLS).
+        metrics_port: Where the worker serves `/metrics` (Prometheus); unset, it serves none,
+            0 picks a free port. The web app serves `/metrics` on its own port.
+        metrics_host: The interface the worker's `/metrics` listens on.
     """
 
     model_config = SettingsConfigDict(env_prefix="DULY_", extra="ignore")
@@ -51,6 +63,14 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     log_format: Literal["console", "json"] = "console"
     events_secret: str = Field(default="", repr=False)
+    temporal_tls: bool | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_tls_server_name: str = ""
+    temporal_api_key: str = Field(default="", repr=False)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @model_validator(mode="before")
     @classmethod

@@ -48,6 +48,17 @@ RUN_MARK = "--- duly up "  # starts each run's section of the dev server's log
 SERVICE_STOP_TIMEOUT = 10.0  # seconds a service gets to return once `stop` is set
 
 
+LOCAL = Settings(
+    temporal_tls=False,
+    temporal_tls_cert=None,
+    temporal_tls_key=None,
+    temporal_tls_ca=None,
+    temporal_tls_server_name="",
+    temporal_api_key="",
+)
+"""Connection settings for the embedded dev server: no TLS, no API key."""
+
+
 class StackError(Exception):
     """The stack could not start, or a part of it stopped on its own; the message says why."""
 
@@ -233,7 +244,8 @@ class DevServer:
                     f"starting; its log ({self.log_file}) ends with:\n{self.log_tail()}"
                 )
             try:
-                client = await connect(self.address, namespace)
+                # The dev server speaks plain gRPC, whatever TLS the environment sets
+                client = await connect(self.address, namespace, settings=LOCAL, metrics=True)
                 await client.workflow_service.describe_namespace(
                     DescribeNamespaceRequest(namespace=namespace)
                 )

@@ -15,8 +15,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 
+from duly import metrics
 from duly.api import web
 from duly.api.context import ApiContext, ClientFactory, TemporalProvider
 from duly.api.errors import ServiceError
@@ -73,7 +75,9 @@ def create_app(
         temporal = TemporalProvider.of(client)
     else:
         address, namespace = settings.temporal_address, settings.temporal_namespace
-        temporal = TemporalProvider(client_factory or (lambda: connect(address, namespace)))
+        temporal = TemporalProvider(
+            client_factory or (lambda: connect(address, namespace, settings=settings, metrics=True))
+        )
     context = ApiContext(settings, definitions, session_factory(database), temporal)
 
     @asynccontextmanager
@@ -94,12 +98,15 @@ def create_app(
     app.state.duly = context
     for module in (events, instances, tasks, alerts, definitions_routes, me, reports):
         app.include_router(module.router)
+    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)  # for Prometheus
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, _database_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     web.install(app)  # the web pages, /static and /docs (after the API's error handlers)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(metrics.RequestCounter)
     return app
 
 
@@ -127,6 +134,16 @@ def _summary(errors: list[dict[str, Any]], most: int = 5) -> str:
     ]
     more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
     return "; ".join(parts) + more
+
+
+async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+    # The pool's pre-ping reconnects on the next request once the database is back
+    log.error("database_unavailable", path=request.url.path, error=str(exc.orig))
+    return JSONResponse(
+        {"detail": "duly's database is unavailable; try again in a moment"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ from datetime import timedelta
 import httpx
 import structlog
 
+from duly import metrics
 from duly.notify import outbox
 from duly.notify.channels import ChannelContext, DeliveryError, send
 from duly.notify.outbox import Outgoing
@@ -170,6 +171,7 @@ class Deliverer:
         if item.target is None:
             error = f"{item.user_id} has no {item.channel} channel in org.yaml any more"
             await self._record(outbox.mark_failed, item, error=error)
+            metrics.NOTIFICATIONS_FAILED.labels(channel=item.channel, kind=item.kind).inc()
             log.error("notification_failed", error=error)
             return
         try:
@@ -186,14 +188,17 @@ class Deliverer:
                 log.warning("notification_sent_after_its_lease_ended", detail=detail)
             else:
                 log.info("notification_sent", detail=detail)
+            metrics.NOTIFICATIONS_DELIVERED.labels(channel=item.channel, kind=item.kind).inc()
             return
         if item.attempt >= self.policy.max_attempts:
             await self._record(outbox.mark_failed, item, error=error)
+            metrics.NOTIFICATIONS_FAILED.labels(channel=item.channel, kind=item.kind).inc()
             log.error("notification_failed", error=error, attempts=item.attempt)
             return
         delay = self.policy.backoff(item.attempt)
         retry_at = utc_now() + timedelta(seconds=delay)
         await self._record(outbox.mark_retry, item, error=error, retry_at=retry_at)
+        metrics.NOTIFICATION_RETRIES.labels(channel=item.channel, kind=item.kind).inc()
         log.warning("notification_will_retry", error=error, retry_in=round(delay, 2))
 
     async def _record(self, mark: Callable[..., bool], item: Outgoing, **values: object) -> bool:

@@ -11,6 +11,7 @@ from datetime import datetime, tzinfo
 
 from sqlmodel import Session
 
+from duly.metrics import ALERTS_RAISED, count_on_commit
 from duly.notify.outbox import enqueue
 from duly.store.models import Alert, Task
 
@@ -97,6 +98,8 @@ def notify_alert(*, session: Session, alert: Alert) -> list[str]:
             "Acknowledge it in duly's alerts.",
         ]
     )
+    # Every new alert comes through here, in the transaction that writes it
+    count_on_commit(session, ALERTS_RAISED.labels(level=alert.level))
     return enqueue(
         session=session,
         key=alert.key,

@@ -1,0 +1,127 @@
+"""Logging for every duly process: structlog, JSON lines in production, text in development.
+
+`configure` sets up structlog and routes the standard library's loggers (uvicorn, the Temporal
+SDK, APScheduler) through the same renderer, so with `DULY_LOG_FORMAT=json` every line on
+stderr is one JSON object. Context bound with `structlog.contextvars` lands on every line logged
+inside it: `ActivityLogContext` binds each activity's process, instance, step and task (read
+from its input) plus the activity's name, workflow id and attempt, so any log line an activity
+writes, in duly's code or a library's, says what it was working on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+from duly.settings import Settings
+
+
+def configure(settings: Settings, *, level: int = logging.INFO) -> None:
+    """Log with structlog to stderr: readable text, or JSON lines when `DULY_LOG_FORMAT=json`.
+
+    Args:
+        settings: duly's settings (`log_format`).
+        level: The lowest level duly logs (a `logging` level); libraries log warnings and up.
+    """
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.typing.Processor
+    if settings.log_format == "json":
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
+    )
+    # The standard library's records (uvicorn, temporalio, apscheduler) in the same format
+    handler = _CurrentStderr()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_duly", False)]:
+        root.removeHandler(old)
+    handler._duly = True  # type: ignore[attr-defined]  # so a second configure replaces it
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    # Whatever sys.stderr is when a logger is made (test runners swap it between phases)
+    return structlog.PrintLogger(sys.stderr)
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record to the current stderr."""
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def context_of(message: object) -> dict[str, Any]:
+    """What an activity input says it is about: process, instance, step, visit, task, monitor.
+
+    A task id (`<process>/<key>/<run>/<step>/<visit>`) alone gives all of them; an instance id
+    (`<process>/<key>/<run>`) gives the process.
+    """
+    if not isinstance(message, BaseModel):
+        return {}
+    fields = message.__dict__
+    found: dict[str, Any] = {}
+    task = fields.get("task_id")
+    if isinstance(task, str) and task.count("/") >= 4:
+        instance, step, visit = task.rsplit("/", 2)
+        found.update(task=task, instance=instance, step=step, visit=visit)
+    instance_id = fields.get("instance_id")
+    if isinstance(instance_id, str):
+        found["instance"] = instance_id
+    if isinstance(found.get("instance"), str):
+        found["process"] = found["instance"].split("/", 1)[0]
+    for name in ("process", "step", "visit", "monitor"):
+        if fields.get(name) is not None:
+            found[name] = fields[name]
+    return found
+
+
+class ActivityLogContext(Interceptor):
+    """A worker interceptor binding each activity's context to every line it logs."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap the activity's execution."""
+        return _BindActivity(next)
+
+
+class _BindActivity(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        bound = {
+            "activity": info.activity_type,
+            "workflow_id": info.workflow_id,
+            "attempt": info.attempt,
+            **(context_of(input.args[0]) if input.args else {}),
+        }
+        # Synchronous activities run on a thread with a copy of this context: it carries over
+        with structlog.contextvars.bound_contextvars(**bound):
+            return await super().execute_activity(input)
