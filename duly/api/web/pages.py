@@ -419,6 +419,11 @@ async def instance_page(instance_id: str, request: Request, user: WebUser) -> HT
             "diagram": diagram,
             "title": compiled.spec.title if compiled else detail.instance.process,
             "open_task": open_task,
+            "current_summary": (
+                step_kind(current, compiled.spec.steps[current])
+                if compiled is not None and current in compiled.spec.steps
+                else None
+            ),
         },
     )
 
