@@ -1,0 +1,93 @@
+"""The sandbox duly runs workflows in refuses non-deterministic calls.
+
+Workflow code that reads the wall clock or opens a file fails its workflow task instead of
+running. (Passing every module through the sandbox would save memory, but it silently drops
+these checks, which is why `workflows.sandbox` does not: the first test failed with it.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from workflows.sandbox import workflow_runner
+
+
+@workflow.defn(sandboxed=True)
+class ReadsTheWallClock:
+    @workflow.run
+    async def run(self) -> str:
+        return datetime.datetime.now().isoformat()
+
+
+@workflow.defn(sandboxed=True)
+class OpensAFile:
+    @workflow.run
+    async def run(self) -> str:
+        return Path(__file__).read_text()[:10]
+
+
+@workflow.defn(sandboxed=True)
+class UsesWorkflowTime:
+    @workflow.run
+    async def run(self) -> str:
+        return workflow.now().isoformat()
+
+
+async def _task_failure(
+    env: WorkflowEnvironment, workflow_class: type, task_queue: str
+) -> tuple[str, str]:
+    """Run `workflow_class` until its first workflow task fails; the failure's type and message."""
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[workflow_class],
+        workflow_runner=workflow_runner(),
+    ):
+        handle = await env.client.start_workflow(
+            workflow_class.run,  # type: ignore[attr-defined]
+            id=f"sandbox-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        for _ in range(100):
+            async for event in handle.fetch_history_events():
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                    await handle.terminate("seen")
+                    failure = event.workflow_task_failed_event_attributes.failure
+                    return failure.application_failure_info.type, failure.message
+            await asyncio.sleep(0.1)
+        await handle.terminate("no failure")
+        raise AssertionError(f"{workflow_class.__name__} ran without a workflow task failure")
+
+
+@pytest.mark.parametrize(
+    ("workflow_class", "refused"),
+    [(ReadsTheWallClock, "datetime.datetime.now"), (OpensAFile, "pathlib.Path.read_text")],
+)
+async def test_non_deterministic_calls_fail_the_workflow_task(
+    dev_server_env: WorkflowEnvironment, task_queue: str, workflow_class: type, refused: str
+) -> None:
+    kind, message = await _task_failure(dev_server_env, workflow_class, task_queue)
+    assert kind == "RestrictedWorkflowAccessError"
+    assert refused in message
+
+
+async def test_workflow_time_runs(dev_server_env: WorkflowEnvironment, task_queue: str) -> None:
+    async with Worker(
+        dev_server_env.client,
+        task_queue=task_queue,
+        workflows=[UsesWorkflowTime],
+        workflow_runner=workflow_runner(),
+    ):
+        result = await dev_server_env.client.execute_workflow(
+            UsesWorkflowTime.run, id=f"sandbox-{uuid.uuid4()}", task_queue=task_queue
+        )
+    assert datetime.datetime.fromisoformat(result).tzinfo is not None
