@@ -26,7 +26,7 @@ from duly.api.services import alerts as alert_service
 from duly.api.services import definitions as definition_service
 from duly.api.services import instances as instance_service
 from duly.api.services import tasks as task_service
-from duly.api.web.render import _ENV, context_of, open_alert_count, render
+from duly.api.web.render import PAGE_ENV, context_of, open_alert_count, render
 from duly.api.web.session import (
     CSRF_FIELD,
     WebUser,
@@ -327,7 +327,7 @@ def alerts_live(request: Request, user: WebUser, state: str = "open") -> JSONRes
     state = state if state in ALERT_STATES else "open"
     rows, total = _alert_rows(request, user, state)
     token = session_token(request)
-    html = _ENV.get_template("_alert_rows.html").render(
+    html = PAGE_ENV.get_template("_alert_rows.html").render(
         alerts=rows, csrf=csrf_token(token) if token else "", state=state
     )
     return JSONResponse(

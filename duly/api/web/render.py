@@ -92,7 +92,8 @@ def _environment() -> Any:
     return env
 
 
-_ENV = _environment()
+PAGE_ENV = _environment()
+"""The pages' template environment (autoescaping, with the display filters)."""
 
 
 def context_of(request: Request) -> ApiContext:
@@ -155,7 +156,7 @@ def render(
         "error": None,
         **(values or {}),
     }
-    html = _ENV.get_template(template).render(page)
+    html = PAGE_ENV.get_template(template).render(page)
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 

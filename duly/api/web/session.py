@@ -28,7 +28,7 @@ from starlette.responses import Response
 from duly.api.auth import Principal, authenticate
 from duly.api.context import ApiContext
 from duly.api.deps import get_context
-from duly.api.errors import NotAuthenticated, NotFound, ServiceError
+from duly.api.errors import NotAuthenticated, ServiceError
 
 SESSION_COOKIE = "duly_session"
 LOGIN_COOKIE = "duly_login"
@@ -137,7 +137,7 @@ def sign_in(*, session: Session, user_id: str, token: str) -> Principal:
     """
     try:
         principal = authenticate(session=session, token=token.strip())
-    except (NotAuthenticated, NotFound):
+    except NotAuthenticated:
         principal = None
     if principal is None or principal.id != user_id.strip():
         raise NotAuthenticated(
