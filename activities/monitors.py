@@ -17,7 +17,9 @@ import structlog
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from duly import metrics
 from duly.language.model import MonitorSpec
+from duly.metrics import count_on_commit
 from duly.monitors import measures
 from duly.monitors.messages import (
     MEASURE_ACTIVITY,
@@ -55,15 +57,10 @@ class MonitorActivities:
 
     Args:
         sessions: Makes one session per activity call (`duly.store.db.session_factory`).
-        on_check: Called with the monitor's name after each new check is recorded (a metrics
-            counter, say); never for a repeated slot.
     """
 
-    def __init__(
-        self, sessions: SessionFactory, on_check: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
-        self.on_check = on_check
 
     @activity.defn(name=MEASURE_ACTIVITY)
     def measure(self, input: MeasureInput) -> MeasureResult:
@@ -109,6 +106,10 @@ class MonitorActivities:
             after, transition = (
                 (before, None) if stale else next_state(spec.threshold, before, input.value)
             )
+            # Counted once the check commits: a rolled-back attempt, or a repeated slot, is not
+            count_on_commit(
+                session, metrics.MONITOR_CHECKS.labels(monitor=spec.monitor, state=after)
+            )
             insert_if_absent(
                 session=session,
                 row=MonitorCheck(
@@ -130,8 +131,6 @@ class MonitorActivities:
             if transition is not None:
                 notified = self._alert(session, input, transition)
         log.info("monitor_checked", value=input.value, state=after, transition=transition)
-        if self.on_check is not None:
-            self.on_check(spec.monitor)
         return RecordCheckResult(state=after, transition=transition, notified=notified)
 
     def _alert(

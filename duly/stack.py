@@ -459,6 +459,7 @@ def banner(
         ("Database", make_url(settings.database_url).render_as_string(hide_password=True)),
         ("Definitions", f"{settings.definitions}: {processes or 'no processes'}"),
         ("Worker", f"task queue {settings.task_queue}"),
+        ("Monitors", _monitors_text(definitions)),
     ]
     rows += [(s.name, s.address(settings)) for s in services if s.address is not None]
     width = max(len(label) for label, _ in rows) + 2
@@ -471,6 +472,14 @@ def banner(
     if examples:
         lines += ["Start an instance:", *examples]
     return "\n".join(lines)
+
+
+def _monitors_text(definitions: Definitions) -> str:
+    """The monitors the worker's scheduler checks, and when."""
+    from duly.monitors.status import schedule_text
+
+    monitors = sorted(definitions.monitors.items())
+    return "; ".join(f"{name}, {schedule_text(spec)}" for name, spec in monitors) or "none"
 
 
 def example_data(key_template: str) -> dict[str, Any]:

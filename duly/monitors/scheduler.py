@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -276,11 +276,29 @@ class Scheduler:
 
 @contextlib.asynccontextmanager
 async def scheduling(
-    client: Client, engine: Engine, definitions: Definitions, *, task_queue: str
+    client: Client,
+    engine: Engine,
+    definitions: Definitions,
+    *,
+    task_queue: str,
+    periodic: Sequence[Periodic] = (),
 ) -> AsyncIterator[Scheduler]:
-    """A started scheduler with every monitor of `definitions` registered, stopped on exit."""
+    """A started scheduler with every monitor of `definitions` registered, stopped on exit.
+
+    Args:
+        client: The Temporal client firings start workflows with.
+        engine: duly's database, where the jobs are kept.
+        definitions: The definitions whose monitors are scheduled.
+        task_queue: The task queue the monitor workflows run on.
+        periodic: Other periodic jobs, registered before the scheduler starts (so a start
+            never drops them from the store as unknown, even for a moment).
+    """
     scheduler = Scheduler(client, engine)
     scheduler.add_monitors(definitions, task_queue=task_queue)
+    for job in periodic:
+        scheduler.add_periodic(
+            job.job_id, job.trigger, job.start, during=job.during, misfire_grace=job.misfire_grace
+        )
     await scheduler.start()
     try:
         yield scheduler

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from activities.monitors import MonitorActivities
@@ -88,8 +89,12 @@ def test_a_retried_record_finds_its_check_and_alerts_nobody_again(
     record = RecordCheckInput(
         monitor=backlog, slot="2026-11-30T09:15Z", value=41, checked_at=T0, manager_team="support"
     )
+    counted = {"monitor": "support-backlog", "state": "alerting"}
+    before = REGISTRY.get_sample_value("duly_monitor_checks_total", counted) or 0
     first = acts.record(record)
     again = acts.record(record)
+    # the monitor-checks counter (/metrics) counts the check once
+    assert REGISTRY.get_sample_value("duly_monitor_checks_total", counted) == before + 1
     assert first.transition == "crossed" and not first.repeated
     assert (again.state, again.transition, again.notified, again.repeated) == (
         "alerting",

@@ -20,14 +20,16 @@ from temporalio.testing import WorkflowEnvironment
 from duly.language.loader import Definitions, load_definitions
 from duly.monitors.scheduler import (
     JOB_TABLE,
+    Periodic,
     Scheduler,
     interval_trigger,
     monitor_trigger,
+    scheduling,
     slot_text,
     slot_workflow_id,
 )
 from duly.settings import Settings
-from duly.store.db import session_factory
+from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import Alert, MonitorCheck, MonitorState
 from duly.temporal_client import connect
 from worker import prepare_database, run_worker
@@ -197,3 +199,28 @@ def test_a_cron_monitor_without_a_calendar_is_read_in_utc(definitions: Definitio
     now = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
     assert trigger.get_next_fire_time(None, now) == datetime(2026, 12, 1, 6, 30, tzinfo=UTC)
     assert slot_text(datetime(2026, 12, 1, 6, 30, 5, tzinfo=UTC)) == "2026-12-01T06:30:05Z"
+
+
+async def test_another_periodic_job_fires_on_the_same_scheduler_once_per_slot(
+    dev_server_env: WorkflowEnvironment, tmp_path: Path, definitions: Definitions
+) -> None:
+    """The hook a weekly summary uses: a job of its own, fired with each slot's time."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+    create_all(engine)
+    fired: list[datetime] = []
+
+    async def start(_client: object, at: datetime) -> bool:
+        fired.append(at)
+        return True
+
+    job = Periodic("every-second", interval_trigger(timedelta(seconds=1)), start)
+    empty = Definitions(calendars=definitions.calendars, org=definitions.org)
+    async with scheduling(
+        dev_server_env.client, engine, empty, task_queue="unused", periodic=[job]
+    ):
+        await until(lambda: len(fired) >= 2)
+    count = len(fired)
+    await asyncio.sleep(1.1)
+    assert len(fired) == count  # stopped: no more firings
+    assert all(at.microsecond == 0 for at in fired) and len(set(fired)) == len(fired)
+    engine.dispose()
