@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest_asyncio
 from sqlmodel import col, select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from duly.language.loader import Definitions
 from duly.monitors.messages import MonitorResult
@@ -23,6 +25,7 @@ from duly.store.db import SessionFactory, create_all, make_engine, session_facto
 from duly.store.models import Alert, Delivery, MonitorState
 from worker import build_worker
 from workflows.monitor import MonitorWorkflow
+from workflows.sandbox import workflow_runner
 
 from .conftest import add_instance, close_tasks, open_tasks
 
@@ -147,3 +150,18 @@ async def test_a_slot_outside_the_desks_open_hours_is_skipped(monitors: Monitors
     with monitors.sessions() as session:
         assert session.get(MonitorState, "support-backlog") is None  # nothing ran
     assert monitors.alerts() == []
+
+
+async def test_a_saved_monitor_history_replays_on_todays_code() -> None:
+    """MonitorWorkflow stays deterministic: a recorded check of support-backlog replays."""
+    history = WorkflowHistory.from_json(
+        "monitor/support-backlog/2026-11-30T09:15Z",
+        (Path(__file__).parent / "histories" / "support-backlog.json").read_text(),
+    )
+    replayer = Replayer(
+        workflows=[MonitorWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
+    )
+    result = await replayer.replay_workflow(history)
+    assert result.replay_failure is None
