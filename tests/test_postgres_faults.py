@@ -1,0 +1,282 @@
+"""PostgreSQL goes away mid-flight and comes back: the worker and the web app recover on their
+own, and every instance, task, fact row, alert and notification is there exactly once.
+
+The database is a private PostgreSQL cluster made for this test (initdb + pg_ctl, run as the
+`postgres` OS user, on a free loopback port): the shared server on 5432 is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import pytest_asyncio
+from conftest import ROOT, Inbox, free_port
+from sqlalchemy import func
+from sqlmodel import select
+from temporalio.testing import WorkflowEnvironment
+
+from duly.api.app import create_app
+from duly.api.auth import issue_token
+from duly.api.server import serve
+from duly.client import complete_task, start_instance
+from duly.language.loader import load_definitions
+from duly.settings import Settings
+from duly.store.db import session_factory, write_session
+from duly.store.models import Alert, Delivery, Instance, StepFact, Task
+from worker import prepare_database, run_worker
+
+pytestmark = pytest.mark.slow
+T = TypeVar("T")
+
+PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+OUTAGE = 9.0  # seconds PostgreSQL stays down: B's SLA (6 s from before it) runs out inside
+RECOVERY_TIMEOUT = 40.0  # activity retries back off to at most 30 s (workflows/process.py)
+
+DRILL = """\
+process: outage-drill
+title: Call a lead within seconds
+version: 1
+calendar: us-east
+team: inbound-sales
+trigger: {event: drill.outage, key: "{{ lead.id }}"}
+start: call
+steps:
+  call:
+    kind: task
+    title: "Call {{ lead.name }}"
+    assign: user:ana
+    sla:
+      within: 6 seconds
+      escalate:
+        - {at: 100%, notify: manager}
+    outcomes: {reached: done}
+  done: {kind: end, result: done}
+"""
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster in a temp dir, owned and run by the `postgres` user."""
+
+    def __init__(self) -> None:
+        binaries = PG_BIN[-1].parent
+        self.initdb, self.pg_ctl = binaries / "initdb", binaries / "pg_ctl"
+        self.root = Path(tempfile.mkdtemp(prefix="duly-pg-"))
+        shutil.chown(self.root, user="postgres")
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str | Path) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *map(str, command)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def init(self) -> None:
+        self._run(self.initdb, "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            self.pg_ctl, "-D", self.data, "-l", self.root / "log", "-o", options, "-w", "start"
+        )
+
+    def stop(self) -> None:
+        self._run(self.pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run(self.pg_ctl, "-D", self.data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres() -> Iterator[PrivatePostgres]:
+    if not PG_BIN or shutil.which("runuser") is None or os.geteuid() != 0:
+        pytest.skip("needs PostgreSQL's server binaries and root (to run them as `postgres`)")
+    server = PrivatePostgres()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+async def poll(check: Callable[[], T | None | Awaitable[T | None]], what: str, timeout: float) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(
+    postgres: PrivatePostgres,
+    tmp_path: Path,
+    dev_server_env: WorkflowEnvironment,
+    smtp: tuple[Settings, Inbox],
+    task_queue: str,
+) -> AsyncIterator[dict[str, Any]]:
+    """A worker and the web app on the private PostgreSQL, as in production."""
+    mail, _ = smtp
+    definitions_dir = tmp_path / "definitions"
+    for part in ("calendars", "templates"):
+        shutil.copytree(ROOT / "definitions" / part, definitions_dir / part)
+    shutil.copy(ROOT / "definitions" / "org.yaml", definitions_dir / "org.yaml")
+    (definitions_dir / "processes").mkdir()
+    (definitions_dir / "processes" / "outage-drill.yaml").write_text(DRILL, encoding="utf-8")
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=postgres.url,
+        definitions=definitions_dir,
+        task_queue=task_queue,
+        smtp_host=mail.smtp_host,
+        smtp_port=mail.smtp_port,
+        smtp_from=mail.smtp_from,
+        web_port=free_port(),
+    )
+    definitions = load_definitions(definitions_dir)
+    engine = prepare_database(settings, definitions)  # the migrations, on PostgreSQL
+    sessions = session_factory(engine)
+    with write_session(sessions) as session:
+        token = issue_token(session=session, user_id="maria")
+    client = dev_server_env.client
+    app = create_app(settings, definitions, client=client)  # its own engine and pool
+    stop = asyncio.Event()
+    running = [
+        asyncio.create_task(run_worker(client, settings, stop, task_queue=task_queue)),
+        asyncio.create_task(serve(app, "127.0.0.1", settings.web_port, stop)),
+    ]
+    try:
+        yield {
+            "settings": settings,
+            "definitions": definitions,
+            "client": client,
+            "sessions": sessions,
+            "web": f"http://127.0.0.1:{settings.web_port}",
+            "token": token,
+        }
+    finally:
+        stop.set()
+        await asyncio.gather(*running, return_exceptions=True)
+        engine.dispose()
+
+
+async def test_postgres_outage_loses_and_duplicates_nothing(
+    stack: dict[str, Any], postgres: PrivatePostgres, smtp: tuple[Settings, Inbox]
+) -> None:
+    _, inbox = smtp
+    client, sessions = stack["client"], stack["sessions"]
+    headers = {"Authorization": f"Bearer {stack['token']}"}
+
+    async def start(key: str) -> str:
+        return await start_instance(
+            client,
+            stack["definitions"],
+            "outage-drill",
+            {"lead": {"id": key, "name": key}},
+            task_queue=stack["settings"].task_queue,
+        )
+
+    def task_of(instance: str) -> str | None:
+        with sessions() as session:
+            row = session.exec(select(Task).where(Task.instance_id == instance)).first()
+            return row.id if row else None
+
+    def count(model: Any, *where: Any) -> int:
+        with sessions() as session:
+            return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
+
+    def deliveries_sent() -> bool:
+        with sessions() as session:
+            rows = session.exec(select(Delivery)).all()
+            return bool(rows) and all(row.status == "sent" for row in rows)
+
+    # Before: A is worked at once; B's and D's tasks stay open
+    group_a = [await start(f"A{n}") for n in range(2)]
+    group_b = [await start(f"B{n}") for n in range(2)]
+    group_d = [await start(f"D{n}") for n in range(2)]
+    for instance in group_a:
+        task = await poll(lambda i=instance: task_of(i), f"{instance}'s task", 10)
+        await complete_task(client, task, "reached", by="ana")
+    b_tasks = [await poll(lambda i=i: task_of(i), f"{i}'s task", 10) for i in group_b]
+    d_tasks = [await poll(lambda i=i: task_of(i), f"{i}'s task", 10) for i in group_d]
+    await poll(deliveries_sent, "the assignment emails before the outage", 10)
+
+    postgres.stop()
+    # During: reps complete D's tasks (in time), C's instances start, B's SLAs run out
+    completing = [
+        asyncio.create_task(complete_task(client, task, "reached", by="ana")) for task in d_tasks
+    ]
+    group_c = [await start(f"C{n}") for n in range(2)]
+    async with httpx.AsyncClient(base_url=stack["web"], timeout=10) as web:
+        down = await web.get("/api/tasks", headers=headers)
+        assert down.status_code == 503
+        assert "database is unavailable" in down.json()["detail"]
+        await asyncio.sleep(OUTAGE)
+        postgres.start()
+
+        # After: the web app answers again by itself (its pool drops dead connections)
+        async def web_answers() -> bool:
+            return (await web.get("/api/tasks", headers=headers)).status_code == 200
+
+        await poll(web_answers, "the web app to answer again", 10)
+
+    # ...and the worker catches up: D's completions land, C's tasks open, B's breach alerts
+    await asyncio.gather(*completing)
+    for instance in group_c:
+        task = await poll(lambda i=instance: task_of(i), f"{instance}'s task", RECOVERY_TIMEOUT)
+        await complete_task(client, task, "reached", by="ana")
+    await poll(lambda: count(Alert) >= len(group_b), "B's breach alerts", RECOVERY_TIMEOUT)
+    for task in b_tasks:
+        await complete_task(client, task, "reached", by="ana")
+    instances = group_a + group_b + group_c + group_d
+    for instance in instances:
+        workflow = instance.rsplit("/", 1)[0]
+        await client.get_workflow_handle(workflow).result()
+
+    await poll(
+        lambda: count(Instance, Instance.status == "completed") == len(instances),
+        "every instance recorded as completed",
+        RECOVERY_TIMEOUT,
+    )
+    await poll(deliveries_sent, "every notification sent", RECOVERY_TIMEOUT)
+
+    # Exactly once each: instances, tasks, fact rows (a task step and an end per instance)
+    assert count(Instance) == len(instances)
+    assert count(Task) == len(instances)
+    assert count(Task, Task.status == "completed") == len(instances)
+    with sessions() as session:
+        facts = session.exec(select(StepFact)).all()
+        alerts = session.exec(select(Alert)).all()
+        deliveries = session.exec(select(Delivery)).all()
+    assert sorted((f.instance_id, f.step, f.visit) for f in facts) == sorted(
+        (instance, step, 1) for instance in instances for step in ("call", "done")
+    )
+    # B breached during the outage, the others were done in time: one alert each to the manager
+    assert sorted(a.instance_id or "" for a in alerts) == sorted(group_b)
+    assert {(a.level, a.recipient) for a in alerts} == {("breach", "maria")}
+    # An email per assignment and per alert, each sent once
+    assert sorted(d.kind for d in deliveries) == sorted(
+        ["task.assigned"] * len(instances) + ["alert.breach"] * len(alerts)
+    )
+    assert len(inbox.envelopes) == len(deliveries)
