@@ -29,6 +29,8 @@ from temporalio.worker import Worker
 from activities.monitors import MonitorActivities
 from activities.monitors import all_activities as monitor_activities
 from activities.process import ProcessActivities, all_activities
+from activities.summary import SummaryActivities
+from activities.summary import all_activities as summary_activities
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions
 from duly.logs import ActivityLogContext
@@ -42,6 +44,7 @@ from duly.temporal_client import TemporalSettingsError, TemporalUnavailable, con
 from workflows.monitor import MonitorWorkflow
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
+from workflows.summary import WeeklySummaryWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +60,7 @@ def build_worker(
     task_queue: str | None = None,
     activity_executor: Executor | None = None,
 ) -> Worker:
-    """A worker for `ProcessWorkflow`, `MonitorWorkflow` and all of duly's activities.
+    """A worker for `ProcessWorkflow`, `MonitorWorkflow`, `WeeklySummaryWorkflow`, every activity.
 
     Args:
         client: A connected Temporal client (with the pydantic data converter).
@@ -72,12 +75,17 @@ def build_worker(
     engine = make_engine(settings.database_url)
     activities = ProcessActivities(session_factory(engine), settings)
     monitors = MonitorActivities(session_factory(engine))
+    summaries = SummaryActivities(session_factory(engine), settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[ProcessWorkflow, MonitorWorkflow],
+        workflows=[ProcessWorkflow, MonitorWorkflow, WeeklySummaryWorkflow],
         workflow_runner=workflow_runner(),
-        activities=[*all_activities(activities), *monitor_activities(monitors)],
+        activities=[
+            *all_activities(activities),
+            *monitor_activities(monitors),
+            *summary_activities(summaries),
+        ],
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -175,13 +183,15 @@ async def _monitors(
     if definitions is None:
         yield
         return
-    from duly.monitors.scheduler import scheduling
+    from duly.monitors.scheduler import cron_trigger, scheduling
+    from duly.summary import SCHEDULE_CRON, SCHEDULE_JOB, ScheduledStart
 
     engine = make_engine(settings.database_url)
+    queue = task_queue or settings.task_queue
     try:
-        async with scheduling(
-            client, engine, definitions, task_queue=task_queue or settings.task_queue
-        ):
+        async with scheduling(client, engine, definitions, task_queue=queue) as scheduler:
+            # Each manager's weekly summary, Mondays at 08:00 UTC (duly/summary.py)
+            scheduler.add_periodic(SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), ScheduledStart(queue))
             yield
     finally:
         engine.dispose()

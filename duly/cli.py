@@ -398,6 +398,95 @@ def demo(
     typer.echo(result.summary())
 
 
+class SummaryFormat(StrEnum):
+    """How `summary` prints."""
+
+    text = "text"
+    html = "html"
+    json = "json"
+
+
+@app.command()
+def summary(
+    week: Annotated[
+        str | None,
+        typer.Option("--week", help="The ISO week, e.g. 2026-W48 (default: last week)."),
+    ] = None,
+    manager: Annotated[
+        str | None, typer.Option("--manager", help="Only this manager (default: every one).")
+    ] = None,
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--send",
+            help="Send it through each manager's channels (once per week), via the worker.",
+        ),
+    ] = False,
+    output: Annotated[SummaryFormat, typer.Option("--format")] = SummaryFormat.text,
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+) -> None:
+    """Each manager's weekly summary: attainment against the goal, who slipped, open breaches.
+
+    Prints it; with --send, starts the week's WeeklySummaryWorkflow on the running worker, which
+    queues it on every manager's channels once (a second --send of the week sends nothing).
+    """
+    from sqlmodel import Session
+
+    from duly.store.types import utc_now
+    from duly.summary import SummaryError, build_summary, last_week, managers, parse_week
+
+    loaded = load_or_exit(definitions)
+    settings = _settings(definitions=definitions, temporal_address=temporal)
+    _quiet_logging()
+    week = week or last_week(utc_now())
+    try:
+        parse_week(week)
+    except SummaryError as exc:
+        typer.echo(f"--week: {exc}", err=True)
+        raise typer.Exit(1) from None
+    chosen = [manager] if manager else managers(loaded)
+    if send:
+        _run(_send_summary(settings, week, chosen if manager else None))
+        return
+    engine, _ = _database(settings)
+    link = f"http://{settings.web_host}:{settings.web_port}"
+    try:
+        with Session(engine) as session:
+            made = [build_summary(session, loaded, m, week, link=link) for m in chosen]
+    except SummaryError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if output is SummaryFormat.json:
+        _print_json([item.model_dump(mode="json") for item in made])
+        return
+    for item in made:
+        typer.echo(f"Subject: {item.subject}\n")
+        typer.echo(item.html() if output is SummaryFormat.html else item.text())
+
+
+async def _send_summary(settings: Settings, week: str, chosen: list[str] | None) -> None:
+    from activities.summary import WeeklySummaryResult
+    from duly.summary import start_week
+    from duly.temporal_client import connect
+    from workflows.summary import weekly_summary_id
+
+    client = await connect(settings=settings)
+    started = await start_week(client, week, task_queue=settings.task_queue, managers=chosen)
+    if not started:
+        typer.echo(
+            f"the summary of {week} was already sent ({weekly_summary_id(week)}); "
+            "each manager gets it once a week"
+        )
+        return
+    handle = client.get_workflow_handle(weekly_summary_id(week), result_type=WeeklySummaryResult)
+    result = await handle.result()
+    for who, channels in sorted(result.queued.items()):
+        typer.echo(f"{who}: queued on {', '.join(channels) or 'no channel (already queued)'}")
+
+
 @app.command()
 def worker(
     definitions: DefinitionsOption = Path("definitions"),

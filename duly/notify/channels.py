@@ -5,8 +5,9 @@ short description of what it did, or raises `DeliveryError` saying why it could 
 deliverer decides whether to try again. Every channel carries the delivery's key, so a
 receiver can drop a notification sent twice (a crash after sending, before recording it).
 
-Text stays text: email is `text/plain` only; Slack text has `&`, `<` and `>` escaped (done
-when the delivery was queued, see `duly.notify.outbox`); JSON bodies escape `<`, `>` and `&`
+Text stays text: email is `text/plain`, with an HTML alternative only where duly rendered the
+HTML itself, escaping every value (the weekly summary); Slack text has `&`, `<` and `>` escaped
+(done when the delivery was queued, see `duly.notify.outbox`); JSON bodies escape `<`, `>` and `&`
 as `\u`-escapes (`\u003c`), so a title like `<script>` can't become markup in a receiver
 that pastes JSON into a page. URLs are logged by host only: a Slack webhook's path is its
 secret.
@@ -85,6 +86,9 @@ def email_message(item: Outgoing, settings: Settings) -> EmailMessage:
     message["X-Duly-Idempotency-Key"] = item.key
     message["X-Duly-Notification"] = item.kind
     message.set_content(item.body)
+    html = item.payload.get("html")
+    if isinstance(html, str) and html:  # only HTML duly rendered itself (`outbox.enqueue`)
+        message.add_alternative(html, subtype="html")
     return message
 
 

@@ -80,6 +80,7 @@ def enqueue(
     subject: str,
     body: str,
     payload: dict[str, Any] | None = None,
+    html: str | None = None,
 ) -> list[str]:
     """Queue one notification for each external channel `user` has in org.yaml, once.
 
@@ -95,6 +96,8 @@ def enqueue(
         subject: One line; newlines are folded.
         body: Plain text (sent as text everywhere, never as markup).
         payload: Structured details for the JSON webhook (under `data`).
+        html: An HTML rendering for email, sent beside the text; only for HTML duly made
+            itself with every value escaped (the weekly summary).
 
     Returns:
         The channels a delivery was queued on by this call (none when a retry finds them).
@@ -110,7 +113,9 @@ def enqueue(
     for channel in channels:
         delivery_key = f"{key}:{channel}"
         document: dict[str, Any] = {}
-        if channel == "slack":
+        if channel == "email" and html:
+            document = {"html": html}
+        elif channel == "slack":
             document = {"text": slack_text(body)}
         elif channel == "webhook":
             document = {

@@ -1,0 +1,246 @@
+"""The weekly manager summary, on hand-made facts: its figures, its text and HTML, and that a
+manager gets it once per channel and week through a real SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import func, select
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.summary import SummaryActivities, WeeklySummaryInput, WeeklySummaryResult
+from activities.summary import all_activities as summary_activities
+from duly.language.loader import Definitions
+from duly.notify import Deliverer, DeliveryPolicy
+from duly.settings import Settings
+from duly.store.crud import sync_org
+from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
+from duly.store.models import Delivery, Instance, StepFact, Task
+from duly.summary import (
+    SummaryError,
+    build_summary,
+    last_week,
+    parse_week,
+    start_week,
+    summary_key,
+    week_bounds,
+)
+from workflows.sandbox import workflow_runner
+from workflows.summary import WeeklySummaryWorkflow, weekly_summary_id
+
+W46 = datetime(2026, 11, 10, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
+W47 = datetime(2026, 11, 17, 15, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # Monday of 2026-W48
+FAST = DeliveryPolicy(batch_size=10, poll_interval=0.02, lease=2.0, send_timeout=0.5)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path, definitions: Definitions) -> SessionFactory:
+    """A database with the shipped org and hand-made facts of 2026-W46 and 2026-W47."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+    create_all(engine)
+    factory = session_factory(engine)
+    with write_session(factory) as session:
+        sync_org(session=session, org=definitions.org)
+    counter = iter(range(1000))
+
+    def facts(process: str, rep: str, opened: datetime, met: int, breached: int) -> None:
+        for sla_met in [True] * met + [False] * breached:
+            n = next(counter)
+            instance = f"{process}/K-{n}/run{n}"
+            session.add(
+                Instance(
+                    id=instance,
+                    process=process,
+                    version=1,
+                    hash="a" * 64,
+                    business_key=f"K-{n}",
+                    status="completed",
+                    started_at=opened,
+                )
+            )
+            session.add(
+                StepFact(
+                    instance_id=instance,
+                    process=process,
+                    version=1,
+                    step="first-call" if process == "lead-follow-up" else "call-customer",
+                    kind="task",
+                    visit=1,
+                    assignee=rep,
+                    team="inbound-sales",
+                    opened_at=opened,
+                    due_at=opened + timedelta(hours=1),
+                    closed_at=opened + timedelta(minutes=30 if sla_met else 90),
+                    outcome="reached",
+                    sla_met=sla_met,
+                )
+            )
+
+    with write_session(factory) as session:
+        facts("lead-follow-up", "ana", W47, 5, 0)
+        facts("lead-follow-up", "ana", W46, 4, 0)
+        facts("lead-follow-up", "ben", W47, 2, 3)  # below the 90% goal
+        facts("lead-follow-up", "ben", W46, 3, 1)
+        facts("lead-follow-up", "chloe", W47, 9, 1)  # 90%: on goal, but down from 100%
+        facts("lead-follow-up", "chloe", W46, 5, 0)
+        facts("lead-follow-up", "maria", W47, 0, 1)  # took over a late task: not a rep
+        facts("quote-follow-up", "ana", W47, 2, 0)
+        # open now, past due: a breach of Maria's team still open, and one of Omar's
+        for process, team, who, title in (
+            ("quote-follow-up", "inbound-sales", "ben", "Call <b>Acme</b> about Q-7"),
+            ("support-case", "support", "dev", "Answer Lee"),
+        ):
+            n = next(counter)
+            instance = f"{process}/K-{n}/run{n}"
+            session.add(
+                Instance(
+                    id=instance,
+                    process=process,
+                    version=1,
+                    hash="a" * 64,
+                    business_key=f"K-{n}",
+                    started_at=W47,
+                )
+            )
+            session.add(
+                Task(
+                    id=f"{instance}/step/1",
+                    instance_id=instance,
+                    process=process,
+                    step="call-customer",
+                    visit=1,
+                    title=title,
+                    assignee=who,
+                    team=team,
+                    opened_at=W47,
+                    due_at=W47 + timedelta(days=2),
+                )
+            )
+    return factory
+
+
+def test_weeks_are_iso_weeks_and_a_bad_one_says_how_to_write_it() -> None:
+    assert parse_week("2026-W48") == (2026, 48)
+    assert last_week(NOW) == "2026-W47"
+    since, until = week_bounds("2026-W47", "America/New_York")
+    assert (since, until) == (
+        datetime(2026, 11, 16, 5, 0, tzinfo=UTC),
+        datetime(2026, 11, 23, 5, 0, tzinfo=UTC),
+    )
+    with pytest.raises(SummaryError, match="write it like 2026-W48"):
+        parse_week("48/2026")
+    with pytest.raises(SummaryError, match="2026 has no week 54"):
+        parse_week("2026-W54")
+
+
+def test_a_summary_shows_attainment_against_the_goal_who_slipped_and_open_breaches(
+    sessions: SessionFactory, definitions: Definitions
+) -> None:
+    with sessions() as session:
+        summary = build_summary(session, definitions, "maria", "2026-W47", now=NOW)
+    lines = {p.process: p for p in summary.processes}
+    assert set(lines) == {"lead-follow-up", "quote-follow-up"}  # her team's processes only
+    lead = lines["lead-follow-up"]
+    assert (lead.met, lead.breached, lead.goal) == (16, 5, 0.9)
+    assert lead.attainment == pytest.approx(16 / 21)
+    assert lead.previous_attainment == pytest.approx(12 / 13)
+    assert lead.meets_goal is False
+    quote = lines["quote-follow-up"]  # the open, overdue task counts as breached
+    assert (quote.met, quote.breached) == (2, 1)
+    assert [(s.rep, s.process, s.reason) for s in summary.slipped] == [
+        ("ben", "quote-follow-up", "below the 95% goal"),
+        ("ben", "lead-follow-up", "below the 90% goal"),
+        ("chloe", "lead-follow-up", "down from 100% the week before"),
+    ]
+    assert summary.open_breach_count == 1
+    assert [b.title for b in summary.open_breaches] == ["Call <b>Acme</b> about Q-7"]
+    assert summary.open_breaches[0].overdue_hours == pytest.approx(94.0)
+
+    text = summary.text()
+    assert "Weekly summary for Maria Lopez, 2026-W47 (teams: inbound-sales)" in text
+    assert "76% (goal 90%, 16 met, 5 breached; week before 92%)  BELOW GOAL" in text
+    assert "Ben Carter (ben), lead-follow-up: 40%, below the 90% goal" in text
+    assert "Open breaches right now: 1" in text
+    html = summary.html()
+    assert "Call &lt;b&gt;Acme&lt;/b&gt; about Q-7" in html and "<b>Acme" not in html
+    assert summary.subject == ("Weekly summary 2026-W47: 2 below goal, 3 slipped, 1 open breaches")
+
+
+def test_a_user_who_manages_no_team_gets_a_clear_error(
+    sessions: SessionFactory, definitions: Definitions
+) -> None:
+    with sessions() as session, pytest.raises(SummaryError, match="'ana' manages no team"):
+        build_summary(session, definitions, "ana", "2026-W47", now=NOW)
+
+
+def _parts(envelope: Any) -> tuple[Any, dict[str, str]]:
+    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    parts = {
+        part.get_content_type(): part.get_payload(decode=True).decode()
+        for part in message.walk()
+        if not part.is_multipart()
+    }
+    return message, parts
+
+
+async def test_the_weekly_run_sends_each_manager_one_email_per_week_however_often_triggered(
+    sessions: SessionFactory,
+    definitions: Definitions,
+    time_skipping_env: WorkflowEnvironment,
+    task_queue: str,
+    smtp: tuple[Settings, Any],
+) -> None:
+    settings, inbox = smtp
+    activities = SummaryActivities(sessions, settings, definitions)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        async with Worker(
+            time_skipping_env.client,
+            task_queue=task_queue,
+            workflows=[WeeklySummaryWorkflow],
+            activities=summary_activities(activities),
+            activity_executor=pool,
+            workflow_runner=workflow_runner(),
+        ):
+            client = time_skipping_env.client
+            assert await start_week(client, "2026-W47", task_queue=task_queue)
+            handle = client.get_workflow_handle(
+                weekly_summary_id("2026-W47"), result_type=WeeklySummaryResult
+            )
+            result = await handle.result()
+            assert result.queued == {"maria": ["email"], "omar": ["email"]}
+            # a second trigger of the same week (another worker's scheduler) runs nothing
+            assert not await start_week(client, "2026-W47", task_queue=task_queue)
+
+    deliverer = Deliverer(sessions, settings, policy=FAST)
+    assert await deliverer.deliver_due() == 2
+    # the activity run again for the week (a retry, a run after Temporal forgot the first)
+    again = activities.send_weekly_summaries(WeeklySummaryInput(week="2026-W47", now=NOW))
+    assert again.queued == {"maria": [], "omar": []}
+    assert await deliverer.deliver_due() == 0
+    await deliverer.aclose()
+
+    with sessions() as session:
+        keys = session.exec(select(Delivery.key, Delivery.status)).all()
+        assert sorted(keys) == [
+            (f"{summary_key('maria', '2026-W47')}:email", "sent"),
+            (f"{summary_key('omar', '2026-W47')}:email", "sent"),
+        ]
+        assert session.exec(select(func.count()).select_from(Delivery)).one() == 2
+    assert sorted(e.rcpt_tos[0] for e in inbox.envelopes) == [
+        "maria@example.com",
+        "omar@example.com",
+    ]
+    maria = next(e for e in inbox.envelopes if e.rcpt_tos == ["maria@example.com"])
+    message, parts = _parts(maria)
+    assert str(message["Subject"]).strip().startswith("Weekly summary 2026-W47: 2 below goal")
+    assert "Ben Carter (ben), lead-follow-up: 40%, below the 90% goal" in parts["text/plain"]
+    assert "<h2" in parts["text/html"]
+    assert "Call &lt;b&gt;Acme&lt;/b&gt;" in parts["text/html"]
