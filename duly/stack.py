@@ -48,14 +48,14 @@ RUN_MARK = "--- duly up "  # starts each run's section of the dev server's log
 SERVICE_STOP_TIMEOUT = 10.0  # seconds a service gets to return once `stop` is set
 
 
-LOCAL = Settings(
-    temporal_tls=False,
-    temporal_tls_cert=None,
-    temporal_tls_key=None,
-    temporal_tls_ca=None,
-    temporal_tls_server_name="",
-    temporal_api_key="",
-)
+PLAIN_GRPC = {
+    "temporal_tls": False,
+    "temporal_tls_cert": None,
+    "temporal_tls_key": None,
+    "temporal_tls_ca": None,
+    "temporal_tls_server_name": "",
+    "temporal_api_key": "",
+}
 """Connection settings for the embedded dev server: no TLS, no API key."""
 
 
@@ -245,7 +245,8 @@ class DevServer:
                 )
             try:
                 # The dev server speaks plain gRPC, whatever TLS the environment sets
-                client = await connect(self.address, namespace, settings=LOCAL, metrics=True)
+                local = Settings(**PLAIN_GRPC)  # type: ignore[arg-type]
+                client = await connect(self.address, namespace, settings=local, metrics=True)
                 await client.workflow_service.describe_namespace(
                     DescribeNamespaceRequest(namespace=namespace)
                 )
