@@ -38,6 +38,7 @@ from activities.messages import (
 from duly import metrics
 from duly.metrics import count_on_commit
 from duly.notify import notify_alert, notify_task_assigned
+from duly.reports.rollup import add_fact
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
     AssignmentError,
@@ -242,7 +243,11 @@ class ProcessActivities:
     def record_step(self, input: RecordStepInput) -> None:
         """Write one row of the step-outcome fact table, once per (instance, step, visit)."""
         with write_session(self.sessions) as session:
-            inserted = insert_if_absent(session=session, row=StepFact(**input.model_dump()))
+            fact = StepFact(**input.model_dump())
+            inserted = insert_if_absent(session=session, row=fact)
+            if inserted:
+                # Counted in the weekly rollup in the same transaction: once, with its fact
+                add_fact(session, fact, _zone_of(session, input.instance_id))
         _log.info(
             "step_recorded" if inserted else "step_already_recorded",
             instance=input.instance_id,

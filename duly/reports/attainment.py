@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from duly.language.loader import Definitions
 from duly.reports.filters import (
-    FACTS,
+    ROLLUP,
     TASKS,
     Resolved,
     fact_conditions,
@@ -98,36 +98,41 @@ def attainment_counts(
         rungs: Also count visits by the highest rung they reached.
 
     Returns:
-        Counts per key tuple (raw values: a week is its index in `resolved.weeks`).
+        Counts per key tuple (a week is its index in `resolved.weeks`).
     """
-    fact_keys = [group_key(g, FACTS, resolved) for g in by]
-    c = FACTS.c
+    table = resolved.facts
+    fact_keys = [group_key(g, table, resolved) for g in by]
+    c = table.c
+    # A rollup row stands for `visits` facts; a fact for one
+    weight: Any = c.visits if table is ROLLUP else 1
     columns: list[Any] = [
-        func.sum(case((c.sla_met.is_(True), 1), else_=0)).label("met"),
-        func.sum(case((c.sla_met.is_(False), 1), else_=0)).label("breached"),
-        func.sum(case((c.highest_rung > 0, 1), else_=0)).label("escalated"),
+        func.sum(case((c.sla_met.is_(True), weight), else_=0)).label("met"),
+        func.sum(case((c.sla_met.is_(False), weight), else_=0)).label("breached"),
+        func.sum(case((c.highest_rung > 0, weight), else_=0)).label("escalated"),
     ]
     ladder = longest_ladder(resolved) if rungs else 0
     for rung in range(1, ladder + 1):
         # The last column also takes anything higher, should a ladder have grown
         test = c.highest_rung == rung if rung < ladder else c.highest_rung >= rung
-        columns.append(func.sum(case((test, 1), else_=0)).label(f"rung_{rung}"))
+        columns.append(func.sum(case((test, weight), else_=0)).label(f"rung_{rung}"))
     keys = [k.label(f"k{i}") for i, k in enumerate(fact_keys) if k is not None]
     facts = (
         select(*keys, *columns)
-        .where(*fact_conditions(resolved), c.sla_met.is_not(None))
+        .where(*fact_conditions(resolved, table=table), c.sla_met.is_not(None))
         .group_by(*(k for k in fact_keys if k is not None))
     )
     result: dict[tuple[Any, ...], Counts] = {}
     for row in session.execute(facts):
         values = tuple(row)
-        key = tuple(values[: len(keys)])
+        key = _normal(by, values[: len(keys)], resolved)
         counts = values[len(keys) :]
-        result[key] = Counts(
-            met=int(counts[0] or 0),
-            breached=int(counts[1] or 0),
-            escalated=int(counts[2] or 0),
-            rungs={r: int(n or 0) for r, n in enumerate(counts[3:], start=1)},
+        result.setdefault(key, Counts()).add(
+            Counts(
+                met=int(counts[0] or 0),
+                breached=int(counts[1] or 0),
+                escalated=int(counts[2] or 0),
+                rungs={r: int(n or 0) for r, n in enumerate(counts[3:], start=1)},
+            )
         )
     source, where = open_task_conditions(resolved, period=True)
     t = TASKS.c
@@ -141,9 +146,17 @@ def attainment_counts(
     )
     for row in session.execute(overdue):
         values = tuple(row)
-        key = tuple(values[: len(labelled)])
+        key = _normal(by, values[: len(labelled)], resolved)
         result.setdefault(key, Counts()).open_overdue += int(values[-1])
     return result
+
+
+def _normal(by: Sequence[Grouping], values: Sequence[Any], resolved: Resolved) -> tuple[Any, ...]:
+    """Group keys as one shape whatever they were read from: weeks as their index."""
+    return tuple(
+        resolved.week_of(value) if grouping == "week" else value
+        for grouping, value in zip(by, values, strict=True)
+    )
 
 
 def attainment(

@@ -1,7 +1,8 @@
 """Time to complete tasks in business time: count, mean, p50 and p90 (nearest rank).
 
-Percentiles are exact and found in two passes, neither of which brings the fact table into
-Python:
+On PostgreSQL the database computes them (`percentile_disc ... WITHIN GROUP`, with GROUPING
+SETS for the overall row). SQLite has no percentile aggregate; there they are exact and found
+in two passes, neither of which brings the fact table into Python:
 
 1. The database counts the narrowed task visits per group and per *bucket* of business seconds
    (minutes up to 2 hours, quarter hours up to 2 days, hours beyond; every bucket holds a range
@@ -77,6 +78,8 @@ def duration_stats(
     key = _key(by, resolved)
     keys = [key.label("k")] if key is not None else []
     where = [*fact_conditions(resolved), c.kind == "task", c.business_seconds.is_not(None)]
+    if session.get_bind().dialect.name == "postgresql":
+        return _ordered_set(session, key, seconds, where)
     histogram = (
         select(*keys, bucket, func.count().label("n"), func.sum(seconds).label("total"))
         .where(*where)
@@ -133,6 +136,44 @@ def duration_stats(
         for group, count in counts.items()
     }
     return rows.pop(_ALL, DurationRow(key=None)), rows
+
+
+def _ordered_set(
+    session: Session, key: Any, seconds: Any, where: list[Any]
+) -> tuple[DurationRow, dict[Any, DurationRow]]:
+    """PostgreSQL's way, in one pass: `percentile_disc` per group and overall.
+
+    `percentile_disc` is the nearest rank too, so both databases give the same values.
+    """
+    columns = [
+        func.count().label("n"),
+        func.sum(seconds).label("total"),
+        *(func.percentile_disc(p).within_group(seconds).label(f"p{p}") for p in PERCENTILES),
+    ]
+    if key is None:
+        statement = select(literal(1).label("overall"), *columns).where(*where)
+    else:
+        statement = (
+            select(func.grouping(key).label("overall"), key.label("k"), *columns)
+            .where(*where)
+            .group_by(func.grouping_sets(sql_tuple(key), sql_tuple()))
+        )
+    overall, rows = DurationRow(key=None), {}
+    for row in session.execute(statement).mappings():
+        if not row["n"]:
+            continue
+        stats = DurationRow(
+            key=None,
+            count=int(row["n"]),
+            mean_seconds=float(row["total"]) / int(row["n"]),
+            p50_seconds=float(row["p0.5"]),
+            p90_seconds=float(row["p0.9"]),
+        )
+        if row["overall"]:
+            overall = stats
+        else:
+            rows[row["k"]] = stats
+    return overall, rows
 
 
 def durations(

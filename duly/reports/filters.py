@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
 from duly.reports.models import DEFAULT_WEEKS, Grouping, ReportQuery, ReportScope, Week
-from duly.store.models import Definition, Instance, StepFact, Task
+from duly.store.models import Definition, Instance, StepFact, StepFactWeek, Task
 from duly.store.types import utc_now
 
 FACTS: Table = StepFact.__table__  # type: ignore[attr-defined]
+ROLLUP: Table = StepFactWeek.__table__  # type: ignore[attr-defined]
+USE_ROLLUP = True
+"""Read the weekly rollup when a query allows (tests turn it off to check both paths agree)."""
 TASKS: Table = Task.__table__  # type: ignore[attr-defined]
 INSTANCES: Table = Instance.__table__  # type: ignore[attr-defined]
 
@@ -38,11 +41,34 @@ class Resolved:
     query: ReportQuery
     scope: ReportScope
     process: CompiledProcess | None
+    whole_weeks: bool = False
 
     @property
     def weeks(self) -> list[Week]:
         """The weeks of the period, oldest first."""
         return self.scope.weeks
+
+    @property
+    def facts(self) -> Table:
+        """Where the visits are counted from: the weekly rollup, or the fact table.
+
+        The rollup when the query is of one process over whole weeks of its calendar (the
+        rollup's grid), the fact table otherwise.
+        """
+        whole = self.whole_weeks and self.process is not None
+        return ROLLUP if USE_ROLLUP and whole else FACTS
+
+    def week_of(self, value: Any) -> int | None:
+        """A week group key as the index of the week in `weeks`.
+
+        From the fact table it is that index already; from the rollup, the week's start.
+        """
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            starts = {w.starts_at: i for i, w in enumerate(self.scope.weeks)}
+            return starts.get(value.astimezone(UTC))
+        return int(value)
 
 
 def resolve(
@@ -104,7 +130,8 @@ def resolve(
         goal=float(goal.attainment) if goal is not None else None,
         now=now,
     )
-    return Resolved(query=query, scope=scope, process=process)
+    whole = since == _start_of(first, zone) and until == _start_of(last + timedelta(weeks=1), zone)
+    return Resolved(query=query, scope=scope, process=process, whole_weeks=whole)
 
 
 def _monday(day: date) -> date:
@@ -149,9 +176,14 @@ def _process(
 # --- conditions ---------------------------------------------------------------------------------
 
 
-def fact_conditions(resolved: Resolved, *, period: bool = True) -> list[ColumnElement[bool]]:
-    """WHERE conditions on `step_facts` for the query's filters (and period: opened in it)."""
-    q, c = resolved.query, FACTS.c
+def fact_conditions(
+    resolved: Resolved, *, period: bool = True, table: Table = FACTS
+) -> list[ColumnElement[bool]]:
+    """WHERE conditions on `step_facts` (or the rollup) for the query's filters and period.
+
+    A fact is in the period when it was opened in it; a rollup row, when its week starts in it.
+    """
+    q, c = resolved.query, table.c
     where: list[ColumnElement[bool]] = []
     if q.process is not None:
         where.append(c.process == q.process)
@@ -164,7 +196,8 @@ def fact_conditions(resolved: Resolved, *, period: bool = True) -> list[ColumnEl
     if q.rep is not None:
         where.append(c.assignee == q.rep)
     if period:
-        where += [c.opened_at >= resolved.scope.since, c.opened_at < resolved.scope.until]
+        moment = c.week_start if table is ROLLUP else c.opened_at
+        where += [moment >= resolved.scope.since, moment < resolved.scope.until]
     where += _visible(q, c.team, c.assignee)
     return where
 
@@ -226,7 +259,8 @@ def _visible(q: ReportQuery, team: Any, assignee: Any) -> list[ColumnElement[boo
 def group_key(by: Grouping | None, table: Table, resolved: Resolved) -> ColumnElement[Any] | None:
     """The GROUP BY expression for `by` on `step_facts` or `tasks` (None: no grouping).
 
-    Weeks come out as the index of the week in `resolved.weeks` (see `week_index`).
+    Weeks come out as the index of the week in `resolved.weeks` (see `week_index`), or from
+    the rollup as the week's start (`Resolved.week_of` turns either into the index).
     """
     c = table.c
     if by is None:
@@ -237,6 +271,8 @@ def group_key(by: Grouping | None, table: Table, resolved: Resolved) -> ColumnEl
         return c.team
     if by == "step":
         return c.step
+    if table is ROLLUP:
+        return c.week_start
     return week_index(c.opened_at, resolved.weeks)
 
 
@@ -255,7 +291,8 @@ def week_index(column: Any, weeks: list[Week]) -> ColumnElement[int]:
 def key_label(by: Grouping | None, value: Any, resolved: Resolved) -> str | None:
     """A group key as the report shows it: a week index becomes its label (`2026-W47`)."""
     if by == "week" and value is not None:
-        return resolved.weeks[int(value)].label
+        index = resolved.week_of(value)
+        return resolved.weeks[index].label if index is not None else None
     return None if value is None else str(value)
 
 

@@ -6,14 +6,14 @@ from collections import defaultdict, deque
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from duly.language.compiler import CompiledProcess
 from duly.language.graph import transitions
 from duly.language.loader import Definitions
 from duly.reports.filters import (
-    FACTS,
+    ROLLUP,
     TASKS,
     fact_conditions,
     group_key,
@@ -53,23 +53,26 @@ def outcome_mix(
         ReportError: The query names an unknown process.
     """
     resolved = resolve(session, query, definitions, now)
-    c = FACTS.c
+    table = resolved.facts
+    c = table.c
     by = query.by if query.by != "step" else None
-    key = group_key(by, FACTS, resolved)
+    key = group_key(by, table, resolved)
     keys = [key.label("k")] if key is not None else []
-    where = fact_conditions(resolved)
+    where = fact_conditions(resolved, table=table)
     if query.step is None:
         where.append(c.kind == "task")
+    counted: Any = func.sum(c.visits) if table is ROLLUP else func.count()
     statement = (
-        select(*keys, c.step, c.outcome, func.count().label("n"))
+        select(*keys, c.step, c.outcome, counted.label("n"))
         .where(*where)
         .group_by(*keys, c.step, c.outcome)
     )
     mixes: dict[tuple[Any, str], dict[str | None, int]] = defaultdict(dict)
     for row in session.execute(statement):
         values = tuple(row)
-        group = values[0] if keys else None
-        mixes[(group, values[-3])][values[-2]] = int(values[-1])
+        group = (resolved.week_of(values[0]) if by == "week" else values[0]) if keys else None
+        mix = mixes[(group, values[-3])]
+        mix[values[-2]] = mix.get(values[-2], 0) + int(values[-1])
     order = step_order(resolved.process)
     rows = []
     for (group, step), mix in sorted(
@@ -103,7 +106,10 @@ def funnel(
     definitions: Definitions | None = None,
     now: datetime | None = None,
 ) -> FunnelReport:
-    """Step by step, how many instances reached each step (closed visits opened in the period).
+    """Step by step, how many instances reached each step in the period.
+
+    An instance counts at a step when its first visit of it was opened in the period and has
+    closed (so is in the fact table).
 
     Steps come in the order an instance meets them (breadth first from `start`), then any
     others by name. `share` is a step's instances over the first step's; `open` counts tasks
@@ -119,11 +125,15 @@ def funnel(
         ReportError: The query names an unknown process.
     """
     resolved = resolve(session, query, definitions, now)
-    c = FACTS.c
+    table = resolved.facts
+    c = table.c
+    # Each instance that reached a step has exactly one visit numbered 1 of it
+    if table is ROLLUP:
+        counts: list[Any] = [func.sum(c.first_visits), func.sum(c.visits)]
+    else:
+        counts = [func.sum(case((c.visit == 1, 1), else_=0)), func.count()]
     statement = (
-        select(c.step, func.count(distinct(c.instance_id)), func.count())
-        .where(*fact_conditions(resolved))
-        .group_by(c.step)
+        select(c.step, *counts).where(*fact_conditions(resolved, table=table)).group_by(c.step)
     )
     reached = {step: (int(i), int(v)) for step, i, v in session.execute(statement)}
     source, where = open_task_conditions(resolved, period=True)

@@ -238,6 +238,40 @@ class StepFact(SQLModel, table=True):
     business_seconds: float | None = None
 
 
+class StepFactWeek(SQLModel, table=True):
+    """The fact table rolled up by week: what reports read instead of a million facts.
+
+    One row per (process, version, step, kind, team, assignee, week, outcome, SLA met, highest
+    rung), its counts added to in the transaction that inserts the fact (`record_step`, only
+    when the fact is new, so a retry adds nothing). `week_start` is Monday 00:00 in the
+    process calendar's time zone, as a UTC instant. `key` joins the dimensions (NULLs
+    included, which a unique constraint over the columns would not compare).
+    """
+
+    __tablename__ = "step_fact_weeks"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_step_fact_weeks_key"),
+        Index("ix_step_fact_weeks_process_week", "process", "week_start"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_type=Text, description="the dimensions, joined")
+    process: str = Field(max_length=100)
+    version: int = Field(ge=1)
+    step: str = Field(max_length=100)
+    kind: str = Field(max_length=20)
+    team: str | None = Field(default=None, max_length=100)
+    assignee: str | None = Field(default=None, max_length=100)
+    week_start: datetime = Field(sa_type=UtcDateTime)
+    outcome: str | None = None
+    sla_met: bool | None = None
+    highest_rung: int | None = None
+    visits: int = Field(default=0, ge=0)
+    first_visits: int = Field(default=0, ge=0, description="visits numbered 1: instances")
+    seconds_count: int = Field(default=0, ge=0, description="visits with business seconds")
+    seconds_sum: float = Field(default=0.0, description="their business seconds, summed")
+
+
 class SlaEventRow(SQLModel, table=True):
     """One moment of an SLA clock (start, pause, breach...), the instance's audit trail."""
 

@@ -25,7 +25,7 @@ Q-7. And one support-case fact for dev, which a quote-follow-up filter leaves ou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from activities.messages import OpenTaskInput, RecordStepInput, StartInstanceInput
 from activities.process import ProcessActivities
 from duly.language.loader import Definitions
+from duly.reports import filters
 from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, session_factory, write_session
@@ -44,6 +45,13 @@ WEEK_A = datetime(2026, 11, 9, 5, 0, tzinfo=UTC)  # Monday 00:00 New York
 WEEK_B = WEEK_A + timedelta(weeks=1)
 WEEK_C = WEEK_B + timedelta(weeks=1)
 LABELS = ("2026-W46", "2026-W47", "2026-W48")
+
+
+@pytest.fixture(params=["rollup", "facts"])
+def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Reports read the weekly rollup where they can, or (to prove they agree) the facts only."""
+    monkeypatch.setattr(filters, "USE_ROLLUP", request.param == "rollup")
+    return str(request.param)
 
 
 @pytest.fixture
@@ -65,17 +73,20 @@ class History:
     """Writes facts and tasks through the activities, recording each instance once."""
 
     acts: ProcessActivities
-    started: set[str]
+    definitions: Definitions
+    started: set[str] = field(default_factory=set)
 
     def instance(self, key: str, process: str = PROCESS) -> str:
         instance_id = f"{process}/{key}"
         if instance_id not in self.started:
+            compiled = self.definitions.processes[process]
             self.acts.start_instance(
                 StartInstanceInput(
                     instance_id=instance_id,
                     process=process,
-                    version=1,
-                    hash="a" * 64,
+                    version=compiled.version,
+                    hash=compiled.hash,
+                    compiled_json=compiled.model_dump_json(),
                     business_key=key,
                     started_at=WEEK_A - timedelta(days=7),
                 )
@@ -142,9 +153,9 @@ class History:
 
 
 @pytest.fixture
-def history(acts: ProcessActivities) -> History:
+def history(acts: ProcessActivities, definitions: Definitions) -> History:
     """An empty history to write into."""
-    return History(acts, set())
+    return History(acts, definitions)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from activities.process import ProcessActivities
 from duly.cli import app
+from duly.language.loader import load_definitions
 from duly.settings import Settings
 from duly.store.db import make_engine, session_factory
 
@@ -40,7 +41,8 @@ def cli(tmp_path: Path) -> tuple[CliRunner, dict[str, str]]:
     first = runner.invoke(app, ["report", "backlog"], env=env)  # creates tables, syncs the org
     assert first.exit_code == 0, first.output
     engine = make_engine(url)
-    write_worked(History(ProcessActivities(session_factory(engine), Settings()), set()))
+    definitions = load_definitions(ROOT / "definitions")
+    write_worked(History(ProcessActivities(session_factory(engine), Settings()), definitions))
     engine.dispose()
     return runner, env
 

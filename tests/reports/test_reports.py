@@ -25,6 +25,7 @@ from duly.store.db import SessionFactory
 from .conftest import LABELS, NOW, PROCESS, WEEK_A, WEEK_C, History
 
 QUOTES = ReportQuery(process=PROCESS, weeks=3)
+pytestmark = pytest.mark.usefixtures("paths")
 
 
 def query(**changes: object) -> ReportQuery:
