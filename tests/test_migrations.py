@@ -143,6 +143,15 @@ def test_a_database_made_before_migrations_is_adopted_and_keeps_its_rows(empty: 
         assert connection.execute(text("SELECT name FROM users")).scalars().all() == ["Ana"]
 
 
+def test_a_database_made_by_create_all_with_todays_models_is_adopted_at_head(
+    empty: Engine,
+) -> None:
+    migrations.metadata().create_all(empty)  # unversioned, but already the newest schema
+
+    assert migrations.upgrade(empty) == migrations.head()
+    assert differences(empty) == []
+
+
 def test_create_all_and_migrations_build_the_same_schema(tmp_path: Path) -> None:
     # Tests build their databases with create_all: it must be the schema production migrates to
     engine = make_engine(f"sqlite:///{tmp_path / 'created.db'}")

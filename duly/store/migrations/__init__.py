@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -108,17 +109,28 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the database to `revision` (the newest by default); returns where it ends.
 
     A database made by `create_all` before migrations existed (tables, no `alembic_version`)
-    gets any baseline table it lacks, is stamped with the baseline, then upgraded.
+    is adopted first (see `_adopt`).
     """
     with _migrating(engine) as connection:
-        if MigrationContext.configure(connection).get_current_revision() is None and inspect(
-            connection
-        ).has_table("users"):
-            tables = [metadata().tables[name] for name in BASELINE_TABLES]
-            metadata().create_all(connection, tables=tables)
-            command.stamp(config(connection), BASELINE)
+        unversioned = MigrationContext.configure(connection).get_current_revision() is None
+        if unversioned and inspect(connection).has_table("users"):
+            _adopt(connection)
         command.upgrade(config(connection), revision)
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def _adopt(connection: Connection) -> None:
+    """Stamp a database `create_all` made before migrations with the revision it matches.
+
+    It gets whatever baseline table it lacks (as `create_all` at the next start would have
+    given it). Made by a duly as new as these models, it matches them and is stamped head;
+    otherwise it is stamped with the baseline, and the revisions after it bring it up to date.
+    """
+    tables = [metadata().tables[name] for name in BASELINE_TABLES]
+    metadata().create_all(connection, tables=tables)
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    current = not compare_metadata(context, metadata())
+    command.stamp(config(connection), "head" if current else BASELINE)
 
 
 def downgrade(engine: Engine, revision: str) -> str | None:
