@@ -34,6 +34,7 @@ from apscheduler.events import (
 )
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -224,7 +225,7 @@ class Scheduler:
         for job in scheduler.get_jobs():
             if job.id not in self.jobs:
                 log.info("periodic_job_removed", job=job.id)
-                with contextlib.suppress(Exception):  # another worker removed it first
+                with contextlib.suppress(JobLookupError):  # another worker removed it first
                     scheduler.remove_job(job.id)
         for periodic in self.jobs.values():
             self._store(periodic)
