@@ -272,8 +272,11 @@ async def test_postgres_outage_loses_and_duplicates_nothing(
     assert sorted((f.instance_id, f.step, f.visit) for f in facts) == sorted(
         (instance, step, 1) for instance in instances for step in ("call", "done")
     )
-    # B breached during the outage, the others were done in time: one alert each to the manager
-    assert sorted(a.instance_id or "" for a in alerts) == sorted(group_b)
+    # B breached during the outage (A, C and D were done in time, unless the machine is very
+    # slow): one alert to the manager per breached task, no more, no less
+    breached = sorted(f.instance_id for f in facts if f.step == "call" and f.sla_met is False)
+    assert set(group_b) <= set(breached)
+    assert sorted(a.instance_id or "" for a in alerts) == breached
     assert {(a.level, a.recipient) for a in alerts} == {("breach", "maria")}
     # An email per assignment and per alert, each sent once
     assert sorted(d.kind for d in deliveries) == sorted(
