@@ -524,6 +524,8 @@ def web(
 
 
 async def _serve_web(settings: Settings) -> None:
+    import structlog
+
     from duly.api.app import create_app
     from duly.api.server import serve
     from worker import stop_on_signals
@@ -531,6 +533,8 @@ async def _serve_web(settings: Settings) -> None:
     app = create_app(settings)
     stop = asyncio.Event()
     restore = stop_on_signals(stop)
+    url = f"http://{settings.web_host}:{settings.web_port}"
+    structlog.get_logger(__name__).info("web_serving", url=url, metrics=f"{url}/metrics")
     try:
         await serve(app, settings.web_host, settings.web_port, stop)
     finally:
