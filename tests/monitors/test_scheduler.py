@@ -122,6 +122,11 @@ async def test_two_workers_with_their_schedulers_run_each_slot_once_and_alert_on
     assert (state.state, state.last_value) == ("alerting", 41)
     await asyncio.sleep(1.2)  # a second worker-free second: nothing fires after the stop
     assert len(checks()) == len(recorded)
+    # A late third scheduler firing a slot that already ran is refused by the server
+    late = Scheduler(other, engine)
+    late.add_monitors(definitions, task_queue=task_queue)
+    ran = datetime.fromisoformat(recorded[0].slot)
+    assert await late.fire("fast-backlog", ran) is False
     assert len(inbox.envelopes) == 1 and inbox.envelopes[0].rcpt_tos == ["omar@example.com"]
     engine.dispose()
 
