@@ -55,6 +55,17 @@ BASELINE_TABLES = (
 _LOCK_KEY = 0x6475_6C79_6D69_6772  # "dulymigr"
 
 
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Whether migrations manage a schema object.
+
+    Not tables that are in the database but not in duly's models (APScheduler's job store,
+    say): autogenerate would otherwise write revisions that drop them.
+    """
+    return not (type_ == "table" and reflected and compare_to is None)
+
+
 def metadata() -> MetaData:
     """The metadata of every duly table, after importing each module in `TABLE_MODULES`."""
     for module in TABLE_MODULES:
@@ -128,8 +139,8 @@ def _adopt(connection: Connection) -> None:
     """
     tables = [metadata().tables[name] for name in BASELINE_TABLES]
     metadata().create_all(connection, tables=tables)
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
-    current = not compare_metadata(context, metadata())
+    opts = {"compare_type": True, "include_object": include_object}
+    current = not compare_metadata(MigrationContext.configure(connection, opts=opts), metadata())
     command.stamp(config(connection), "head" if current else BASELINE)
 
 

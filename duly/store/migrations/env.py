@@ -6,20 +6,11 @@ can't `ALTER` them in place (Alembic copies the table); on PostgreSQL it is plai
 
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import context
 
-from duly.store.migrations import metadata
+from duly.store.migrations import include_object, metadata
 
 target = metadata()
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """Leave alone tables that are in the database but not duly's (APScheduler's job store)."""
-    return not (type_ == "table" and reflected and compare_to is None)
 
 
 connection = context.config.attributes.get("connection")
