@@ -44,7 +44,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -63,6 +63,7 @@ from duly.client import ClientError, complete_task, send_event
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
+from duly.reports import rollup
 from duly.settings import Settings
 from duly.store.db import session_factory, write_session
 from duly.store.models import (
@@ -831,6 +832,8 @@ def _move_back(engine: Engine, definitions: Definitions, *, after: datetime) -> 
         )
         _rewrite(session, SlaEventRow, ids, zone_of, ("at", "due_at"))
         _rewrite(session, Alert, ids, zone_of, ("created_at", "acknowledged_at"), text="message")
+        # The weekly rollup counted the facts in the weeks they were written in: count again
+        rollup.rebuild(session)
         facts = (
             session.exec(
                 select(

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from duly.api.errors import ServiceError
+from duly.api.web.dashboard import router as dashboard_router
 from duly.api.web.pages import router
 from duly.api.web.render import render
 from duly.api.web.session import LoginRequired, login_url, web_user
@@ -34,6 +35,7 @@ def install(app: FastAPI) -> None:
     """
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
+    app.include_router(dashboard_router)
     _offline_docs(app)
     api_handler = app.exception_handlers.get(ServiceError)
 

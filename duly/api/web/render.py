@@ -104,7 +104,7 @@ def context_of(request: Request) -> ApiContext:
 
 def nav_items(request: Request) -> list[dict[str, Any]]:
     """The navigation bar's entries, the current page's marked."""
-    served = {getattr(route, "path", None) for route in request.app.routes}
+    served = _served_paths(request.app.routes)
     here = request.url.path
     return [
         {
@@ -115,6 +115,19 @@ def nav_items(request: Request) -> list[dict[str, Any]]:
         for item in NAV
         if not item.optional or item.path in served
     ]
+
+
+def _served_paths(routes: Any) -> set[str]:
+    """Every path the app serves; FastAPI keeps an included router's routes inside it."""
+    paths: set[str] = set()
+    for route in routes:
+        path = getattr(route, "path", None)
+        if path:
+            paths.add(path)
+        included = getattr(route, "original_router", None)  # FastAPI >= 0.16x
+        if included is not None:
+            paths |= _served_paths(included.routes)
+    return paths
 
 
 def open_alert_count(request: Request, user: Principal) -> int:
