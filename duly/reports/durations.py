@@ -24,7 +24,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Integer, String, case, cast, func, literal, or_, select
 from sqlalchemy import tuple_ as sql_tuple
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from duly.language.loader import Definitions
 from duly.reports.filters import FACTS, Resolved, fact_conditions, group_key, key_label, resolve
@@ -34,16 +36,33 @@ PERCENTILES = (0.5, 0.9)
 _NONE = ""  # stands for a NULL group key (an unassigned visit), which IN cannot match
 
 
-def bucket_of(seconds: Any) -> ColumnElement[int]:
-    """The histogram bucket of a business-seconds value: monotone in the value.
+class floor_int(FunctionElement[int]):  # noqa: N801 (an SQL function's name)
+    """The floor of a non-negative number as an integer, on every database."""
 
-    Casting to an integer truncates on SQLite and rounds on PostgreSQL; either way a larger
-    value never lands in an earlier bucket, which is all the percentile search needs.
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(floor_int)
+def _floor_int(element: floor_int, compiler: Any, **kw: Any) -> str:
+    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@compiles(floor_int, "sqlite")
+def _floor_int_sqlite(element: floor_int, compiler: Any, **kw: Any) -> str:
+    # SQLite's FLOOR needs its optional math functions; its cast truncates, the same from 0 up
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
+
+
+def bucket_of(seconds: Any) -> ColumnElement[int]:
+    """The histogram bucket of a business-seconds value, as SQL: monotone in the value.
+
+    The same numbers as `duly.reports.rollup.bucket_number` computes in Python.
     """
     return case(
-        (seconds < 7200, cast(seconds / 60, Integer)),
-        (seconds < 172_800, 120 + cast((seconds - 7200) / 900, Integer)),
-        else_=304 + cast((seconds - 172_800) / 3600, Integer),
+        (seconds < 7200, floor_int(seconds / 60)),
+        (seconds < 172_800, 120 + floor_int((seconds - 7200) / 900)),
+        else_=304 + floor_int((seconds - 172_800) / 3600),
     )
 
 
@@ -80,17 +99,21 @@ def duration_stats(
     where = [*fact_conditions(resolved), c.kind == "task", c.business_seconds.is_not(None)]
     if session.get_bind().dialect.name == "postgresql":
         return _ordered_set(session, key, seconds, where)
-    histogram = (
-        select(*keys, bucket, func.count().label("n"), func.sum(seconds).label("total"))
-        .where(*where)
-        .group_by(*keys, bucket)
-    )
+    if resolved.facts is not FACTS:
+        histogram = _rollup_histogram(resolved, by)
+    else:
+        histogram = (
+            select(*keys, bucket, func.count().label("n"), func.sum(seconds).label("total"))
+            .where(*where)
+            .group_by(*keys, bucket)
+        )
     buckets: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     sums: dict[Any, float] = defaultdict(float)
     for row in session.execute(histogram):
         values = tuple(row)
         number, n, total = int(values[-3]), int(values[-2]), float(values[-1] or 0.0)
-        groups = (values[0], _ALL) if keys else (_ALL,)
+        group = resolved.week_of(values[0]) if by == "week" and keys else values[0]
+        groups = (group, _ALL) if keys else (_ALL,)
         for group in groups:
             buckets[group][number] += n
             sums[group] += total
@@ -136,6 +159,21 @@ def duration_stats(
         for group, count in counts.items()
     }
     return rows.pop(_ALL, DurationRow(key=None)), rows
+
+
+def _rollup_histogram(resolved: Resolved, by: Grouping | None) -> Any:
+    """The histogram from `step_fact_week_durations`, keyed like the fact-table query."""
+    from duly.reports.rollup import DURATIONS
+
+    d = DURATIONS.c
+    raw = group_key(by, DURATIONS, resolved)
+    key: Any = raw if raw is None or by == "week" else func.coalesce(raw, literal(_NONE))
+    keys = [key.label("k")] if key is not None else []
+    return (
+        select(*keys, d.bucket, func.sum(d.visits).label("n"), func.sum(d.seconds_sum))
+        .where(*fact_conditions(resolved, table=DURATIONS))
+        .group_by(*keys, d.bucket)
+    )
 
 
 def _ordered_set(

@@ -196,7 +196,7 @@ def fact_conditions(
     if q.rep is not None:
         where.append(c.assignee == q.rep)
     if period:
-        moment = c.week_start if table is ROLLUP else c.opened_at
+        moment = c.week_start if "week_start" in c else c.opened_at
         where += [moment >= resolved.scope.since, moment < resolved.scope.until]
     where += _visible(q, c.team, c.assignee)
     return where
@@ -271,7 +271,7 @@ def group_key(by: Grouping | None, table: Table, resolved: Resolved) -> ColumnEl
         return c.team
     if by == "step":
         return c.step
-    if table is ROLLUP:
+    if "week_start" in c:  # a rollup
         return c.week_start
     return week_index(c.opened_at, resolved.weeks)
 

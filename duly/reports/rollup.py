@@ -1,47 +1,41 @@
-"""The weekly rollup of the fact table (`step_fact_weeks`), kept as facts are written.
+"""The weekly rollups of the fact table, kept as facts are written.
 
-`record_step` calls `add_fact` in the transaction that inserts a new fact, so the rollup and
+- `step_fact_weeks` (`StepFactWeek`): visits counted per process, version, step, kind, team,
+  assignee, week, outcome, SLA met and highest rung: attainment, outcomes, funnel and
+  consistency read it.
+- `step_fact_week_durations` (`StepFactWeekDuration`): a histogram of the task visits'
+  business seconds per process, version, step, team, assignee, week and bucket: percentiles
+  find the bucket holding their rank there, then read only that bucket's facts.
+
+`record_step` calls `add_fact` in the transaction that inserts a new fact, so the rollups and
 the facts commit together, and a retried activity (whose fact already exists) adds nothing.
-`rebuild` recomputes the rollup from the facts (for a database whose facts predate it, and
-for benchmarks that bulk-load facts).
+`rebuild` recomputes both from the facts (for facts that predate the rollups, and for
+benchmarks that bulk-load facts).
 
-A visit counts in the week (Monday 00:00, ISO) of its opening in its process calendar's time
-zone, the same weeks the reports use for a process; reports read the rollup when the period
+A visit counts in the week (ISO, from Monday 00:00) of its opening in its process calendar's
+time zone, the weeks the reports use for a process; reports read the rollups when the period
 is whole weeks of that grid, and the fact table otherwise.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Integer, Table, case, cast, delete, func, insert, select
+from sqlalchemy import Table, and_, case, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from duly.store.models import Definition, StepFact, StepFactWeek
+from duly.reports.filters import week_index
+from duly.reports.models import Week
+from duly.store.models import Definition, StepFact, StepFactWeek, StepFactWeekDuration
 
 WEEKS: Table = StepFactWeek.__table__  # type: ignore[attr-defined]
+DURATIONS: Table = StepFactWeekDuration.__table__  # type: ignore[attr-defined]
 FACTS: Table = StepFact.__table__  # type: ignore[attr-defined]
-COUNTS = ("visits", "first_visits", "seconds_count", "seconds_sum")
-
-
-def week_start(moment: datetime, zone: tzinfo) -> datetime:
-    """Monday 00:00 of the ISO week `moment` falls in, in `zone`, as a UTC instant."""
-    local = moment.astimezone(zone).date()
-    monday = local - timedelta(days=local.weekday())
-    return datetime(monday.year, monday.month, monday.day, tzinfo=zone).astimezone(UTC)
-
-
-def rollup_key(dims: dict[str, Any]) -> str:
-    """The rollup row's unique key: its dimensions as JSON (NULLs compare equal there)."""
-    values = {name: dims[name] for name in DIMENSIONS}
-    values["week_start"] = dims["week_start"].astimezone(UTC).isoformat()
-    return json.dumps(values, sort_keys=True, separators=(",", ":"))
-
-
 DIMENSIONS = (
     "process",
     "version",
@@ -54,24 +48,55 @@ DIMENSIONS = (
     "sla_met",
     "highest_rung",
 )
+DURATION_DIMENSIONS = ("process", "version", "step", "team", "assignee", "week_start", "bucket")
+COUNTS = ("visits", "first_visits", "seconds_count", "seconds_sum")
+DURATION_COUNTS = ("visits", "seconds_sum")
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+def bucket_number(seconds: float) -> int:
+    """The histogram bucket of a duration: minutes to 2 h, quarter hours to 2 days, then hours.
+
+    The same numbers as `duly.reports.durations.bucket_of` computes in SQLite (for seconds
+    from 0 up: its integer cast truncates, which is the floor there).
+    """
+    if seconds < 7200:
+        return int(seconds // 60)
+    if seconds < 172_800:
+        return 120 + int((seconds - 7200) // 900)
+    return 304 + int((seconds - 172_800) // 3600)
+
+
+def week_start(moment: datetime, zone: tzinfo) -> datetime:
+    """Monday 00:00 of the ISO week `moment` falls in, in `zone`, as a UTC instant."""
+    local = moment.astimezone(zone).date()
+    monday = local - timedelta(days=local.weekday())
+    return datetime(monday.year, monday.month, monday.day, tzinfo=zone).astimezone(UTC)
+
+
+def rollup_key(dims: dict[str, Any], names: tuple[str, ...] = DIMENSIONS) -> str:
+    """A rollup row's unique key: its dimensions as JSON (NULLs compare equal there)."""
+    values = {name: dims[name] for name in names}
+    values["week_start"] = dims["week_start"].astimezone(UTC).isoformat()
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def _upsert(
+    session: Session, table: Table, rows: list[dict[str, Any]], counts: tuple[str, ...]
+) -> None:
     """Add `rows`' counts to their rollup rows, creating those missing (one statement)."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(WEEKS).values(rows)
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = module.insert(table).values(rows)
     statement = statement.on_conflict_do_update(
-        index_elements=[WEEKS.c.key],
-        set_={name: WEEKS.c[name] + statement.excluded[name] for name in COUNTS},
+        index_elements=[table.c.key],
+        set_={name: table.c[name] + statement.excluded[name] for name in counts},
     )
     session.execute(statement)
 
 
 def add_fact(session: Session, fact: StepFact, zone: tzinfo) -> None:
-    """Count a newly inserted fact in its week's rollup row, in the caller's transaction.
+    """Count a newly inserted fact in its week's rollup rows, in the caller's transaction.
 
     Call it only when the fact was inserted (not when a retry found it), so it counts once.
 
@@ -84,20 +109,21 @@ def add_fact(session: Session, fact: StepFact, zone: tzinfo) -> None:
         name: getattr(fact, name) for name in DIMENSIONS if name != "week_start"
     }
     dims["week_start"] = week_start(fact.opened_at, zone)
-    timed = fact.business_seconds is not None
-    _upsert(
-        session,
-        [
-            {
-                **dims,
-                "key": rollup_key(dims),
-                "visits": 1,
-                "first_visits": 1 if fact.visit == 1 else 0,
-                "seconds_count": 1 if timed else 0,
-                "seconds_sum": float(fact.business_seconds or 0.0) if timed else 0.0,
-            }
-        ],
-    )
+    seconds = fact.business_seconds
+    row = {
+        **dims,
+        "key": rollup_key(dims),
+        "visits": 1,
+        "first_visits": 1 if fact.visit == 1 else 0,
+        "seconds_count": 0 if seconds is None else 1,
+        "seconds_sum": float(seconds or 0.0),
+    }
+    _upsert(session, WEEKS, [row], COUNTS)
+    if fact.kind == "task" and seconds is not None:
+        timed = {name: dims[name] for name in DURATION_DIMENSIONS if name != "bucket"}
+        timed["bucket"] = bucket_number(float(seconds))
+        timed |= {"key": rollup_key(timed, DURATION_DIMENSIONS), "visits": 1}
+        _upsert(session, DURATIONS, [timed | {"seconds_sum": float(seconds)}], DURATION_COUNTS)
 
 
 def zones_of(session: Session) -> dict[tuple[str, int], tzinfo]:
@@ -115,49 +141,90 @@ def zones_of(session: Session) -> dict[tuple[str, int], tzinfo]:
 
 
 def rebuild(session: Session, zones: dict[tuple[str, int], tzinfo] | None = None) -> int:
-    """Recompute the whole rollup from the fact table, in the caller's transaction.
+    """Recompute both rollups from the fact table, in the caller's transaction.
 
-    The database groups the facts by their dimensions and the UTC hour they were opened in;
-    Python moves each hour's counts into its week of the process calendar. Exact for every
-    zone whose offset from UTC is whole hours (a half-hour zone could misplace the half hour
-    around Monday midnight).
+    For each time zone, the database groups the facts of the processes in it by their
+    dimensions and week (a CASE over that zone's week starts, as the reports do): a few
+    thousand rows, however many facts.
 
     Args:
         session: A session in a transaction that writes.
         zones: (process, version) -> calendar zone; read from the stored definitions if None.
 
     Returns:
-        The number of rollup rows written.
+        The number of rows written to `step_fact_weeks`.
     """
+    from duly.reports.durations import bucket_of
+
     zones = zones if zones is not None else zones_of(session)
     session.execute(delete(WEEKS))
+    session.execute(delete(DURATIONS))
     c = FACTS.c
-    if session.get_bind().dialect.name == "postgresql":
-        hour: Any = func.floor(func.extract("epoch", c.opened_at) / 3600)
-    else:
-        hour = cast(func.strftime("%s", c.opened_at), Integer) // 3600
-    dims = [c[name] for name in DIMENSIONS if name != "week_start"]
-    grouped = select(
-        *dims,
-        hour.label("hour"),
-        func.count().label("visits"),
-        func.sum(case((c.visit == 1, 1), else_=0)).label("first_visits"),
-        func.count(c.business_seconds).label("seconds_count"),
-        func.coalesce(func.sum(c.business_seconds), 0.0).label("seconds_sum"),
-    ).group_by(*dims, hour)
-    rows: dict[str, dict[str, Any]] = {}
+    pairs = session.execute(select(c.process, c.version).distinct()).all()
+    by_zone: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for process, version in pairs:
+        by_zone[str(zones.get((process, version), UTC))].append((process, version))
+    written = 0
+    for zone_name, members in by_zone.items():
+        zone = ZoneInfo(zone_name) if zone_name != "UTC" else UTC
+        mine = or_(*(and_(c.process == p, c.version == v) for p, v in members))
+        first, last = session.execute(
+            select(func.min(c.opened_at), func.max(c.opened_at)).where(mine)
+        ).one()
+        if first is None:
+            continue
+        weeks = _weeks(first, last, zone)
+        week = week_index(c.opened_at, weeks).label("week")
+        dims = [c[name] for name in DIMENSIONS if name != "week_start"]
+        grouped = (
+            select(
+                *dims,
+                week,
+                func.count().label("visits"),
+                func.sum(case((c.visit == 1, 1), else_=0)).label("first_visits"),
+                func.count(c.business_seconds).label("seconds_count"),
+                func.coalesce(func.sum(c.business_seconds), 0.0).label("seconds_sum"),
+            )
+            .where(mine)
+            .group_by(*dims, week)
+        )
+        written += _write(session, WEEKS, grouped, weeks, DIMENSIONS)
+        bucket = bucket_of(c.business_seconds).label("bucket")
+        timed = [c[name] for name in DURATION_DIMENSIONS if name not in ("week_start", "bucket")]
+        histogram = (
+            select(
+                *timed,
+                week,
+                bucket,
+                func.count().label("visits"),
+                func.sum(c.business_seconds).label("seconds_sum"),
+            )
+            .where(mine, c.kind == "task", c.business_seconds.is_not(None))
+            .group_by(*timed, week, bucket)
+        )
+        _write(session, DURATIONS, histogram, weeks, DURATION_DIMENSIONS)
+    return written
+
+
+def _weeks(first: datetime, last: datetime, zone: tzinfo) -> list[Week]:
+    start = week_start(first, zone)
+    weeks = []
+    while start <= last:
+        end = week_start(start + timedelta(days=8), zone)
+        weeks.append(Week(start=start.date(), label="", starts_at=start, ends_at=end))
+        start = end
+    return weeks
+
+
+def _write(
+    session: Session, table: Table, grouped: Any, weeks: list[Week], names: tuple[str, ...]
+) -> int:
+    rows = []
     for row in session.execute(grouped).mappings():
         values = dict(row)
-        opened = datetime.fromtimestamp(int(values.pop("hour")) * 3600, UTC)
-        zone = zones.get((values["process"], values["version"]), UTC)
-        values["week_start"] = week_start(opened, zone)
-        key = rollup_key(values)
-        if key not in rows:
-            rows[key] = {name: values[name] for name in DIMENSIONS} | {"key": key}
-            rows[key].update(dict.fromkeys(COUNTS, 0))
-        for name in COUNTS:
-            rows[key][name] += values[name] or 0
-    payload = list(rows.values())
-    for first in range(0, len(payload), 1000):
-        session.execute(insert(WEEKS), payload[first : first + 1000])
-    return len(payload)
+        values["week_start"] = weeks[int(values.pop("week"))].starts_at
+        values["key"] = rollup_key(values, names)
+        rows.append(values)
+    for first in range(0, len(rows), 1000):
+        session.execute(insert(table), rows[first : first + 1000])
+    return len(rows)

@@ -272,6 +272,35 @@ class StepFactWeek(SQLModel, table=True):
     seconds_sum: float = Field(default=0.0, description="their business seconds, summed")
 
 
+class StepFactWeekDuration(SQLModel, table=True):
+    """How long tasks took, rolled up by week: a histogram of business seconds.
+
+    One row per (process, version, step, team, assignee, week, bucket) of the task visits with
+    business seconds, kept like `StepFactWeek` (same transaction as the fact, once). Buckets
+    are minutes up to 2 hours, quarter hours up to 2 days, hours beyond
+    (`duly.reports.durations.bucket_number`); percentiles find their bucket here and read
+    only that bucket's facts.
+    """
+
+    __tablename__ = "step_fact_week_durations"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_step_fact_week_durations_key"),
+        Index("ix_step_fact_week_durations_process_week", "process", "week_start"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_type=Text, description="the dimensions, joined")
+    process: str = Field(max_length=100)
+    version: int = Field(ge=1)
+    step: str = Field(max_length=100)
+    team: str | None = Field(default=None, max_length=100)
+    assignee: str | None = Field(default=None, max_length=100)
+    week_start: datetime = Field(sa_type=UtcDateTime)
+    bucket: int = Field(ge=0)
+    visits: int = Field(default=0, ge=0)
+    seconds_sum: float = Field(default=0.0)
+
+
 class SlaEventRow(SQLModel, table=True):
     """One moment of an SLA clock (start, pause, breach...), the instance's audit trail."""
 

@@ -6,13 +6,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from activities.messages import RecordStepInput
 from duly.language.loader import Definitions
 from duly.reports import ReportQuery, resolve
 from duly.reports.filters import FACTS, ROLLUP
-from duly.reports.rollup import rebuild
+from duly.reports.rollup import DURATIONS, bucket_number, rebuild
 from duly.store import migrations
 from duly.store.db import SessionFactory, make_engine, session_factory, write_session
 from duly.store.models import Definition, Instance, StepFact
@@ -22,10 +22,11 @@ from .conftest import NOW, PROCESS, WEEK_A, WEEK_B, History
 COUNTS = ("visits", "first_visits", "seconds_count", "seconds_sum")
 
 
-def rollup(sessions: SessionFactory) -> dict[str, tuple[Any, ...]]:
+def rollup(sessions: SessionFactory, table: Table = ROLLUP) -> dict[str, tuple[Any, ...]]:
+    counts = COUNTS if table is ROLLUP else ("visits", "seconds_sum")
     with sessions() as session:
-        rows = session.execute(select(ROLLUP.c.key, *(ROLLUP.c[n] for n in COUNTS)))
-        return {key: tuple(counts) for key, *counts in rows}
+        rows = session.execute(select(table.c.key, *(table.c[n] for n in counts)))
+        return {key: tuple(values) for key, *values in rows}
 
 
 def test_a_retried_fact_counts_once(history: History, sessions: SessionFactory) -> None:
@@ -47,12 +48,15 @@ def test_a_retried_fact_counts_once(history: History, sessions: SessionFactory) 
 def test_the_rollup_equals_a_rebuild_from_the_facts(
     worked: SessionFactory, definitions: Definitions
 ) -> None:
-    kept = rollup(worked)
+    kept, timed = rollup(worked), rollup(worked, DURATIONS)
     # 9 calls, 4 summaries, 4 won, 2 lost, 1 support answer: every fact, counted once
     assert sum(counts[0] for counts in kept.values()) == 20
+    # The tasks' durations: 9 calls and the support answer
+    assert sum(counts[0] for counts in timed.values()) == 10
     with write_session(worked) as session:
         assert rebuild(session) == len(kept)
     assert rollup(worked) == kept
+    assert rollup(worked, DURATIONS) == timed
 
 
 def test_whole_weeks_read_the_rollup_and_other_periods_the_facts(
@@ -128,3 +132,17 @@ def test_upgrading_counts_the_facts_recorded_before(
     assert counts == (2, 1, 2, 1200.0)
     (key,) = rows
     assert f'"week_start":"{WEEK_A.isoformat()}"' in key
+
+
+def test_buckets_are_the_same_in_python_and_in_sql(sessions: SessionFactory) -> None:
+    """The histogram written with each fact (Python) and rebuilt or searched (SQL) agree."""
+    from sqlalchemy import literal
+
+    from duly.reports.durations import bucket_of
+
+    values = [0.0, 59.99, 60.0, 7199.5, 7200.0, 8099.0, 8100.0, 172_799.9, 172_800.0, 200_000.0]
+    with sessions() as session:
+        in_sql = [session.execute(select(bucket_of(literal(v)))).scalar() for v in values]
+    assert in_sql == [bucket_number(v) for v in values] == [
+        0, 0, 1, 119, 120, 120, 121, 303, 304, 311
+    ]  # fmt: skip
