@@ -395,7 +395,7 @@ async def _demo_if_empty(
     if held:
         say(f"--demo: the database already has {held} instances; starting without the demo")
         return
-    say("--demo: writing a few weeks of history with `duly demo` first (about a minute)...")
+    say("--demo: writing six weeks of history with `duly demo` first (a minute or two)...")
     say((await run_demo(settings, definitions)).summary())
 
 

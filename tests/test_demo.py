@@ -30,7 +30,7 @@ async def test_a_short_demo_writes_every_process_with_per_rep_differences(
 ) -> None:
     settings = Settings(data_dir=tmp_path, definitions=ROOT / "definitions")
     before = datetime.now(UTC)
-    result = await run_demo(settings, definitions, weeks=1, seed=3, scale=0.8)
+    result = await run_demo(settings, definitions, weeks=1, seed=3, scale=0.6)
     engine = make_engine(settings.database_url)
 
     # every shipped process ran, and wrote its fact rows through the real activities
@@ -76,7 +76,29 @@ async def test_a_short_demo_writes_every_process_with_per_rep_differences(
         await run_demo(settings, definitions, weeks=1)
     count = _rows(engine, select(func.count()).select_from(Instance))[0]
     assert count == sum(result.instances.values())
+
+    # --reset replaces the history; the same seed writes the same one again
+    first = _fingerprint(engine)
+    again = await run_demo(settings, definitions, weeks=1, seed=3, scale=0.6, reset=True)
+    assert again.instances == result.instances
+    assert _fingerprint(engine) == first
     engine.dispose()
+
+
+def _fingerprint(engine) -> list[tuple]:
+    """Who did what with which result, without the run ids and timestamps a run makes anew."""
+    rows = _rows(
+        engine,
+        select(
+            Instance.business_key,
+            StepFact.step,
+            StepFact.visit,
+            StepFact.assignee,
+            StepFact.outcome,
+            StepFact.sla_met,
+        ).join(Instance, col(Instance.id) == col(StepFact.instance_id)),
+    )
+    return sorted(rows, key=repr)
 
 
 def test_the_command_refuses_a_database_with_instances(tmp_path: Path, definitions) -> None:
