@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import httpx
-from api.conftest import Api, lead, make_store, quote
-from fastapi import Request
-from fastapi.responses import HTMLResponse
+from api.conftest import Api, lead, quote
 
-from duly.api.app import create_app
-from duly.api.web.render import render
-from duly.api.web.session import SESSION_COOKIE, WebUser, csrf_token
-from duly.language.loader import Definitions
-from duly.settings import Settings
+from duly.api.web.session import SESSION_COOKIE, csrf_token
 from duly.store.models import Task
 
 XSS = "<script>alert(1)</script>"
@@ -67,7 +60,6 @@ async def test_pages_need_a_login_and_the_login_comes_back_with_a_safe_session_c
     assert page.status_code == 200 and "Maria Lopez" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
-    assert 'href="/dashboard"' not in page.text  # until a dashboard page exists
 
 
 async def test_a_wrong_token_or_another_users_token_signs_nobody_in(offline_api: Api) -> None:
@@ -206,23 +198,3 @@ async def test_an_invalid_completion_shows_the_workflows_reason_and_keeps_the_fo
     await api.until(lambda: api.row(Task, task.id).outcome == "prospect", "the task closing")
     state = await api.state(instance, lambda s: "budget" in s.data)
     assert state.data["budget"] == 25000 and state.data["timeline"] == "Q3"
-
-
-async def test_another_parts_page_extends_the_layout_and_gets_its_nav_entry(
-    tmp_path: Path, definitions: Definitions
-) -> None:
-    db, _, tokens = make_store(tmp_path, definitions)
-    app = create_app(Settings(data_dir=tmp_path), definitions, engine=db)
-
-    @app.get("/dashboard", response_class=HTMLResponse)
-    def dashboard(request: Request, user: WebUser) -> HTMLResponse:
-        return render(request, user, "base.html", {})
-
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
-        http.cookies.set(SESSION_COOKIE, tokens["maria"])
-        page = await http.get("/dashboard")
-        assert page.status_code == 200, page.text
-        assert '<a href="/dashboard" class="active" aria-current="page">' in page.text
-        assert 'href="/dashboard"' in (await http.get("/inbox")).text
-    db.dispose()
