@@ -196,15 +196,16 @@ async def _monitors(
     if definitions is None:
         yield
         return
-    from duly.monitors.scheduler import cron_trigger, scheduling
+    from duly.monitors.scheduler import Periodic, cron_trigger, scheduling
     from duly.summary import SCHEDULE_CRON, SCHEDULE_JOB, ScheduledStart
 
     engine = make_engine(settings.database_url)
     queue = task_queue or settings.task_queue
+    # Each manager's weekly summary, Mondays at 08:00 UTC (duly/summary.py); registered before
+    # the scheduler starts, which drops stored jobs nobody registered
+    summary = Periodic(SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), ScheduledStart(queue))
     try:
-        async with scheduling(client, engine, definitions, task_queue=queue) as scheduler:
-            # Each manager's weekly summary, Mondays at 08:00 UTC (duly/summary.py)
-            scheduler.add_periodic(SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), ScheduledStart(queue))
+        async with scheduling(client, engine, definitions, task_queue=queue, periodic=[summary]):
             yield
     finally:
         engine.dispose()
