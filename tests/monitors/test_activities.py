@@ -209,3 +209,30 @@ def test_attainment_is_the_share_of_this_periods_visits_that_met_their_sla(
     assert value(tz="UTC") == 200 / 3
     assert value(period="month") == 50.0
     assert value(period="day") == 200 / 3
+
+
+def test_notify_reaches_the_manager_a_team_and_a_user_or_else_the_admins(
+    sessions: SessionFactory, backlog: MonitorSpec
+) -> None:
+    acts = MonitorActivities(sessions)
+    everyone = backlog.model_copy(
+        update={
+            "monitor": "everyone",
+            "notify": ["manager", "team:support", "user:sam", "user:omar"],
+        }
+    )
+    crossed = acts.record(
+        RecordCheckInput(
+            monitor=everyone, slot="s1", value=41, checked_at=T0, manager_team="support"
+        )
+    )
+    # once each, the manager first: omar is both the manager and named as a user
+    assert crossed.notified == ["omar", "dev", "emma", "felix", "sam"]
+    # a process without a team, and nobody else named: the admins hear of it
+    orphan = backlog.model_copy(update={"monitor": "orphan"})
+    alone = acts.record(
+        RecordCheckInput(monitor=orphan, slot="s1", value=41, checked_at=T0, manager_team=None)
+    )
+    assert alone.notified == ["sam"]
+    levels = {(a.event_key.split("/")[1], a.recipient, a.level) for a in alerts(sessions)}
+    assert ("orphan", "sam", "threshold") in levels and len(levels) == 6
