@@ -19,8 +19,9 @@ from activities.summary import SummaryActivities, WeeklySummaryInput, WeeklySumm
 from activities.summary import all_activities as summary_activities
 from duly.language.loader import Definitions
 from duly.notify import Deliverer, DeliveryPolicy
+from duly.reports import rollup
 from duly.settings import Settings
-from duly.store.crud import sync_org
+from duly.store.crud import publish_definitions, sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
 from duly.store.models import Delivery, Instance, StepFact, Task
 from duly.summary import (
@@ -49,6 +50,7 @@ def sessions(tmp_path: Path, definitions: Definitions) -> SessionFactory:
     factory = session_factory(engine)
     with write_session(factory) as session:
         sync_org(session=session, org=definitions.org)
+        publish_definitions(session=session, processes=definitions.processes.values())
     counter = iter(range(1000))
 
     def facts(process: str, rep: str, opened: datetime, met: int, breached: int) -> None:
@@ -124,6 +126,8 @@ def sessions(tmp_path: Path, definitions: Definitions) -> SessionFactory:
                     due_at=W47 + timedelta(days=2),
                 )
             )
+    with write_session(factory) as session:
+        rollup.rebuild(session)  # facts written by hand: count them into the weekly rollup
     return factory
 
 
