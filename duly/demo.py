@@ -702,9 +702,11 @@ class _Driver:
             tag = f"{action.args['tag']}-{action.order}"
             await self.send(action.args["type"], action.args["data"], tag)
         elif action.kind == "complete":
-            await self.complete(action.args["task"], action.args["key"], action.args["assignee"])
+            await self.complete(
+                action.args["task"], action.args["key"], action.args["assignee"], action.at
+            )
 
-    async def complete(self, task_id: str, key: str, assignee: str | None) -> None:
+    async def complete(self, task_id: str, key: str, assignee: str | None, at: datetime) -> None:
         with self.sessions() as session:
             task = session.get(Task, task_id)
         if task is None or task.status != "open" or task.assignee != assignee:
@@ -741,14 +743,15 @@ class _Driver:
             log.info("demo_completion_refused", task=task_id, problem=str(exc))
             return
         self.completions += 1
-        self.follow_up(task, key, outcome, rng)
+        self.follow_up(task, key, outcome, rng, at)
 
-    def follow_up(self, task: Task, key: str, outcome: str, rng: random.Random) -> None:
-        """The outside world's answer to a completed task: a demo booked, a customer replying."""
+    def follow_up(
+        self, task: Task, key: str, outcome: str, rng: random.Random, done: datetime
+    ) -> None:
+        """The outside world's answer to a task completed at `done`: a demo booked, a reply."""
         calendar = self.processes[task.process].calendar
-        now_ish = task.opened_at if task.closed_at is None else task.closed_at
         later = business_time.add_business_seconds
-        start = max(now_ish, self.start)
+        start = max(done, self.start)
         if task.process == "lead-follow-up" and outcome == "prospect" and rng.random() < 0.7:
             when = later(calendar, start, rng.uniform(3, 30) * _HOUR)
             self.schedule(when, "event", type="demo.booked", data={"lead": {"id": key}}, tag=key)
@@ -928,7 +931,7 @@ def _zone_for_text(text: str) -> tzinfo:
 
 
 def per_rep(engine: Engine) -> dict[str, Counter[str]]:
-    """Fact rows per assignee, split by SLA met / breached / none (for tests and the summary)."""
+    """Fact rows per assignee, split by SLA met / breached / none (for tests)."""
     spread: dict[str, Counter[str]] = {}
     with Session(engine) as session:
         for assignee, met in session.exec(select(StepFact.assignee, StepFact.sla_met)):
