@@ -11,7 +11,7 @@ it already wrote (see `duly.store.crud.insert_if_absent`).
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import CheckConstraint, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -21,7 +21,8 @@ from duly.store.types import JsonDocument, UtcDateTime, utc_now
 INSTANCE_STATUSES = ("running", "completed", "failed")
 TASK_STATUSES = ("open", "completed", "cancelled")
 # `threshold` and `recovery`: a monitor crossed its line, or came back (duly.monitors)
-ALERT_LEVELS = ("warning", "breach", "escalation", "failure", "threshold", "recovery")
+AlertLevel = Literal["warning", "breach", "escalation", "failure", "threshold", "recovery"]
+ALERT_LEVELS: tuple[str, ...] = get_args(AlertLevel)
 ROLES = ("rep", "manager", "admin")
 CHANNELS = ("email", "slack", "webhook")
 DELIVERY_STATUSES = ("pending", "sent", "failed")

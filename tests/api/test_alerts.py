@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from duly.store.db import write_session
 from duly.store.models import Alert
+from duly.store.types import utc_now
 
 from .conftest import Api, quote
 
@@ -57,3 +59,25 @@ async def test_an_unknown_alert_is_404(offline_api: Api) -> None:
     bad = await offline_api.post("/api/alerts/abc/ack", "maria")
     assert bad.status_code == 422
     assert "path.alert_id" in bad.json()["detail"]
+
+
+async def test_alerts_filter_by_every_level_a_monitor_writes(offline_api: Api) -> None:
+    with write_session(offline_api.sessions) as session:
+        for key, level in (("m:omar:up", "threshold"), ("m:omar:down", "recovery")):
+            session.add(
+                Alert(
+                    key=key,
+                    event_key=key.rsplit(":", 1)[0],
+                    level=level,
+                    recipient="omar",
+                    message=f"support-backlog {level}",
+                    created_at=utc_now(),
+                )
+            )
+    for level in ("threshold", "recovery"):
+        listed = await offline_api.get("/api/alerts", "omar", params={"level": level})
+        assert listed.status_code == 200
+        assert [a["message"] for a in listed.json()["items"]] == [f"support-backlog {level}"]
+    unknown = await offline_api.get("/api/alerts", "omar", params={"level": "panic"})
+    assert unknown.status_code == 422
+    assert "query.level" in unknown.json()["detail"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
@@ -10,7 +10,7 @@ from duly.api.deps import Context, CurrentUser, DbSession
 from duly.api.routes import problems
 from duly.api.schemas import MAX_PAGE, AlertState, Page
 from duly.api.services import alerts
-from duly.store.models import AlertPublic
+from duly.store.models import AlertLevel, AlertPublic
 
 router = APIRouter(tags=["alerts"])
 
@@ -22,7 +22,7 @@ def list_alerts(
     session: DbSession,
     user: CurrentUser,
     state: AlertState = "open",
-    level: Literal["warning", "breach", "escalation", "failure"] | None = None,
+    level: AlertLevel | None = None,
     recipient: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -29,7 +29,7 @@ def list_alerts(
         principal: Who asks: a rep sees their own alerts, a manager also their teams'
             members', an admin all.
         state: `open` (not acknowledged, the default), `acknowledged` or `all`.
-        level: Only this level: `warning`, `breach`, `escalation` or `failure`.
+        level: Only this level (one of `duly.store.models.ALERT_LEVELS`).
         recipient: Only alerts addressed to this user.
         limit: At most this many.
         offset: Skip this many first.
