@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import and_, false, or_
+from sqlalchemy import false, or_, true
 from sqlmodel import Session, col, func, select
 
 from duly.api.auth import Principal
@@ -143,7 +143,7 @@ def _busiest_process(session: Session, user: Principal, definitions: Definitions
 def _visible(query: ReportQuery) -> Any:
     """The visits a scoped query may see, as a WHERE condition on the fact table."""
     if query.visible_teams is None and query.visible_reps is None:
-        return and_(True)
+        return true()
     terms: list[Any] = []
     if query.visible_teams:
         terms.append(col(StepFact.team).in_(query.visible_teams))
@@ -154,7 +154,7 @@ def _visible(query: ReportQuery) -> Any:
 
 def _visible_tasks(query: ReportQuery) -> Any:
     if query.visible_teams is None and query.visible_reps is None:
-        return and_(True)
+        return true()
     terms: list[Any] = []
     if query.visible_teams:
         terms.append(col(Task.team).in_(query.visible_teams))
