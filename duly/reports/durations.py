@@ -1,8 +1,8 @@
 """Time to complete tasks in business time: count, mean, p50 and p90 (nearest rank).
 
-On PostgreSQL the database computes them (`percentile_disc ... WITHIN GROUP`, with GROUPING
-SETS for the overall row). SQLite has no percentile aggregate; there they are exact and found
-in two passes, neither of which brings the fact table into Python:
+Percentiles are exact. With the weekly histogram (`step_fact_week_durations`, when the period
+is whole weeks of one process), and on SQLite otherwise, they are found in two steps, neither
+of which brings the fact table into Python:
 
 1. The database counts the narrowed task visits per group and per *bucket* of business seconds
    (minutes up to 2 hours, quarter hours up to 2 days, hours beyond; every bucket holds a range
@@ -10,6 +10,9 @@ in two passes, neither of which brings the fact table into Python:
    percentile's rank falls in, and the rank within it.
 2. The database returns only the values in those buckets, which Python sorts to pick the one
    at that rank.
+
+Otherwise, PostgreSQL computes them itself (`percentile_disc ... WITHIN GROUP`, with GROUPING
+SETS for the overall row) in one pass.
 
 The percentile is the nearest-rank one: the smallest value with at least p of the values at or
 below it (PostgreSQL's `percentile_disc`), so it is always a duration some task really took.
@@ -97,7 +100,8 @@ def duration_stats(
     key = _key(by, resolved)
     keys = [key.label("k")] if key is not None else []
     where = [*fact_conditions(resolved), c.kind == "task", c.business_seconds.is_not(None)]
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and resolved.facts is FACTS:
         return _ordered_set(session, key, seconds, where)
     if resolved.facts is not FACTS:
         histogram = _rollup_histogram(resolved, by)
@@ -134,7 +138,12 @@ def duration_stats(
         overall = sorted({b for g, b in wanted if g is _ALL})
         pairs = [(g, b) for g, b in wanted if g is not _ALL]
         tests = [bucket_of(seconds).in_(overall)]
-        if key is not None and pairs:
+        if postgres and key is not None and pairs:
+            # PostgreSQL hashes a long IN list of constants but tries row values one by one:
+            # match "<group>#<bucket>" strings instead
+            label = cast(key, String) + literal("#") + cast(bucket_of(seconds), String)
+            tests.append(label.in_(sorted({f"{g}#{b}" for g, b in pairs})))
+        elif key is not None and pairs:
             tests.append(sql_tuple(key, bucket_of(seconds)).in_(pairs))
         narrowed = select(*keys, bucket, seconds.label("s")).where(*where, or_(*tests))
         values_in: dict[tuple[Any, int], list[float]] = defaultdict(list)
