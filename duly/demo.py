@@ -302,7 +302,7 @@ async def run_demo(
         DemoRefused: The database already has instances (and neither `reset` nor `force`),
             bad arguments, or none of the shipped processes is defined.
     """
-    from worker import ACTIVITY_THREADS, build_worker, prepare_database
+    from worker import prepare_database
 
     began = time.monotonic()
     if not 1 <= weeks <= MAX_WEEKS:
@@ -328,50 +328,82 @@ async def run_demo(
                 "a fresh install. Use --reset to delete them first, or --force to add to them"
             )
         real_start = datetime.now(UTC)
-        async with _sink() as (smtp_port, caught):
-            demo_settings = settings.model_copy(
-                update={"smtp_host": "127.0.0.1", "smtp_port": smtp_port}
+        try:
+            completions, events, emails = await _simulate(
+                settings, definitions, processes, engine, weeks=weeks, seed=seed, scale=scale
             )
-            env = await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=str(temporal_binaries.test_server_path()),
-                data_converter=pydantic_data_converter,
-            )
-            try:
-                with ThreadPoolExecutor(
-                    max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-demo"
-                ) as pool:
-                    worker = build_worker(
-                        env.client,
-                        demo_settings,
-                        task_queue=f"duly-demo-{uuid.uuid4().hex[:8]}",
-                        activity_executor=pool,
-                    )
-                    async with worker:
-                        driver = _Driver(
-                            env,
-                            definitions,
-                            processes,
-                            engine,
-                            worker.task_queue,
-                            weeks=weeks,
-                            seed=seed,
-                            scale=scale,
-                        )
-                        await driver.run()
-            finally:
-                await env.shutdown()
-            emails = len(caught)
+        except BaseException:
+            # Interrupted or failed: leave no half history dated a year ahead, and nothing
+            # queued for a later deliverer to send
+            _discard(engine, after=real_start)
+            raise
         result = _move_back(engine, definitions, after=real_start)
         result.deliveries_marked = _mark_not_sent(engine, after=real_start)
-        result.completions, result.events, result.emails = (
-            driver.completions,
-            driver.events,
-            emails,
-        )
+        result.completions, result.events, result.emails = completions, events, emails
         result.seconds = time.monotonic() - began
         return result
     finally:
         engine.dispose()
+
+
+async def _simulate(
+    settings: Settings,
+    definitions: Definitions,
+    processes: dict[str, CompiledProcess],
+    engine: Engine,
+    *,
+    weeks: int,
+    seed: int,
+    scale: float,
+) -> tuple[int, int, int]:
+    """Run the weeks on the time-skipping server; (tasks completed, events sent, emails)."""
+    from worker import ACTIVITY_THREADS, build_worker
+
+    async with _sink() as (smtp_port, caught):
+        demo_settings = settings.model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": smtp_port}
+        )
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(temporal_binaries.test_server_path()),
+            data_converter=pydantic_data_converter,
+        )
+        try:
+            with ThreadPoolExecutor(
+                max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-demo"
+            ) as pool:
+                worker = build_worker(
+                    env.client,
+                    demo_settings,
+                    task_queue=f"duly-demo-{uuid.uuid4().hex[:8]}",
+                    activity_executor=pool,
+                )
+                async with worker:
+                    driver = _Driver(
+                        env,
+                        definitions,
+                        processes,
+                        engine,
+                        worker.task_queue,
+                        weeks=weeks,
+                        seed=seed,
+                        scale=scale,
+                    )
+                    await driver.run()
+        finally:
+            await env.shutdown()
+        return driver.completions, driver.events, len(caught)
+
+
+def _discard(engine: Engine, *, after: datetime) -> None:
+    """Delete what an unfinished run wrote: its instances (dated after `after`) and more."""
+    with write_session(session_factory(engine)) as session:
+        ids = list(session.exec(select(Instance.id).where(col(Instance.started_at) > after)))
+        session.exec(delete(Delivery).where(col(Delivery.created_at) >= after))
+        if ids:
+            for model in (Alert, SlaEventRow, StepFact, Task):
+                session.exec(delete(model).where(col(model.instance_id).in_(ids)))
+            session.exec(delete(Instance).where(col(Instance.id).in_(ids)))
+        rollup.rebuild(session)
 
 
 def _shown(settings: Settings) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
 from typer.testing import CliRunner
 
@@ -127,4 +129,28 @@ def test_the_command_refuses_a_database_with_instances(tmp_path: Path, definitio
     assert "--reset" in outcome.output
     engine = make_engine(settings.database_url)
     assert _rows(engine, select(col(Instance.id))) == ["quote-follow-up/Q-1/abc"]
+    engine.dispose()
+
+
+async def test_an_interrupted_demo_leaves_no_half_history_and_nothing_to_send(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    settings = Settings(data_dir=tmp_path, definitions=ROOT / "definitions")
+    running = asyncio.create_task(run_demo(settings, definitions, weeks=2, scale=0.5))
+    engine = make_engine(settings.database_url)
+    for _ in range(600):  # until the engine has written a few instances and notifications
+        await asyncio.sleep(0.05)
+        if tmp_path.joinpath("duly.db").exists():
+            try:
+                if _rows(engine, select(func.count()).select_from(Delivery))[0] >= 3:
+                    break
+            except OperationalError:
+                pass  # the tables are being created
+    else:
+        pytest.fail("the demo wrote nothing within 30 s")
+    running.cancel()  # Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    for model in (Instance, Task, StepFact, Alert, Delivery):
+        assert _rows(engine, select(func.count()).select_from(model)) == [0], model
     engine.dispose()
