@@ -25,6 +25,7 @@ from duly.store.crud import publish_definitions, sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
 from duly.store.models import Delivery, Instance, StepFact, Task
 from duly.summary import (
+    ScheduledStart,
     SummaryError,
     build_summary,
     last_week,
@@ -36,6 +37,7 @@ from duly.summary import (
 from workflows.sandbox import workflow_runner
 from workflows.summary import WeeklySummaryWorkflow, weekly_summary_id
 
+ROOT = Path(__file__).resolve().parent.parent / "definitions"
 W46 = datetime(2026, 11, 10, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
 W47 = datetime(2026, 11, 17, 15, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # Monday of 2026-W48
@@ -222,6 +224,7 @@ async def test_the_weekly_run_sends_each_manager_one_email_per_week_however_ofte
             assert result.queued == {"maria": ["email"], "omar": ["email"]}
             # a second trigger of the same week (another worker's scheduler) runs nothing
             assert not await start_week(client, "2026-W47", task_queue=task_queue)
+            assert not await ScheduledStart(task_queue)(client, NOW)  # Monday of W48: W47
 
     deliverer = Deliverer(sessions, settings, policy=FAST)
     assert await deliverer.deliver_due() == 2
@@ -248,3 +251,24 @@ async def test_the_weekly_run_sends_each_manager_one_email_per_week_however_ofte
     assert "Ben Carter (ben), lead-follow-up: 40%, below the 90% goal" in parts["text/plain"]
     assert "<h2" in parts["text/html"]
     assert "Call &lt;b&gt;Acme&lt;/b&gt;" in parts["text/html"]
+
+
+def test_the_command_prints_a_managers_summary_and_refuses_a_bad_week(
+    sessions: SessionFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from duly.cli import app
+
+    monkeypatch.setenv("DULY_DATA_DIR", str(tmp_path))
+    shown = CliRunner().invoke(
+        app, ["summary", "--week", "2026-W47", "--manager", "maria", "--definitions", str(ROOT)]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Subject: Weekly summary 2026-W47: 2 below goal" in shown.output
+    assert "Chloe Martin (chloe), lead-follow-up: 90%, down from 100% the week before" in (
+        shown.output
+    )
+    bad = CliRunner().invoke(app, ["summary", "--week", "W47", "--definitions", str(ROOT)])
+    assert bad.exit_code == 1
+    assert "--week: 'W47' is not an ISO week; write it like 2026-W48" in bad.output
