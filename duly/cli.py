@@ -374,11 +374,11 @@ def demo(
 ) -> None:
     """Fill a fresh install with weeks of history, run by the real engine on simulated time.
 
-    The shipped processes run for the team in org.yaml on Temporal's time-skipping server:
-    simulated CRM events arrive, each rep completes tasks at their own pace (one reliable, one
-    often late, one inconsistent...), and the SLA ladders, alerts and fact table do the rest.
-    Nothing is sent: process emails go to an in-memory SMTP sink and the notifications are
-    marked not sent.
+    The shipped processes run for org.yaml's team on Temporal's time-skipping server.
+
+    Reps work at their own pace: one reliable, one often late, one inconsistent...
+
+    Nothing is sent: process emails go to an in-memory sink, notifications are marked unsent.
     """
     from duly.demo import DemoRefused, run_demo
 
@@ -428,8 +428,7 @@ def summary(
 ) -> None:
     """Each manager's weekly summary: attainment against the goal, who slipped, open breaches.
 
-    Prints it; with --send, starts the week's WeeklySummaryWorkflow on the running worker, which
-    queues it on every manager's channels once (a second --send of the week sends nothing).
+    With --send the running worker sends it on each manager's channels, once per week.
     """
     from sqlmodel import Session
 
