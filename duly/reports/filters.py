@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
-from duly.reports.models import DEFAULT_WEEKS, Grouping, ReportQuery, ReportScope, Week
+from duly.reports.models import DEFAULT_WEEKS, MAX_WEEKS, Grouping, ReportQuery, ReportScope, Week
 from duly.store.models import Definition, Instance, StepFact, StepFactWeek, Task
 from duly.store.types import utc_now
 
@@ -96,6 +96,10 @@ def resolve(
             raise ReportError(f"the period is empty: since {since} is not before until {until}")
         first = _monday(since.astimezone(zone).date())
         last = _monday((until - timedelta(microseconds=1)).astimezone(zone).date())
+        if (last - first).days // 7 >= MAX_WEEKS:
+            raise ReportError(
+                f"the period spans more than {MAX_WEEKS} weeks; give a later since (or weeks)"
+            )
     else:
         count = query.weeks or DEFAULT_WEEKS
         last = _monday(now.astimezone(zone).date())

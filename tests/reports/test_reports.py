@@ -291,6 +291,8 @@ def test_visibility_narrows_every_figure(worked: SessionFactory, definitions: De
 def test_bad_queries_say_what_is_wrong(sessions: SessionFactory) -> None:
     with sessions() as session, pytest.raises(ReportError, match="no process 'nope'"):
         attainment(session, ReportQuery(process="nope"), definitions=Definitions(), now=NOW)
+    with sessions() as session, pytest.raises(ReportError, match="more than 520 weeks"):
+        attainment(session, ReportQuery(until=NOW), now=NOW)
     with pytest.raises(ValueError, match="either weeks or since/until"):
         ReportQuery(weeks=2, since=NOW)
     with pytest.raises(ValueError, match="needs a time zone"):
