@@ -10,6 +10,7 @@ writes, in duly's code or a library's, says what it was working on.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Any
@@ -40,10 +41,20 @@ def configure(settings: Settings, *, level: int = logging.INFO) -> None:
     ]
     renderer: structlog.typing.Processor
     if settings.log_format == "json":
-        shared.append(structlog.processors.dict_tracebacks)
+        # Tracebacks as data, without local variables: they may hold secrets (a database URL
+        # with its password), and rendering them is slow when a dead database fails every call
+        transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        shared.append(structlog.processors.ExceptionRenderer(transformer))
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        formatter: structlog.typing.ExceptionRenderer = (
+            structlog.dev.RichTracebackFormatter(show_locals=False, max_frames=20)
+            if importlib.util.find_spec("rich") is not None
+            else structlog.dev.plain_traceback
+        )
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=formatter
+        )
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
