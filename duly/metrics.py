@@ -124,6 +124,9 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_sdk_endpoint: list[str] = []  # the SDK exporter's URL, once `temporal_runtime` made it
+
+
 @cache
 def temporal_runtime() -> Runtime:
     """The process's Temporal runtime, exporting the SDK's metrics on a private loopback port.
@@ -143,9 +146,6 @@ def temporal_runtime() -> Runtime:
     )
     _sdk_endpoint.append(f"http://127.0.0.1:{port}/metrics")
     return runtime
-
-
-_sdk_endpoint: list[str] = []
 
 
 def _sdk_metrics() -> bytes:
