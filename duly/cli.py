@@ -903,39 +903,6 @@ def ack(
 
 
 @app.command()
-def instances(
-    acting: ActingOption = None,
-    process: Annotated[str | None, typer.Option("--process", help="Only this process.")] = None,
-    status: Annotated[
-        str | None, typer.Option("--status", help="running, completed or failed.")
-    ] = None,
-    key: Annotated[str | None, typer.Option("--key", help="Only this business key.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
-    as_json: JsonOption = False,
-    definitions: DefinitionsOption = Path("definitions"),
-) -> None:
-    """Instances a user may see, newest first."""
-    from duly.api.services.instances import list_instances
-
-    def go(work: Work) -> Any:
-        with work.context.read() as session:
-            return list_instances(
-                session=session,
-                principal=work.principal,
-                definitions=work.context.definitions,
-                process=process,
-                status=status,
-                key=key,
-                limit=limit,
-            )
-
-    page = _with_work(go, acting, definitions, None)
-    if as_json:
-        _print_json(page)
-        return
-    rows = [(i.id, i.status, i.result, i.started_at, i.ended_at) for i in page.items]
-    typer.echo(
-@app.command()
 def monitors(
     as_json: JsonOption = False,
     definitions: DefinitionsOption = Path("definitions"),
@@ -976,6 +943,39 @@ def _value(value: float | None) -> str | None:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
+@app.command()
+def instances(
+    acting: ActingOption = None,
+    process: Annotated[str | None, typer.Option("--process", help="Only this process.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="running, completed or failed.")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only this business key.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
+    as_json: JsonOption = False,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """Instances a user may see, newest first."""
+    from duly.api.services.instances import list_instances
+
+    def go(work: Work) -> Any:
+        with work.context.read() as session:
+            return list_instances(
+                session=session,
+                principal=work.principal,
+                definitions=work.context.definitions,
+                process=process,
+                status=status,
+                key=key,
+                limit=limit,
+            )
+
+    page = _with_work(go, acting, definitions, None)
+    if as_json:
+        _print_json(page)
+        return
+    rows = [(i.id, i.status, i.result, i.started_at, i.ended_at) for i in page.items]
+    typer.echo(
         table(("INSTANCE", "STATUS", "RESULT", "STARTED", "ENDED"), rows, empty="no instances")
     )
     _more(page.total, len(page.items))
