@@ -12,7 +12,8 @@ driver plays the outside world:
   from that person's profile (`PROFILES`): one rep is reliable, one often late, one good some
   weeks and poor others, one improving, managers quick. Delays count business time, so work
   happens in open hours, and a late rep really trips the SLA ladder (warnings, breaches,
-  reassignment to the manager).
+  reassignment to the manager). Most alerts are acknowledged by their recipient within a few
+  business hours; the rest, and the latest, stay open.
 
 Time. The test server's clock starts at the present and only moves forward, while the history
 must end today. So the demo runs the weeks exactly one year ahead (52 weeks: the same weekdays,
@@ -87,6 +88,8 @@ DRAIN = timedelta(days=7)
 STEP = timedelta(minutes=10)
 """The longest the driver lets simulated time run before it looks for newly opened tasks."""
 MAX_WEEKS = 26
+ACKNOWLEDGED = 0.9
+"""The share of alerts their recipient acknowledges (within a few business hours)."""
 NOT_SENT = "not sent: simulated history written by `duly demo`"
 SHIPPED = ("quote-follow-up", "lead-follow-up", "support-case")
 
@@ -534,6 +537,7 @@ class _Driver:
             await self.env.sleep(max(target - now, timedelta(milliseconds=1)))
             await self.look_for_tasks(target)
         await self.close_remaining()
+        self.acknowledge_alerts(end)
 
     # --- arrivals --------------------------------------------------------------------------
 
@@ -792,6 +796,30 @@ class _Driver:
             self.schedule(
                 when, "event", type="case.customer_replied", data={"case": {"id": key}}, tag=key
             )
+
+    def acknowledge_alerts(self, end: datetime) -> None:
+        """People acknowledge most alerts within hours; some, and the latest, stay open."""
+        with write_session(self.sessions) as session:
+            alerts = session.exec(
+                select(Alert).where(
+                    col(Alert.acknowledged_at).is_(None), col(Alert.created_at) >= self.start
+                )
+            ).all()
+            for alert in alerts:
+                compiled = self.processes.get(alert.process or "")
+                if compiled is None or alert.instance_id is None:
+                    continue
+                # The alert's key without the run id, which a run makes anew
+                stable = alert.key.replace(alert.instance_id, alert.instance_id.rsplit("/", 1)[0])
+                rng = _rng(self.seed, "ack", stable)
+                if rng.random() >= ACKNOWLEDGED:
+                    continue
+                at = business_time.add_business_seconds(
+                    compiled.calendar, alert.created_at, rng.uniform(0.25, 6) * _HOUR
+                )
+                if at <= end:
+                    alert.acknowledged_at, alert.acknowledged_by = at, alert.recipient
+                    session.add(alert)
 
     async def close_remaining(self) -> None:
         """End what still runs through the process's `on:` events, as the CRM would close it."""

@@ -55,6 +55,14 @@ async def test_a_short_demo_writes_every_process_with_per_rep_differences(
 
     # late reps trip the ladder: breach alerts, SLA events; every instance has ended
     assert result.alerts.get("breach", 0) >= 1
+    acked = _rows(
+        engine,
+        select(
+            Alert.created_at, Alert.acknowledged_at, Alert.recipient, Alert.acknowledged_by
+        ).where(col(Alert.acknowledged_at).is_not(None)),
+    )
+    assert acked, "most alerts are acknowledged"
+    assert all(made <= at <= datetime.now(UTC) and who == by for made, at, who, by in acked)
     assert _rows(engine, select(func.count()).select_from(SlaEventRow))[0] > 0
     statuses = set(_rows(engine, select(Instance.status)))
     assert statuses == {"completed"}
