@@ -12,25 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email
-import inspect
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from conftest import free_port
 from sqlalchemy import Engine
 from sqlmodel import func, select
+from support import definitions_with, poll
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import TemporalError
@@ -50,7 +49,6 @@ from workflows.messages import InstanceState, ProcessResult, workflow_of
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 
 SERVER_START_TIMEOUT = 60.0  # a first start creates the dev server's SQLite schema
 STOP_TIMEOUT = 15.0  # between SIGTERM and SIGKILL
@@ -136,38 +134,13 @@ steps:
 @pytest.fixture(scope="module")
 def drill_definitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A definitions folder: the shipped calendars, org and templates, and the drills."""
-    folder = tmp_path_factory.mktemp("definitions")
-    for part in ("calendars", "templates"):
-        shutil.copytree(ROOT / "definitions" / part, folder / part)
-    shutil.copy(ROOT / "definitions" / "org.yaml", folder / "org.yaml")
-    (folder / "processes").mkdir()
-    (folder / "processes" / "durability-drill.yaml").write_text(DRILL, encoding="utf-8")
-    (folder / "processes" / "breach-drill.yaml").write_text(BREACH_DRILL, encoding="utf-8")
-    return folder
+    return definitions_with(
+        tmp_path_factory.mktemp("definitions"),
+        {"durability-drill": DRILL, "breach-drill": BREACH_DRILL},
+    )
 
 
 # --- waiting on conditions -----------------------------------------------------------------------
-
-
-async def poll(
-    check: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
-    *,
-    timeout: float,
-    what: str | Callable[[], str],
-) -> T:
-    """Call `check` until it returns something truthy (and return it), failing after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result  # type: ignore[return-value]
-        if loop.time() > deadline:
-            what = what if isinstance(what, str) else what()
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(POLL_SECONDS)
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import structlog
-from conftest import ROOT, Inbox, free_port
+from conftest import Inbox, free_port
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
+from support import definitions_with, poll
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -34,7 +34,6 @@ from duly.temporal_client import connect
 from worker import prepare_database, run_worker
 
 pytestmark = pytest.mark.slow
-T = TypeVar("T")
 
 DRILL = """\
 process: metrics-drill
@@ -61,26 +60,7 @@ TIMEOUT = 20.0
 
 @pytest.fixture(scope="module")
 def drill_definitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("definitions")
-    for part in ("calendars", "templates"):
-        shutil.copytree(ROOT / "definitions" / part, folder / part)
-    shutil.copy(ROOT / "definitions" / "org.yaml", folder / "org.yaml")
-    (folder / "processes").mkdir()
-    (folder / "processes" / "metrics-drill.yaml").write_text(DRILL, encoding="utf-8")
-    return folder
-
-
-async def poll(check: Callable[[], Awaitable[T | None] | T | None], what: str) -> T:
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    return definitions_with(tmp_path_factory.mktemp("definitions"), {"metrics-drill": DRILL})
 
 
 async def complete(client: Client, task: str) -> None:
@@ -208,10 +188,10 @@ async def test_metrics_count_real_work_and_logs_name_what_activities_worked_on(
         with running.sessions() as session:
             return session.exec(select(Alert).where(Alert.instance_id == late)).first()
 
-    quick_task = await poll(lambda: task_of(quick), "the quick task")
+    quick_task = await poll(lambda: task_of(quick), what="the quick task", timeout=TIMEOUT)
     await complete(running.client, quick_task)
-    late_task = await poll(lambda: task_of(late), "the late task")
-    await poll(breach_alert, "the breach alert")
+    late_task = await poll(lambda: task_of(late), what="the late task", timeout=TIMEOUT)
+    await poll(breach_alert, what="the breach alert", timeout=TIMEOUT)
     await complete(running.client, late_task)
 
     def all_sent() -> int | None:
@@ -224,9 +204,9 @@ async def test_metrics_count_real_work_and_logs_name_what_activities_worked_on(
             tasks = session.exec(select(Task)).all()
             return len(tasks) == 2 and all(task.status == "completed" for task in tasks)
 
-    await poll(closed, "both tasks closed")
+    await poll(closed, what="both tasks closed", timeout=TIMEOUT)
     # ana hears of two assignments, maria of one breach
-    sent = await poll(all_sent, "every notification sent")
+    sent = await poll(all_sent, what="every notification sent", timeout=TIMEOUT)
     assert sent == 3
     assert len(inbox.envelopes) == 3
 

@@ -14,17 +14,18 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import structlog
-from conftest import ROOT, Inbox, free_port
+from conftest import Inbox, free_port
 from sqlalchemy import func
 from sqlmodel import select
+from support import definitions_with, poll
 from temporalio.testing import WorkflowEnvironment
 
 from duly.api.app import create_app
@@ -39,7 +40,6 @@ from duly.store.models import Alert, Delivery, Instance, StepFact, Task
 from worker import prepare_database, run_worker
 
 pytestmark = pytest.mark.slow
-T = TypeVar("T")
 
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
 OUTAGE = 9.0  # seconds PostgreSQL stays down: B's SLA (6 s from before it) runs out inside
@@ -118,19 +118,6 @@ def postgres() -> Iterator[PrivatePostgres]:
         server.remove()
 
 
-async def poll(check: Callable[[], T | None | Awaitable[T | None]], what: str, timeout: float) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(
     postgres: PrivatePostgres,
@@ -141,12 +128,7 @@ async def stack(
 ) -> AsyncIterator[dict[str, Any]]:
     """A worker and the web app on the private PostgreSQL, as in production."""
     mail, _ = smtp
-    definitions_dir = tmp_path / "definitions"
-    for part in ("calendars", "templates"):
-        shutil.copytree(ROOT / "definitions" / part, definitions_dir / part)
-    shutil.copy(ROOT / "definitions" / "org.yaml", definitions_dir / "org.yaml")
-    (definitions_dir / "processes").mkdir()
-    (definitions_dir / "processes" / "outage-drill.yaml").write_text(DRILL, encoding="utf-8")
+    definitions_dir = definitions_with(tmp_path / "definitions", {"outage-drill": DRILL})
     settings = Settings(
         data_dir=tmp_path,
         database_url=postgres.url,
@@ -239,11 +221,11 @@ async def test_postgres_outage_loses_and_duplicates_nothing(
     group_b = [await start(f"B{n}") for n in range(2)]
     group_d = [await start(f"D{n}") for n in range(2)]
     for instance in group_a:
-        task = await poll(lambda i=instance: task_of(i), f"{instance}'s task", 10)
+        task = await poll(lambda i=instance: task_of(i), what=f"{instance}'s task", timeout=10)
         await complete(task)
-    b_tasks = [await poll(lambda i=i: task_of(i), f"{i}'s task", 10) for i in group_b]
-    d_tasks = [await poll(lambda i=i: task_of(i), f"{i}'s task", 10) for i in group_d]
-    await poll(deliveries_sent, "the assignment emails before the outage", 10)
+    b_tasks = [await poll(lambda i=i: task_of(i), what=f"{i}'s task", timeout=10) for i in group_b]
+    d_tasks = [await poll(lambda i=i: task_of(i), what=f"{i}'s task", timeout=10) for i in group_d]
+    await poll(deliveries_sent, what="the assignment emails before the outage", timeout=10)
 
     postgres.stop()
     # During: reps complete D's tasks (in time), C's instances start, B's SLAs run out
@@ -260,14 +242,18 @@ async def test_postgres_outage_loses_and_duplicates_nothing(
         async def web_answers() -> bool:
             return (await web.get("/api/tasks", headers=headers)).status_code == 200
 
-        await poll(web_answers, "the web app to answer again", 10)
+        await poll(web_answers, what="the web app to answer again", timeout=10)
 
     # ...and the worker catches up: D's completions land, C's tasks open, B's breach alerts
     await asyncio.gather(*completing)
     for instance in group_c:
-        task = await poll(lambda i=instance: task_of(i), f"{instance}'s task", RECOVERY_TIMEOUT)
+        task = await poll(
+            lambda i=instance: task_of(i), what=f"{instance}'s task", timeout=RECOVERY_TIMEOUT
+        )
         await complete(task)
-    await poll(lambda: count(Alert) >= len(group_b), "B's breach alerts", RECOVERY_TIMEOUT)
+    await poll(
+        lambda: count(Alert) >= len(group_b), what="B's breach alerts", timeout=RECOVERY_TIMEOUT
+    )
     for task in b_tasks:
         await complete(task)
     instances = group_a + group_b + group_c + group_d
@@ -277,10 +263,10 @@ async def test_postgres_outage_loses_and_duplicates_nothing(
 
     await poll(
         lambda: count(Instance, Instance.status == "completed") == len(instances),
-        "every instance recorded as completed",
-        RECOVERY_TIMEOUT,
+        what="every instance recorded as completed",
+        timeout=RECOVERY_TIMEOUT,
     )
-    await poll(deliveries_sent, "every notification sent", RECOVERY_TIMEOUT)
+    await poll(deliveries_sent, what="every notification sent", timeout=RECOVERY_TIMEOUT)
 
     # Exactly once each: instances, tasks, fact rows (a task step and an end per instance)
     assert count(Instance) == len(instances)
