@@ -40,12 +40,14 @@ import argparse
 import asyncio
 import logging
 import math
+import sqlite3
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import _harness as h
 import structlog
@@ -154,6 +156,20 @@ class Bench:
     opened_times: list[float] = field(default_factory=list)
     breakdowns: dict[str, str] = field(default_factory=dict)
     latency: float | None = None
+    sinks: tuple[h.SmtpSink, h.HttpSink] | None = None
+    database: Path | None = None
+
+    def delivered(self) -> int:
+        """Notifications the sinks have received so far."""
+        assert self.sinks is not None
+        return self.sinks[0].received + self.sinks[1].received
+
+    def pending_deliveries(self) -> int:
+        """Notifications queued in duly's outbox (`deliveries`) and not yet sent."""
+        assert self.database is not None
+        with sqlite3.connect(self.database, timeout=30) as db:
+            row = db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()
+        return int(row[0])
 
     async def open(
         self, process: str, key: str, *, due: str | None = None, watched: bool = False
@@ -202,7 +218,7 @@ class Bench:
             due = clock.opened_at + timedelta(seconds=steps * grid)
             moved.append(Clock(clock.instance, clock.task_id, clock.opened_at, due))
         # a few events at a time: a timer counts from when its workflow task completes, so a
-        # burst of retargets would make the timers themselves late (see `timer_breakdown`)
+        # burst of retargets would make the timers themselves late (see `breakdown`)
         semaphore = asyncio.Semaphore(SEND_CONCURRENCY)
 
         async def send(clock: Clock) -> None:
@@ -236,44 +252,66 @@ def lead(count: int) -> float:
     return 20 + count / 25
 
 
-async def timer_breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -> str:
-    """Where "due -> rung fired" goes, from the histories of a sample of clocks.
+async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -> str:
+    """Where the delay goes, from the histories of a sample of clocks.
 
+    due -> rung fired:
     - set: the timer that fired was started (recorded when its workflow task completed) for a
       duration the workflow computed from `workflow.now()` (when that task started), so it
       fires `set` after the due time;
     - timer: TimerFired's time minus when it was set to fire (the server's timer queue);
     - dispatch: the rung's `fired_at` (the next workflow task's start) minus TimerFired.
+
+    rung fired -> committed:
+    - queued: the `escalate` activity's start minus its scheduling (waiting for a worker slot);
+    - run: when this process saw the alert minus the activity's start (the transaction, its
+      wait for SQLite's write lock, and up to one poll interval).
     """
     sample = clocks[:: max(1, len(clocks) // SAMPLE)]
-    parts: dict[str, list[float]] = {"set": [], "timer": [], "dispatch": []}
+    parts: dict[str, list[float]] = {n: [] for n in ("set", "timer", "dispatch", "queued", "run")}
     for clock in sample:
         if clock.instance not in alerts.alerts:
             continue
+        seen, created = alerts.alerts[clock.instance]
         handle = client.get_workflow_handle(workflow_of(clock.instance, task=False))
         events = (await handle.fetch_history()).events
-        started = {
-            e.event_id: e for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-        }
+        by_id = {e.event_id: e for e in events}
+
+        def at(event: Any) -> datetime:
+            return event.event_time.ToDatetime(UTC)  # type: ignore[no-any-return]
+
         fired = next(
             e
             for e in events
             if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
-            and e.event_time.ToDatetime(UTC) >= clock.due_at - timedelta(seconds=5)
+            and at(e) >= clock.due_at - timedelta(seconds=5)
         )
-        start = started[fired.timer_fired_event_attributes.started_event_id]
-        meant = start.event_time.ToDatetime(UTC) + (
-            start.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        start = by_id[fired.timer_fired_event_attributes.started_event_id]
+        meant = at(start) + start.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        scheduled = next(
+            e
+            for e in events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "escalate"
+        )
+        began = next(
+            e
+            for e in events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            and e.activity_task_started_event_attributes.scheduled_event_id == scheduled.event_id
         )
         parts["set"].append((meant - clock.due_at).total_seconds())
-        parts["timer"].append((fired.event_time.ToDatetime(UTC) - meant).total_seconds())
-        created = alerts.alerts[clock.instance][1]
-        parts["dispatch"].append((created - fired.event_time.ToDatetime(UTC)).total_seconds())
-    lines = [f"  due -> rung fired, from {len(parts['set'])} histories:"]
+        parts["timer"].append((at(fired) - meant).total_seconds())
+        parts["dispatch"].append((created - at(fired)).total_seconds())
+        parts["queued"].append((at(began) - at(scheduled)).total_seconds())
+        parts["run"].append(seen - at(began).timestamp())
+    lines = [f"  from {len(parts['set'])} histories:"]
     for name, label in (
         ("set", "timer set late (workflow task)"),
         ("timer", "timer fired late (server)"),
         ("dispatch", "fired -> rung (workflow task)"),
+        ("queued", "escalate queued for a worker slot"),
+        ("run", "escalate started -> row seen"),
     ):
         lines.append(line(f"  {label}", parts[name]))
     return "\n".join(lines)
@@ -343,8 +381,13 @@ async def spread_phase(bench: Bench, args: argparse.Namespace) -> list[Clock]:
         f"over {max(dues) - min(dues):.0f} s",
         file=sys.stderr,
     )
+    await asyncio.sleep(max(0.0, min(dues) - time.time()))
+    pending, sent = bench.pending_deliveries(), bench.delivered()
     await wait_for_alerts(clocks, bench.alerts, until=max(dues) + 180)
-    bench.breakdowns["spread"] = await timer_breakdown(bench.client, clocks, bench.alerts)
+    bench.breakdowns["spread"] = await breakdown(bench.client, clocks, bench.alerts) + (
+        f"\n  meanwhile the worker's notification deliverer sent {bench.delivered() - sent} "
+        f"notifications (email or webhook); {pending} were waiting when the first came due"
+    )
     return clocks
 
 
@@ -367,7 +410,7 @@ async def storm_phase(bench: Bench, args: argparse.Namespace) -> tuple[list[Cloc
         file=sys.stderr,
     )
     await wait_for_alerts(clocks, bench.alerts, until=second.timestamp() + 300)
-    bench.breakdowns["storm"] = await timer_breakdown(bench.client, clocks, bench.alerts)
+    bench.breakdowns["storm"] = await breakdown(bench.client, clocks, bench.alerts)
     return clocks, second
 
 
@@ -451,6 +494,7 @@ async def bench(args: argparse.Namespace) -> None:
                     await worker.start()
                     await worker.wait_for_line("worker running")
                     bench = Bench(client, definitions, task_queue, tasks, alerts)
+                    bench.sinks, bench.database = (smtp, webhooks), database
                     cpu = (h.cpu_seconds(worker.pid), h.cpu_seconds(server.process.pid))
                     spread = await spread_phase(bench, args)
                     storm, second = await storm_phase(bench, args) if args.storm else ([], None)
