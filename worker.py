@@ -55,11 +55,6 @@ ACTIVITY_THREADS = 20
 # late by that wait (`bench/breach_latency.py` splits it out). The SDK's default is 100; a few
 # keep the pipeline full without a queue inside the worker.
 WORKFLOW_TASK_SLOTS = 8
-# Instances kept in memory between their workflow tasks; beyond it the least recently used is
-# evicted and replayed from its history when it next has work. Each costs about 300 kB (its own
-# import of workflows/process.py in the sandbox, its definition and state), so this bounds the
-# worker's memory: 366 MB with 10,000 instances open, 349 MB with 1,000 (bench/worker_memory.py).
-CACHED_INSTANCES = 500
 # Let in-flight activities (short database writes) finish before the worker stops
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
@@ -100,7 +95,10 @@ def build_worker(
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
-        max_cached_workflows=CACHED_INSTANCES,
+        # each cached instance costs about 300 kB (its own import of workflows/process.py in the
+        # sandbox, its definition and state); the default 500 keeps the worker at 366 MB with
+        # 10,000 instances open, 349 MB with 1,000 (bench/worker_memory.py)
+        max_cached_workflows=settings.cached_instances,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         interceptors=[ActivityLogContext()],  # every activity log line names its instance
     )
