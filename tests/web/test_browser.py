@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from api.conftest import lead, quote
-from playwright.async_api import BrowserContext, Dialog, Page, expect
+from playwright.async_api import Browser, BrowserContext, Dialog, Page, expect
 from sqlmodel import select
 
 from duly.store.models import Alert, Instance, Task
 
-from .harness import Site, sign_in
+from .harness import PHONE, Site, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +158,21 @@ async def test_a_manager_sees_a_breach_arrive_without_reloading_and_acknowledges
     await expect(page.locator("#sla-events")).to_contain_text("breach")
     await expect(page.locator("pre.data")).to_contain_text(XSS)
     assert problems == []
+
+
+async def test_on_a_phone_every_navigation_entry_is_on_screen(site: Site, browser: Browser) -> None:
+    context = await browser.new_context(viewport=PHONE)
+    try:
+        page, problems = await new_page(context)
+        await sign_in(page, site, "ana")
+        links = page.locator("nav.nav a")
+        await expect(links).to_have_text(
+            [re.compile("Inbox"), re.compile("Alerts"), "Instances", "Definitions", "Dashboard"]
+        )
+        for index in range(await links.count()):
+            box = await links.nth(index).bounding_box()
+            assert box is not None
+            assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"], box
+        assert problems == []
+    finally:
+        await context.close()
