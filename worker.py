@@ -201,7 +201,10 @@ async def _monitors(
     queue = task_queue or settings.task_queue
     # Each manager's weekly summary, Mondays at 08:00 UTC (duly/summary.py); registered before
     # the scheduler starts, which drops stored jobs nobody registered
-    summary = Periodic(SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), ScheduledStart(queue))
+    start = ScheduledStart(queue)
+    summary = Periodic(
+        SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), start, misfire_grace=start.misfire_grace
+    )
     try:
         async with scheduling(client, engine, definitions, task_queue=queue, periodic=[summary]):
             yield

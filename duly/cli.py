@@ -445,6 +445,12 @@ def summary(
         typer.echo(f"--week: {exc}", err=True)
         raise typer.Exit(1) from None
     chosen = [manager] if manager else managers(loaded)
+    if manager and manager not in managers(loaded):
+        known = ", ".join(managers(loaded))
+        typer.echo(
+            f"--manager: {manager!r} manages no team in org.yaml (managers: {known})", err=True
+        )
+        raise typer.Exit(1)
     if send:
         _run(_send_summary(settings, week, chosen if manager else None))
         return
@@ -476,11 +482,13 @@ async def _send_summary(settings: Settings, week: str, chosen: list[str] | None)
     started = await start_week(client, week, task_queue=settings.task_queue, managers=chosen)
     if not started:
         typer.echo(
-            f"the summary of {week} was already sent ({weekly_summary_id(week)}); "
+            f"the summary of {week} was already sent ({weekly_summary_id(week, chosen)}); "
             "each manager gets it once a week"
         )
         return
-    handle = client.get_workflow_handle(weekly_summary_id(week), result_type=WeeklySummaryResult)
+    handle = client.get_workflow_handle(
+        weekly_summary_id(week, chosen), result_type=WeeklySummaryResult
+    )
     result = await handle.result()
     for who, channels in sorted(result.queued.items()):
         typer.echo(f"{who}: queued on {', '.join(channels) or 'no channel (already queued)'}")

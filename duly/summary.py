@@ -430,7 +430,7 @@ async def start_week(
         await client.start_workflow(
             WEEKLY_SUMMARY_WORKFLOW,
             WeeklySummaryInput(week=week, managers=managers),
-            id=weekly_summary_id(week),
+            id=weekly_summary_id(week, managers),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -445,6 +445,9 @@ class ScheduledStart:
 
     def __init__(self, task_queue: str) -> None:
         self.task_queue = task_queue
+
+    # A Monday missed while no worker ran is started when one is back, any day that week
+    misfire_grace = timedelta(days=6)
 
     async def __call__(self, client: Client, at: datetime) -> bool:
         """Start the run for the last complete week before the slot."""

@@ -253,6 +253,47 @@ async def test_the_weekly_run_sends_each_manager_one_email_per_week_however_ofte
     assert "Call &lt;b&gt;Acme&lt;/b&gt;" in parts["text/html"]
 
 
+async def test_one_managers_early_send_leaves_the_run_for_everyone_to_the_others(
+    sessions: SessionFactory,
+    definitions: Definitions,
+    time_skipping_env: WorkflowEnvironment,
+    task_queue: str,
+    smtp: tuple[Settings, Any],
+) -> None:
+    settings, inbox = smtp
+    activities = SummaryActivities(sessions, settings, definitions)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        async with Worker(
+            time_skipping_env.client,
+            task_queue=task_queue,
+            workflows=[WeeklySummaryWorkflow],
+            activities=summary_activities(activities),
+            activity_executor=pool,
+            workflow_runner=workflow_runner(),
+        ):
+            client = time_skipping_env.client
+            week = "2026-W46"
+            assert await start_week(client, week, task_queue=task_queue, managers=["maria"])
+            early = await client.get_workflow_handle(
+                weekly_summary_id(week, ["maria"]), result_type=WeeklySummaryResult
+            ).result()
+            assert early.queued == {"maria": ["email"]}
+            # the Monday run for everyone still runs: omar's is queued, maria's is not again
+            assert await start_week(client, week, task_queue=task_queue)
+            everyone = await client.get_workflow_handle(
+                weekly_summary_id(week), result_type=WeeklySummaryResult
+            ).result()
+            assert everyone.queued == {"maria": [], "omar": ["email"]}
+
+    deliverer = Deliverer(sessions, settings, policy=FAST)
+    assert await deliverer.deliver_due() == 2
+    await deliverer.aclose()
+    assert sorted(e.rcpt_tos[0] for e in inbox.envelopes) == [
+        "maria@example.com",
+        "omar@example.com",
+    ]
+
+
 def test_the_command_prints_a_managers_summary_and_refuses_a_bad_week(
     sessions: SessionFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,3 +313,8 @@ def test_the_command_prints_a_managers_summary_and_refuses_a_bad_week(
     bad = CliRunner().invoke(app, ["summary", "--week", "W47", "--definitions", str(ROOT)])
     assert bad.exit_code == 1
     assert "--week: 'W47' is not an ISO week; write it like 2026-W48" in bad.output
+    nobody = CliRunner().invoke(
+        app, ["summary", "--send", "--manager", "mария", "--definitions", str(ROOT)]
+    )
+    assert nobody.exit_code == 1
+    assert "--manager: 'mария' manages no team in org.yaml (managers: maria, omar)" in nobody.output
