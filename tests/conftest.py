@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import structlog
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
@@ -38,6 +39,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: starts real servers or processes; runs by default (-m 'not slow' skips)"
     )
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_configuration() -> Iterator[None]:
+    """Undo what a test did to structlog's configuration (a CLI command sets the level to
+    warnings), so a later test that captures info lines sees them whatever ran before."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
