@@ -26,6 +26,10 @@ FACTS: Table = StepFact.__table__  # type: ignore[attr-defined]
 ROLLUP: Table = StepFactWeek.__table__  # type: ignore[attr-defined]
 USE_ROLLUP = True
 """Read the weekly rollup when a query allows (tests turn it off to check both paths agree)."""
+# Periods must lie in these years: far enough apart for any sales history, and away from the
+# ends of `datetime`, where moving to a calendar's time zone overflows
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 TASKS: Table = Task.__table__  # type: ignore[attr-defined]
 INSTANCES: Table = Instance.__table__  # type: ignore[attr-defined]
 
@@ -90,10 +94,15 @@ def resolve(
     zone_name = process.calendar.timezone if process is not None else "UTC"
     zone = ZoneInfo(zone_name)
     if query.since is not None or query.until is not None:
-        since = query.since or datetime(2000, 1, 3, tzinfo=UTC)
         until = query.until or now
+        # `until` alone: the default number of weeks before it
+        since = query.since or until - timedelta(weeks=query.weeks or DEFAULT_WEEKS)
         if since >= until:
             raise ReportError(f"the period is empty: since {since} is not before until {until}")
+        if since < EARLIEST or until > LATEST:
+            raise ReportError(
+                f"the period must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+            )
         first = _monday(since.astimezone(zone).date())
         last = _monday((until - timedelta(microseconds=1)).astimezone(zone).date())
         if (last - first).days // 7 >= MAX_WEEKS:

@@ -125,3 +125,30 @@ async def test_bad_parameters_say_what_is_wrong(api: ReportsApi) -> None:
     assert grouping.status_code == 422 and "query.by" in grouping.json()["detail"]
     anonymous = await api.http.get("/api/reports/attainment")
     assert anonymous.status_code == 401
+
+
+async def test_a_period_given_by_its_end_alone_or_out_of_range_is_answered_clearly(
+    api: ReportsApi,
+) -> None:
+    headers = {"Authorization": f"Bearer {api.tokens['sam']}"}
+    ending = await api.http.get(
+        "/api/reports/attainment",
+        params={"process": "quote-follow-up", "until": "2026-11-02T05:00:00Z"},
+        headers=headers,
+    )
+    assert ending.status_code == 200, ending.text
+    weeks = ending.json()["scope"]["weeks"]
+    # 8 weeks back from Monday 2 November 00:00 in New York: W37 to W44
+    assert [weeks[0]["label"], weeks[-1]["label"], len(weeks)] == ["2026-W37", "2026-W44", 8]
+    for since, until in (
+        ("0001-01-01T03:00:00Z", "0001-02-01T00:00:00Z"),
+        (None, "9999-12-31T23:00:00Z"),
+    ):
+        params = {
+            "process": "quote-follow-up",
+            "until": until,
+            **({"since": since} if since else {}),
+        }
+        far = await api.http.get("/api/reports/attainment", params=params, headers=headers)
+        assert far.status_code == 422, far.text
+        assert far.json()["detail"] == "the period must lie between 1970-01-01 and 9000-01-01"

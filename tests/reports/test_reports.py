@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -292,7 +292,9 @@ def test_bad_queries_say_what_is_wrong(sessions: SessionFactory) -> None:
     with sessions() as session, pytest.raises(ReportError, match="no process 'nope'"):
         attainment(session, ReportQuery(process="nope"), definitions=Definitions(), now=NOW)
     with sessions() as session, pytest.raises(ReportError, match="more than 520 weeks"):
-        attainment(session, ReportQuery(until=NOW), now=NOW)
+        attainment(session, ReportQuery(since=datetime(2000, 1, 3, tzinfo=UTC), until=NOW), now=NOW)
+    with sessions() as session, pytest.raises(ReportError, match="must lie between 1970"):
+        attainment(session, ReportQuery(since=datetime(1, 1, 1, 3, tzinfo=UTC), until=NOW), now=NOW)
     with pytest.raises(ValueError, match="either weeks or since/until"):
         ReportQuery(weeks=2, since=NOW)
     with pytest.raises(ValueError, match="needs a time zone"):
