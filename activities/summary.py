@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from duly.language.loader import Definitions, load_definitions
-from duly.settings import Settings
+from duly.settings import Settings, web_url
 from duly.store.db import SessionFactory, write_session
 from duly.summary import SummaryError, build_summary, managers, queue_summary
 
@@ -79,7 +79,7 @@ class SummaryActivities:
     def send_weekly_summaries(self, input: WeeklySummaryInput) -> WeeklySummaryResult:
         """Build each manager's summary of the week and queue it on their channels, once."""
         definitions = self.definitions
-        link = f"http://{self.settings.web_host}:{self.settings.web_port}"
+        link = web_url(self.settings)
         result = WeeklySummaryResult(week=input.week)
         for manager in input.managers or managers(definitions):
             try:

@@ -17,7 +17,7 @@ from duly.language.diagram import mermaid
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions, load_paths
 from duly.language.schema import json_schema
-from duly.settings import Settings
+from duly.settings import Settings, web_url
 from duly.tables import span, table, when
 
 if TYPE_CHECKING:
@@ -455,7 +455,7 @@ def summary(
         _run(_send_summary(settings, week, chosen if manager else None))
         return
     engine, _ = _database(settings)
-    link = f"http://{settings.web_host}:{settings.web_port}"
+    link = web_url(settings)
     try:
         with Session(engine) as session:
             made = [build_summary(session, loaded, m, week, link=link) for m in chosen]

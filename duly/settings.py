@@ -29,6 +29,8 @@ class Settings(BaseSettings):
         smtp_from: The From address of duly's emails.
         web_host: Interface the web app listens on.
         web_port: Port the web app listens on.
+        public_url: Where people reach the web app (`https://duly.example.com`), for the links
+            in what duly sends them; unset, `http://<web_host>:<web_port>`.
         temporal_ui_port: Port of the embedded Temporal dev server's web UI.
         log_format: `console` (readable, for development) or `json` (for production).
         events_secret: The shared secret inbound events (`POST /api/events`) are signed with
@@ -64,6 +66,7 @@ class Settings(BaseSettings):
     smtp_from: str = "duly@localhost"
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    public_url: str = ""
     temporal_ui_port: int = 8233
     log_format: Literal["console", "json"] = "console"
     events_secret: str = Field(default="", repr=False)
@@ -85,6 +88,11 @@ class Settings(BaseSettings):
             data_dir = Path(values.get("data_dir") or "data")
             values = {**values, "database_url": f"sqlite:///{data_dir / 'duly.db'}"}
         return values
+
+
+def web_url(settings: Settings) -> str:
+    """The web app's address for links people follow: `public_url`, else where it listens."""
+    return settings.public_url.rstrip("/") or f"http://{settings.web_host}:{settings.web_port}"
 
 
 @cache

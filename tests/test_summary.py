@@ -261,6 +261,7 @@ async def test_one_managers_early_send_leaves_the_run_for_everyone_to_the_others
     smtp: tuple[Settings, Any],
 ) -> None:
     settings, inbox = smtp
+    settings = settings.model_copy(update={"public_url": "https://duly.example.com/"})
     activities = SummaryActivities(sessions, settings, definitions)
     with ThreadPoolExecutor(max_workers=2) as pool:
         async with Worker(
@@ -292,6 +293,11 @@ async def test_one_managers_early_send_leaves_the_run_for_everyone_to_the_others
         "maria@example.com",
         "omar@example.com",
     ]
+    # links point where people reach the web app (DULY_PUBLIC_URL), not where it listens
+    maria = next(e for e in inbox.envelopes if e.rcpt_tos == ["maria@example.com"])
+    _, parts = _parts(maria)
+    assert 'href="https://duly.example.com/instances/' in parts["text/html"]
+    assert "127.0.0.1" not in parts["text/html"]
 
 
 def test_the_command_prints_a_managers_summary_and_refuses_a_bad_week(
