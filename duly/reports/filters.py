@@ -189,6 +189,12 @@ def _process(
 # --- conditions ---------------------------------------------------------------------------------
 
 
+def _filters(q: ReportQuery, columns: Any) -> list[ColumnElement[bool]]:
+    """The query's process, step, team and rep filters on a table with those columns."""
+    wanted = {"process": q.process, "step": q.step, "team": q.team, "assignee": q.rep}
+    return [columns[name] == value for name, value in wanted.items() if value is not None]
+
+
 def fact_conditions(
     resolved: Resolved, *, period: bool = True, table: Table = FACTS
 ) -> list[ColumnElement[bool]]:
@@ -197,17 +203,9 @@ def fact_conditions(
     A fact is in the period when it was opened in it; a rollup row, when its week starts in it.
     """
     q, c = resolved.query, table.c
-    where: list[ColumnElement[bool]] = []
-    if q.process is not None:
-        where.append(c.process == q.process)
+    where = _filters(q, c)
     if q.version is not None:
         where.append(c.version == q.version)
-    if q.step is not None:
-        where.append(c.step == q.step)
-    if q.team is not None:
-        where.append(c.team == q.team)
-    if q.rep is not None:
-        where.append(c.assignee == q.rep)
     if period:
         moment = c.week_start if "week_start" in c else c.opened_at
         where += [moment >= resolved.scope.since, moment < resolved.scope.until]
@@ -226,18 +224,10 @@ def open_task_conditions(
     """
     q, t = resolved.query, TASKS.c
     source: Any = TASKS
-    where: list[ColumnElement[bool]] = [t.status == "open"]
-    if q.process is not None:
-        where.append(t.process == q.process)
+    where = [t.status == "open", *_filters(q, t)]
     if q.version is not None:
         source = TASKS.join(INSTANCES, INSTANCES.c.id == t.instance_id)
         where.append(INSTANCES.c.version == q.version)
-    if q.step is not None:
-        where.append(t.step == q.step)
-    if q.team is not None:
-        where.append(t.team == q.team)
-    if q.rep is not None:
-        where.append(t.assignee == q.rep)
     if period:
         where += [t.opened_at >= resolved.scope.since, t.opened_at < resolved.scope.until]
     where += _visible(q, t.team, t.assignee)
