@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +120,13 @@ def smtp() -> Iterator[tuple[Settings, Inbox]]:
 # --- a database on each backend ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres_engine() -> Iterator[Engine]:
-    """An engine whose search_path is a fresh schema, dropped when the session ends."""
-    schema = f"duly_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_postgres_schema(prefix: str = "duly_test") -> Iterator[Engine]:
+    """An engine whose search_path is a new, empty schema, dropped afterwards.
+
+    Skips the test when PostgreSQL is not reachable, except under CI=true, where that fails it.
+    """
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_URL)
     try:
         with admin.begin() as connection:
@@ -135,13 +139,20 @@ def postgres_engine() -> Iterator[Engine]:
         pytest.skip(reason)
     engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
     try:
-        create_all(engine)
         yield engine
     finally:
         engine.dispose()
         with admin.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[Engine]:
+    """An engine on a fresh schema holding duly's tables, dropped when the session ends."""
+    with fresh_postgres_schema() as engine:
+        create_all(engine)
+        yield engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,16 +5,14 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import POSTGRES_URL, ROOT
-from sqlalchemy import CheckConstraint, Engine, create_engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from conftest import ROOT, fresh_postgres_schema
+from sqlalchemy import CheckConstraint, Engine, inspect, text
 from typer.testing import CliRunner
 
 from duly.cli import app
@@ -37,22 +35,8 @@ def modules_with_tables() -> list[str]:
 @pytest.fixture
 def postgres_schema() -> Iterator[Engine]:
     """An engine on a fresh, empty PostgreSQL schema, dropped afterwards."""
-    schema = f"duly_migrations_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}")
-    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
+    with fresh_postgres_schema("duly_migrations") as engine:
         yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
