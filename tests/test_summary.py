@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -197,6 +199,23 @@ def _parts(envelope: Any) -> tuple[Any, dict[str, str]]:
     return message, parts
 
 
+@asynccontextmanager
+async def summary_worker(
+    env: WorkflowEnvironment, task_queue: str, activities: SummaryActivities
+) -> AsyncIterator[None]:
+    """A worker running the weekly summary workflow and its activity."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        async with Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=[WeeklySummaryWorkflow],
+            activities=summary_activities(activities),
+            activity_executor=pool,
+            workflow_runner=workflow_runner(),
+        ):
+            yield
+
+
 async def test_the_weekly_run_sends_each_manager_one_email_per_week_however_often_triggered(
     sessions: SessionFactory,
     definitions: Definitions,
@@ -206,25 +225,17 @@ async def test_the_weekly_run_sends_each_manager_one_email_per_week_however_ofte
 ) -> None:
     settings, inbox = smtp
     activities = SummaryActivities(sessions, settings, definitions)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        async with Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[WeeklySummaryWorkflow],
-            activities=summary_activities(activities),
-            activity_executor=pool,
-            workflow_runner=workflow_runner(),
-        ):
-            client = time_skipping_env.client
-            assert await start_week(client, "2026-W47", task_queue=task_queue)
-            handle = client.get_workflow_handle(
-                weekly_summary_id("2026-W47"), result_type=WeeklySummaryResult
-            )
-            result = await handle.result()
-            assert result.queued == {"maria": ["email"], "omar": ["email"]}
-            # a second trigger of the same week (another worker's scheduler) runs nothing
-            assert not await start_week(client, "2026-W47", task_queue=task_queue)
-            assert not await ScheduledStart(task_queue)(client, NOW)  # Monday of W48: W47
+    async with summary_worker(time_skipping_env, task_queue, activities):
+        client = time_skipping_env.client
+        assert await start_week(client, "2026-W47", task_queue=task_queue)
+        handle = client.get_workflow_handle(
+            weekly_summary_id("2026-W47"), result_type=WeeklySummaryResult
+        )
+        result = await handle.result()
+        assert result.queued == {"maria": ["email"], "omar": ["email"]}
+        # a second trigger of the same week (another worker's scheduler) runs nothing
+        assert not await start_week(client, "2026-W47", task_queue=task_queue)
+        assert not await ScheduledStart(task_queue)(client, NOW)  # Monday of W48: W47
 
     deliverer = Deliverer(sessions, settings, policy=FAST)
     assert await deliverer.deliver_due() == 2
@@ -263,28 +274,20 @@ async def test_one_managers_early_send_leaves_the_run_for_everyone_to_the_others
     settings, inbox = smtp
     settings = settings.model_copy(update={"public_url": "https://duly.example.com/"})
     activities = SummaryActivities(sessions, settings, definitions)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        async with Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[WeeklySummaryWorkflow],
-            activities=summary_activities(activities),
-            activity_executor=pool,
-            workflow_runner=workflow_runner(),
-        ):
-            client = time_skipping_env.client
-            week = "2026-W46"
-            assert await start_week(client, week, task_queue=task_queue, managers=["maria"])
-            early = await client.get_workflow_handle(
-                weekly_summary_id(week, ["maria"]), result_type=WeeklySummaryResult
-            ).result()
-            assert early.queued == {"maria": ["email"]}
-            # the Monday run for everyone still runs: omar's is queued, maria's is not again
-            assert await start_week(client, week, task_queue=task_queue)
-            everyone = await client.get_workflow_handle(
-                weekly_summary_id(week), result_type=WeeklySummaryResult
-            ).result()
-            assert everyone.queued == {"maria": [], "omar": ["email"]}
+    async with summary_worker(time_skipping_env, task_queue, activities):
+        client = time_skipping_env.client
+        week = "2026-W46"
+        assert await start_week(client, week, task_queue=task_queue, managers=["maria"])
+        early = await client.get_workflow_handle(
+            weekly_summary_id(week, ["maria"]), result_type=WeeklySummaryResult
+        ).result()
+        assert early.queued == {"maria": ["email"]}
+        # the Monday run for everyone still runs: omar's is queued, maria's is not again
+        assert await start_week(client, week, task_queue=task_queue)
+        everyone = await client.get_workflow_handle(
+            weekly_summary_id(week), result_type=WeeklySummaryResult
+        ).result()
+        assert everyone.queued == {"maria": [], "omar": ["email"]}
 
     deliverer = Deliverer(sessions, settings, policy=FAST)
     assert await deliverer.deliver_due() == 2
