@@ -49,6 +49,8 @@ class EventInput(BaseModel):
     id: str
     type: str
     data: dict[str, Any] = Field(default_factory=dict)
+    # when it happened at the source; None: when duly received it
+    occurred_at: datetime | None = None
 
 
 class CompleteTaskInput(BaseModel):

@@ -170,6 +170,11 @@ class EventIn(BaseModel):
     id: str = Field(min_length=1, max_length=200, examples=["evt-01HZX4"])
     type: str = Field(min_length=1, max_length=200, examples=["quote.sent"])
     data: dict[str, Any] = Field(default_factory=dict, examples=[{"quote": {"id": "Q-1"}}])
+    occurred_at: datetime | None = Field(
+        default=None,
+        description="when it happened at the source (ISO 8601 with an offset); absent: on receipt",
+        examples=["2026-12-01T14:05:00-05:00"],
+    )
 
 
 class EventOut(BaseModel):

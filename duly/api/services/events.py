@@ -60,7 +60,9 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
         touched = await duly_client.send_event(
             client,
             context.definitions,
-            EventInput(id=event.id, type=event.type, data=event.data),
+            EventInput(
+                id=event.id, type=event.type, data=event.data, occurred_at=event.occurred_at
+            ),
             task_queue=context.settings.task_queue,
         )
     if not await run_in_threadpool(_record, context, event, touched):
