@@ -40,6 +40,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: starts real servers or processes; runs by default (-m 'not slow' skips)"
     )
+    config.addinivalue_line(
+        "markers", "temporal: runs on a Temporal server (set where a test's fixtures start one)"
+    )
+
+
+TEMPORAL_FIXTURES = {"time_skipping_env", "dev_server_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need a Temporal server, so `-m 'not slow and not temporal'` is the
+    fast part of the suite (language, reports, store, API without Temporal, docs) that CI also
+    runs on every other Python it finds."""
+    for item in items:
+        if TEMPORAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.temporal)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from html import escape
-from math import hypot
+from math import fsum, hypot
 
 from duly.language.diagram import mermaid, sla_text, step_kind
 from duly.language.graph import transitions
@@ -55,9 +55,19 @@ class _Edge:
     chain: list[str] = field(default_factory=list)  # top to bottom, waypoints included
 
 
+def _n(value: float, digits: int = 1) -> str:
+    """A coordinate as SVG text: the one place numbers are rounded, and never `-0.0`.
+
+    Together with `fsum` (exact on every Python, where `sum` of floats changed in 3.12), this keeps
+    the drawings byte-identical on every supported Python.
+    """
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
 def text_width(text: str, size: float) -> float:
     """Estimated width of text in a sans-serif font (no font metrics offline)."""
-    em = sum(
+    em = fsum(
         0.3 if c in "il.,:;'|!jI" else 0.4 if c in "ftr()[] " else 0.9 if c in "mwMW@%" else
         0.72 if c.isupper() else 0.6 for c in text
     )  # fmt: skip
@@ -238,7 +248,7 @@ class _Layout:
                 for key in layer:
                     near = ups[key] + downs[key] if sweep >= 6 else (ups if forward else downs)[key]
                     xs = [self.nodes[k].x for k in near]
-                    wanted.append(sum(xs) / len(xs) if xs else self.nodes[key].x)
+                    wanted.append(fsum(xs) / len(xs) if xs else self.nodes[key].x)
                 self._pack(layer, wanted)
         left = min(n.x - n.w / 2 for n in self.nodes.values())
         for node in self.nodes.values():
@@ -329,7 +339,7 @@ def _curves(route: Route) -> list[tuple[Point, Point, Point]]:
 def _shape(node: _Node, paint: str) -> str:
     x0, x1 = node.x - node.w / 2, node.x + node.w / 2
     y0, y1 = node.y - node.h / 2, node.y + node.h / 2
-    rect = f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{node.w:.1f}" height="{node.h:.1f}"'
+    rect = f'<rect x="{_n(x0)}" y="{_n(y0)}" width="{_n(node.w)}" height="{_n(node.h)}"'
     inset = 0.3 * node.h
     corners = {
         "decision": [(node.x, y0), (x1, node.y), (node.x, y1), (x0, node.y)],
@@ -337,15 +347,15 @@ def _shape(node: _Node, paint: str) -> str:
                  (x0 + inset, y1), (x0, node.y)],
     }.get(node.kind)  # fmt: skip
     if corners:
-        return f'<polygon points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in corners)}" {paint}/>'
+        return f'<polygon points="{" ".join(f"{_n(x)},{_n(y)}" for x, y in corners)}" {paint}/>'
     if node.kind == "start":
-        return f'<circle cx="{node.x:.1f}" cy="{node.y:.1f}" r="10" fill="#2d3748"/>'
+        return f'<circle cx="{_n(node.x)}" cy="{_n(node.y)}" r="10" fill="#2d3748"/>'
     if node.kind == "action":  # a subroutine box: double bars on both sides
-        bars = "".join(f'<path d="M{x:.1f},{y0:.1f}V{y1:.1f}" {paint}/>' for x in (x0 + 8, x1 - 8))
+        bars = "".join(f'<path d="M{_n(x)},{_n(y0)}V{_n(y1)}" {paint}/>' for x in (x0 + 8, x1 - 8))
         return f"{rect} {paint}/>{bars}"
     radius = node.h / 2 if node.kind in ("end", "any", "label") else 8
     dash = ' stroke-dasharray="5 4"' if node.kind == "any" else ""
-    return f'{rect} rx="{radius:.1f}" {paint}{dash}/>'
+    return f'{rect} rx="{_n(radius)}" {paint}{dash}/>'
 
 
 def _text(node: _Node) -> str:
@@ -361,7 +371,7 @@ def _text(node: _Node) -> str:
         color = "#5a6578" if font == 11 and node.kind != "label" else grey
         color = "#b45309" if node.kind == "label" and line.startswith("SLA ") else color
         out.append(
-            f'<text x="{node.x:.1f}" y="{y:.1f}" font-size="{font}" text-anchor="middle" '
+            f'<text x="{_n(node.x)}" y="{_n(y)}" font-size="{font}" text-anchor="middle" '
             f'fill="{color}"{italic}>{_xml(line)}</text>'
         )
     return "".join(out)
@@ -404,8 +414,8 @@ def svg(spec: ProcessSpec, *, highlight: str | None = None) -> str:
         kind = "-error" if edge.label[:1] == ["error"] else kind
         curves = _curves(route)
         xs += [x for curve in curves for x, _ in curve]
-        d = f"M{route[0][0][0]:.1f},{route[0][0][1]:.1f}" + "".join(
-            "C" + " ".join(f"{x:.1f},{y:.1f}" for x, y in curve) for curve in curves
+        d = f"M{_n(route[0][0][0])},{_n(route[0][0][1])}" + "".join(
+            "C" + " ".join(f"{_n(x)},{_n(y)}" for x, y in curve) for curve in curves
         )
         dash = ' stroke-dasharray="6 4"' if edge.source == ANY else ""
         body.append(
@@ -429,10 +439,11 @@ def svg(spec: ProcessSpec, *, highlight: str | None = None) -> str:
     left, width = min(xs) - MARGIN, max(xs) - min(xs) + 2 * MARGIN
     height = max(n.y + n.h / 2 for n in layout.nodes.values()) + MARGIN
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{left:.0f} 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}" font-family="{_xml(FONT)}" role="img">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="{_n(left, 0)} 0 {_n(width, 0)} {_n(height, 0)}" '
+        f'width="{_n(width, 0)}" height="{_n(height, 0)}" font-family="{_xml(FONT)}" role="img">'
         f"<title>{_xml(spec.title)}</title><defs>{defs}</defs>"
-        f'<rect x="{left:.0f}" width="100%" height="100%" fill="#fff"/>{"".join(body)}</svg>\n'
+        f'<rect x="{_n(left, 0)}" width="100%" height="100%" fill="#fff"/>{"".join(body)}</svg>\n'
     )
 
 
