@@ -25,6 +25,7 @@ from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
 from duly.api.routes import alerts, events, instances, me, reports, tasks
 from duly.api.routes import definitions as definitions_routes
+from duly.api.web.login_limit import LoginLimiter
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, get_settings
 from duly.store.db import make_engine, migrate, session_factory
@@ -49,6 +50,7 @@ def create_app(
     client: Client | None = None,
     client_factory: ClientFactory | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    login_limiter: LoginLimiter | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -61,6 +63,8 @@ def create_app(
         client_factory: Connects a Temporal client on first use, when `client` is not given;
             defaults to `settings.temporal_address`.
         max_body_bytes: Larger request bodies are refused with 413.
+        login_limiter: Counts failed sign-ins on the web pages; a new one (this process's
+            memory, the default limits) when not given.
 
     Returns:
         The application; `app.state.duly` is its `ApiContext`.
@@ -96,6 +100,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.duly = context
+    app.state.login_limiter = login_limiter or LoginLimiter()
     for module in (events, instances, tasks, alerts, definitions_routes, me, reports):
         app.include_router(module.router)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)  # for Prometheus
