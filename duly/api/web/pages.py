@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -53,6 +54,7 @@ from duly.store.models import Definition, Instance, Task
 from duly.store.types import utc_now
 
 router = APIRouter(include_in_schema=False)
+log = structlog.get_logger(__name__)
 
 MAX_FORM_FIELDS = 100
 """A form with more fields than this is refused (a task declares a handful)."""
@@ -166,6 +168,7 @@ async def login(request: Request) -> Response:
     limiter, address = limiter_of(request), client_address(request)
     refusal = limiter.check(user_id, address)
     if refusal is not None:
+        log.warning("sign_in_limited", user=user_id[:100], address=address, reason=refusal.reason)
         return _login_form(
             request,
             next=next_path,
@@ -184,6 +187,7 @@ async def login(request: Request) -> Response:
         session_id = await run_in_threadpool(start)
     except NotAuthenticated as exc:
         limiter.failed(user_id, address)
+        log.info("sign_in_failed", user=user_id[:100], address=address)
         return _login_form(
             request, next=next_path, user_id=user_id, error=exc.message, status=exc.status
         )
