@@ -784,6 +784,7 @@ def token(
     """Issue a new API token for a user (replacing their old one) and print it, once.
 
     Only its hash is stored: keep the printed token; run this again to replace a lost one.
+    The user's web sessions end with the old token: they sign in again with the new one.
     """
     from duly.api.auth import issue_token
 
@@ -794,7 +795,8 @@ def token(
     issued = _with_work(go, None, definitions, None)
     typer.echo(issued)
     typer.echo(
-        f"API token for {user}, shown once; send it as 'Authorization: Bearer <token>'",
+        f"API token for {user}, shown once; send it as 'Authorization: Bearer <token>' "
+        "(their web sessions are signed out)",
         err=True,
     )
 

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
         web_host: Interface the web app listens on.
         web_port: Port the web app listens on.
         public_url: Where people reach the web app (`https://duly.example.com`), for the links
-            in what duly sends them; unset, `http://<web_host>:<web_port>`.
+            in what duly sends them; unset, `http://<web_host>:<web_port>`. When it is https,
+            the web pages' cookies are `Secure` (even if a TLS proxy passes requests on as http).
         temporal_ui_port: Port of the embedded Temporal dev server's web UI.
         log_format: `console` (readable, for development) or `json` (for production).
         events_secret: The shared secret inbound events (`POST /api/events`) are signed with

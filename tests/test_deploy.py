@@ -103,6 +103,68 @@ def test_workers_scale_out(compose: dict[str, Any]) -> None:
     assert f":{web['environment']['DULY_WEB_PORT']}/metrics" in " ".join(web["healthcheck"]["test"])
 
 
+def published(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """A service's published ports as (host address, host port); address "" is every interface.
+
+    Compose's short syntax is `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]` (an IPv6
+    address in brackets); its long syntax a mapping with `host_ip` and `published`.
+    """
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((str(port.get("host_ip", "")), str(port.get("published", ""))))
+            continue
+        text = str(port).split("/")[0]
+        address = ""
+        if text.startswith("["):
+            address, text = text[1:].split("]:", 1)
+        parts = text.split(":")
+        if len(parts) == 3:
+            address, parts = parts[0], parts[1:]
+        found.append((address, parts[0] if len(parts) == 2 else ""))
+    return found
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def test_what_has_no_login_of_its_own_is_published_on_loopback_only(
+    compose: dict[str, Any],
+) -> None:
+    parts = services(compose)
+    ui = published(parts["temporal-ui"])
+    assert ui == [("127.0.0.1", "8080")], ui
+    # nor Temporal's frontend or PostgreSQL (duly's web app has its own login)
+    for name in ("temporal", "postgres"):
+        for address, port in published(parts[name]):
+            assert address in LOOPBACK, f"{name} publishes port {port} on every interface"
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        ("8080:8080", [("", "8080")]),
+        ("127.0.0.1:8080:8080", [("127.0.0.1", "8080")]),
+        ("[::1]:8080:8080/tcp", [("::1", "8080")]),
+        ("8080", [("", "")]),
+        ({"target": 8080, "published": "8080", "host_ip": "127.0.0.1"}, [("127.0.0.1", "8080")]),
+        ({"target": 8080, "published": "8080"}, [("", "8080")]),
+    ],
+)
+def test_published_ports_are_read_in_every_syntax(
+    port: str | dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert published({"ports": [port]}) == expected
+
+
+def test_the_deploy_guide_says_how_to_put_the_temporal_ui_behind_auth() -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = guide.split("## The Temporal UI", 1)[1].split("\n## ", 1)[0]
+    for needed in ("127.0.0.1:8080", "TEMPORAL_AUTH_ENABLED", "TEMPORAL_AUTH_PROVIDER_URL"):
+        assert needed in section, needed
+    assert "reverse proxy" in section
+
+
 def test_duly_is_configured_only_by_variables_it_reads(compose: dict[str, Any]) -> None:
     for name in DULY_SERVICES:
         service = services(compose)[name]

@@ -10,21 +10,27 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from duly import metrics
 from duly.api import web
 from duly.api.context import ApiContext, ClientFactory, TemporalProvider
+from duly.api.deps import current_user
 from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
+from duly.api.openapi import documented_openapi
 from duly.api.routes import alerts, events, instances, me, reports, tasks
 from duly.api.routes import definitions as definitions_routes
+from duly.api.web.login_limit import LoginLimiter
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, get_settings
 from duly.store.db import make_engine, migrate, session_factory
@@ -37,7 +43,8 @@ duly runs a sales team's processes on time. Every call but `POST /api/events` ta
 API token as `Authorization: Bearer <token>` (`duly token USER` issues one); what each role may
 see and do is in `duly/api/access.py`. Inbound events are signed instead: see docs/events.md.
 
-Errors answer `{"detail": "what was wrong, and what to do"}`.
+Errors answer `{"detail": "what was wrong, and what to do"}`; a 422 for a request of the wrong
+shape also lists each problem, located, in `errors`.
 """
 
 
@@ -49,6 +56,7 @@ def create_app(
     client: Client | None = None,
     client_factory: ClientFactory | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    login_limiter: LoginLimiter | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -61,6 +69,8 @@ def create_app(
         client_factory: Connects a Temporal client on first use, when `client` is not given;
             defaults to `settings.temporal_address`.
         max_body_bytes: Larger request bodies are refused with 413.
+        login_limiter: Counts failed sign-ins on the web pages; a new one (this process's
+            memory, the default limits) when not given.
 
     Returns:
         The application; `app.state.duly` is its `ApiContext`.
@@ -95,11 +105,17 @@ def create_app(
         docs_url=None,  # served by duly.api.web from vendored files: FastAPI's loads a CDN
         redoc_url=None,
     )
+    app.openapi = documented_openapi(app)  # type: ignore[method-assign]
     app.state.duly = context
-    for module in (events, instances, tasks, alerts, definitions_routes, me, reports):
-        app.include_router(module.router)
+    app.state.login_limiter = login_limiter or LoginLimiter()
+    app.include_router(events.router)  # signed, not authenticated
+    for module in (instances, tasks, alerts, definitions_routes, me, reports):
+        # Who is asking, before anything else about the request: an unauthenticated caller
+        # gets 401, never a validation message (the user is resolved once per request)
+        app.include_router(module.router, dependencies=[Depends(current_user)])
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)  # for Prometheus
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
@@ -113,6 +129,33 @@ def create_app(
 async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code != 405:
+        return await http_exception_handler(request, exc)
+    allowed = _methods_of(request.app, request.scope.get("route"))
+    headers = {**(exc.headers or {}), **({"Allow": ", ".join(allowed)} if allowed else {})}
+    return JSONResponse({"detail": exc.detail}, status_code=405, headers=headers)
+
+
+def _methods_of(app: FastAPI, refusing: object) -> list[str]:
+    """Every method of the resource whose route refused the method (none: not a route's).
+
+    Starlette's `Allow` names the methods of that one route; a resource served by several
+    routes (GET and POST /api/instances) allows all of theirs.
+    """
+    template = getattr(refusing, "path", None)
+    if template is None:
+        return []
+    return sorted(
+        {
+            method
+            for route in iter_route_contexts(app.router.routes)
+            if route.path == template
+            for method in route.methods or ()
+        }
+    )
 
 
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

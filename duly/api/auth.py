@@ -1,9 +1,10 @@
 """API tokens and the user a request acts as.
 
 Each user has at most one API token. `issue_token` makes a new random one (replacing any
-earlier one) and stores only its SHA-256: the token itself is shown once, to the person who
-issued it (`duly token USER`). A plain hash suffices because tokens are 256 random bits, not
-passwords a person chose: there is nothing to guess, so nothing for a slow hash to slow down.
+earlier one, and ending the user's web sessions) and stores only its SHA-256: the token itself
+is shown once, to the person who issued it (`duly token USER`). A plain hash suffices because
+tokens are 256 random bits, not passwords a person chose: there is nothing to guess, so nothing
+for a slow hash to slow down.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from duly.api.errors import NotAuthenticated, NotFound
-from duly.store.models import Team, TeamMember, User
+from duly.store.models import Team, TeamMember, User, WebSession
 
 TOKEN_PREFIX = "duly_"
 TOKEN_BYTES = 32
@@ -69,6 +70,9 @@ def hash_token(token: str) -> str:
 def issue_token(*, session: Session, user_id: str) -> str:
     """Give a user a new API token, replacing their old one; the caller commits.
 
+    The user's web sessions end with it: whoever signed in with the old token (or took over a
+    session made with it) is signed out.
+
     Args:
         session: A session in a transaction that writes.
         user_id: The user (from org.yaml).
@@ -88,6 +92,7 @@ def issue_token(*, session: Session, user_id: str) -> str:
     token = new_token()
     user.token_hash = hash_token(token)
     session.add(user)
+    session.exec(delete(WebSession).where(col(WebSession.user_id) == user_id))
     return token
 
 

@@ -461,3 +461,22 @@ class MonitorCheck(SQLModel, table=True):
     state: str = Field(max_length=20, description="the monitor's state after this check")
     transition: str | None = Field(default=None, max_length=20)
     checked_at: datetime = Field(sa_type=UtcDateTime)
+
+
+# --- web sessions ------------------------------------------------------------------------------
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the web pages' server-side session (duly.api.web.session).
+
+    The cookie carries a random id; only its SHA-256 is kept here, so a copy of the database
+    signs nobody in. A session ends when it expires, when its user signs out (its row is
+    deleted) and when the user's API token is reissued (all their rows are deleted).
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: str = Field(primary_key=True, max_length=64, description="sha256 of the session id")
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", max_length=100, index=True)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)

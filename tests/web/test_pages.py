@@ -7,7 +7,8 @@ import re
 import httpx
 from api.conftest import Api, lead, quote
 
-from duly.api.web.session import SESSION_COOKIE, csrf_token
+from duly.api.web.session import SESSION_COOKIE, csrf_token, open_session
+from duly.store.db import write_session
 from duly.store.models import Task
 
 XSS = "<script>alert(1)</script>"
@@ -32,6 +33,13 @@ async def sign_in(api: Api, user: str, token: str | None = None) -> httpx.Respon
             "token": token or api.tokens[user],
         },
     )
+
+
+def signed_in_as(api: Api, user: str) -> None:
+    """Give the client a session of `user`'s, opened as signing in does."""
+    with write_session(api.sessions) as session:
+        session_id = open_session(session=session, user_id=user)
+    api.http.cookies.set(SESSION_COOKIE, session_id)
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -91,7 +99,7 @@ async def test_forms_without_the_sessions_csrf_token_are_refused(offline_api: Ap
     await sign_in(offline_api, "ana")
     page = await http.get("/inbox")
     token = csrf_of(page)
-    assert token == csrf_token(offline_api.tokens["ana"])
+    assert token == csrf_token(http.cookies[SESSION_COOKIE])
 
     refused = await http.post("/logout", data={"csrf": "0" * 64})
     assert refused.status_code == 403 and "reload the page" in refused.text
@@ -138,7 +146,7 @@ async def test_every_page_shows_a_script_in_a_lead_name_as_text(api: Api) -> Non
         ("sam", f"/instances/{instance}"),
         ("sam", "/instances"),
     ):
-        api.http.cookies.set(SESSION_COOKIE, api.tokens[user])
+        signed_in_as(api, user)
         page = await api.http.get(path)
         assert page.status_code == 200, (path, page.text[:300])
         assert XSS not in page.text, path
@@ -150,7 +158,7 @@ async def test_pages_allow_exactly_what_the_api_allows(api: Api) -> None:
     bens = await api.start("quote-follow-up", quote(owner="ben"))
     task = await api.open_task(bens, "call-customer")
 
-    api.http.cookies.set(SESSION_COOKIE, api.tokens["ana"])
+    signed_in_as(api, "ana")
     inbox = await api.http.get("/inbox?scope=all")
     assert task.id not in inbox.text and "All I can see" not in inbox.text
     other = await api.http.get(f"/instances/{bens}")
@@ -162,7 +170,7 @@ async def test_pages_allow_exactly_what_the_api_allows(api: Api) -> None:
     assert f"task {task.id} is assigned to ben: you may see only your own tasks" in forged.text
     assert api.row(Task, task.id).status == "open"
 
-    api.http.cookies.set(SESSION_COOKIE, api.tokens["maria"])
+    signed_in_as(api, "maria")
     team = await api.http.get("/inbox?scope=all")
     assert task.id in team.text and "Assigned to ben: only they complete it." in team.text
     assert (await api.http.get(f"/instances/{bens}")).status_code == 200
@@ -173,7 +181,7 @@ async def test_an_invalid_completion_shows_the_workflows_reason_and_keeps_the_fo
 ) -> None:
     instance = await api.start("lead-follow-up", lead(owner="ana", source="referral"))
     task = await api.open_task(instance, "qualify")
-    api.http.cookies.set(SESSION_COOKIE, api.tokens["ana"])
+    signed_in_as(api, "ana")
     inbox = await api.http.get("/inbox")
     form = {
         "csrf": csrf_of(inbox),

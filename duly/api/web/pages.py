@@ -13,30 +13,35 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from duly.api.auth import Principal, authenticate
+from duly.api.auth import Principal
 from duly.api.errors import Invalid, NotAuthenticated, ServiceError
 from duly.api.schemas import CompleteTaskRequest, InstanceDetail, TaskView
 from duly.api.services import alerts as alert_service
 from duly.api.services import definitions as definition_service
 from duly.api.services import instances as instance_service
 from duly.api.services import tasks as task_service
+from duly.api.web.login_limit import client_address, limiter_of
 from duly.api.web.render import PAGE_ENV, context_of, open_alert_count, render
 from duly.api.web.session import (
     CSRF_FIELD,
     WebUser,
     check_csrf,
     check_login_challenge,
+    close_session,
     csrf_token,
     end_session,
     login_challenge,
+    open_session,
     safe_next,
     session_token,
+    session_user,
     set_login_challenge,
     set_session,
     sign_in,
@@ -49,6 +54,7 @@ from duly.store.models import Definition, Instance, Task
 from duly.store.types import utc_now
 
 router = APIRouter(include_in_schema=False)
+log = structlog.get_logger(__name__)
 
 MAX_FORM_FIELDS = 100
 """A form with more fields than this is refused (a task declares a handful)."""
@@ -112,11 +118,11 @@ def _typed(text: str, kind: str) -> Any:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/") -> Response:
     """The login form (straight on to `next` when the session is still good)."""
-    token = session_token(request)
-    if token is not None:
+    session_id = session_token(request)
+    if session_id is not None:
         with context_of(request).read() as session:
             try:
-                authenticate(session=session, token=token)
+                session_user(session=session, session_id=session_id)
                 return RedirectResponse(safe_next(next), status_code=303)
             except NotAuthenticated:
                 pass
@@ -124,7 +130,13 @@ def login_page(request: Request, next: str = "/") -> Response:
 
 
 def _login_form(
-    request: Request, *, next: str, user_id: str = "", error: str | None = None, status: int = 200
+    request: Request,
+    *,
+    next: str,
+    user_id: str = "",
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     challenge = login_challenge(request)
     response = render(
@@ -134,13 +146,18 @@ def _login_form(
         {"next": safe_next(next), "challenge": challenge, "user_id": user_id, "error": error},
         status_code=status,
     )
+    response.headers.update(headers or {})
     set_login_challenge(request, response, challenge)
     return response
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    """Sign in with a user id and that user's API token; on to `next`."""
+    """Sign in with a user id and that user's API token; on to `next`.
+
+    Failed sign-ins are limited per user id and per address (`login_limit`): over the limit,
+    429 with `Retry-After`, and the token is not even checked.
+    """
     form = await form_of(request)
     next_path = safe_next(form.get("next"))
     try:
@@ -148,29 +165,53 @@ async def login(request: Request) -> Response:
     except ServiceError as exc:
         return _login_form(request, next=next_path, error=exc.message, status=exc.status)
     user_id, token = form.get("user", ""), form.get("token", "")
+    limiter, address = limiter_of(request), client_address(request)
+    refusal = limiter.check(user_id, address)
+    if refusal is not None:
+        log.warning("sign_in_limited", user=user_id[:100], address=address, reason=refusal.reason)
+        return _login_form(
+            request,
+            next=next_path,
+            user_id=user_id,
+            error=refusal.reason,
+            status=429,
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
 
-    def check() -> None:
-        with context_of(request).read() as session:
-            sign_in(session=session, user_id=user_id, token=token)
+    def start() -> str:
+        with context_of(request).write() as session:
+            principal = sign_in(session=session, user_id=user_id, token=token)
+            return open_session(session=session, user_id=principal.id)
 
     try:
-        await run_in_threadpool(check)
+        session_id = await run_in_threadpool(start)
     except NotAuthenticated as exc:
+        limiter.failed(user_id, address)
+        log.info("sign_in_failed", user=user_id[:100], address=address)
         return _login_form(
             request, next=next_path, user_id=user_id, error=exc.message, status=exc.status
         )
+    limiter.succeeded(user_id)
     response = RedirectResponse(next_path, status_code=303)
-    set_session(request, response, token)
+    set_session(request, response, session_id)
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    """End the session."""
+    """End the session: its row is deleted, so its cookie signs nobody in again."""
     form = await form_of(request)
     check_csrf(request, form.get(CSRF_FIELD))
+    session_id = session_token(request)
+    if session_id is not None:
+
+        def close() -> None:
+            with context_of(request).write() as session:
+                close_session(session=session, session_id=session_id)
+
+        await run_in_threadpool(close)
     response = RedirectResponse("/login", status_code=303)
-    end_session(response)
+    end_session(request, response)
     return response
 
 

@@ -1,14 +1,18 @@
-"""The web pages' login: a cookie session over the user's API token, and CSRF protection.
+"""The web pages' login: server-side sessions, and CSRF protection.
 
 A person signs in with their user id and their API token (`duly token USER`, the same token
-the JSON API takes). The session cookie holds that token: `HttpOnly` (no script reads it),
-`SameSite=Lax` (no other site's form or script sends it with a POST), `Secure` when the page
-came over HTTPS, and every request checks it the way the API checks a bearer token (against
-the stored hash), so issuing a new token ends every session made with the old one.
-Nothing about sessions is stored server-side and no signing key has to be shared by replicas.
+the JSON API takes). Signing in opens a session: a random id (`secrets.token_urlsafe`, 256
+bits) in the session cookie, and a row in `web_sessions` keeping only its SHA-256, its user
+and when it expires (`SESSION_SECONDS` after sign-in, checked on every request, whatever the
+browser does with the cookie). The id is not the token: it signs in no API call, and ends
+when its user signs out, when their token is reissued (`duly.api.auth.issue_token` deletes
+their sessions) and when it expires. The cookie is `HttpOnly` (no script reads it),
+`SameSite=Lax` (no other site's form or script sends it with a POST) and `Secure` whenever
+`DULY_PUBLIC_URL` is https (or the request came over https). Web replicas share the sessions
+through the database and need no shared key.
 
 Every form that changes something carries a CSRF token: the HMAC-SHA256 of a purpose under the
-session's token, which another site can neither read nor compute. The login form, which comes
+session's id, which another site can neither read nor compute. The login form, which comes
 before any session, is protected by a double-submit cookie instead. `Origin`, when a browser
 sends it, must be this site's too.
 """
@@ -18,23 +22,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime, timedelta
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
-from sqlmodel import Session
+from sqlmodel import Session, col, delete, select
 from starlette.responses import Response
 
-from duly.api.auth import Principal, authenticate
+from duly.api.auth import Principal, authenticate, principal_for
 from duly.api.context import ApiContext
 from duly.api.deps import get_context
 from duly.api.errors import NotAuthenticated, ServiceError
+from duly.store.models import User, WebSession
+from duly.store.types import utc_now
 
 SESSION_COOKIE = "duly_session"
 LOGIN_COOKIE = "duly_login"
 CSRF_FIELD = "csrf"
 SESSION_SECONDS = 12 * 3600
 """How long a web session lasts: a working day; the token itself lasts until replaced."""
+SESSION_ID_BYTES = 32
 
 
 class LoginRequired(Exception):
@@ -52,28 +60,83 @@ class CsrfRejected(ServiceError):
 
 
 def session_token(request: Request) -> str | None:
-    """The API token the session cookie holds, if any."""
+    """The session id the session cookie holds, if any."""
     return request.cookies.get(SESSION_COOKIE) or None
 
 
 def csrf_token(token: str, purpose: str = "form") -> str:
-    """The CSRF token for a session: only whoever holds the session's token can compute it."""
-    return hmac.new(token.encode(), f"duly-csrf:{purpose}".encode(), hashlib.sha256).hexdigest()
+    """The CSRF token for a session: only whoever holds the session's id can compute it."""
+    return hmac.new(
+        token.encode("utf-8", "surrogatepass"), f"duly-csrf:{purpose}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def hash_session_id(session_id: str) -> str:
+    """What the database keeps of a session id: its SHA-256, in hex."""
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def open_session(*, session: Session, user_id: str, now: datetime | None = None) -> str:
+    """Start a web session for a user (and forget every expired one); the caller commits.
+
+    Args:
+        session: A session in a transaction that writes.
+        user_id: The signed-in user.
+        now: The time of sign-in; the session expires `SESSION_SECONDS` later.
+
+    Returns:
+        The new session id, for the cookie: it is not stored.
+    """
+    now = now or utc_now()
+    session.exec(delete(WebSession).where(col(WebSession.expires_at) <= now))
+    session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+    session.add(
+        WebSession(
+            id_hash=hash_session_id(session_id),
+            user_id=user_id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=SESSION_SECONDS),
+        )
+    )
+    return session_id
+
+
+def session_user(*, session: Session, session_id: str, now: datetime | None = None) -> Principal:
+    """The principal a session id belongs to, while the session lasts.
+
+    Raises:
+        NotAuthenticated: No such session (never opened, signed out, revoked by a new token),
+            an expired one, or one whose user left org.yaml.
+    """
+    found = session.exec(
+        select(WebSession).where(WebSession.id_hash == hash_session_id(session_id))
+    ).first()
+    if found is None or found.expires_at <= (now or utc_now()):
+        raise NotAuthenticated("no such session, or it has ended: sign in again")
+    user = session.get(User, found.user_id)
+    if user is None or not user.active:
+        raise NotAuthenticated("this session's user is no longer in org.yaml")
+    return principal_for(session=session, user=user)
+
+
+def close_session(*, session: Session, session_id: str) -> None:
+    """End a web session (signing out); the caller commits. An unknown id changes nothing."""
+    session.exec(delete(WebSession).where(col(WebSession.id_hash) == hash_session_id(session_id)))
 
 
 def web_user(request: Request, context: Annotated[ApiContext, Depends(get_context)]) -> Principal:
     """The signed-in user of a page request.
 
     Raises:
-        LoginRequired: No session, or its token is no longer the user's (answered with a
-            redirect to the login page that comes back here).
+        LoginRequired: No session, or one that has ended (answered with a redirect to the
+            login page that comes back here).
     """
-    token = session_token(request)
-    if token is None:
+    session_id = session_token(request)
+    if session_id is None:
         raise LoginRequired(_here(request))
     with context.read() as session:
         try:
-            return authenticate(session=session, token=token)
+            return session_user(session=session, session_id=session_id)
         except NotAuthenticated:
             raise LoginRequired(_here(request)) from None
 
@@ -147,18 +210,29 @@ def sign_in(*, session: Session, user_id: str, token: str) -> Principal:
     return principal
 
 
-def set_session(request: Request, response: Response, token: str) -> None:
-    """Start the session: the cookie that carries the token."""
+def set_session(request: Request, response: Response, session_id: str) -> None:
+    """Give the browser its session: the cookie that carries the session id."""
     response.set_cookie(
         SESSION_COOKIE,
-        token.strip(),
+        session_id,
         max_age=SESSION_SECONDS,
         path="/",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=secure_cookies(request),
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
+
+
+def secure_cookies(request: Request) -> bool:
+    """Whether cookies get `Secure`: `DULY_PUBLIC_URL` is https, or this request came over https.
+
+    Behind a TLS proxy in another container the request itself looks like plain http, so the
+    public URL decides.
+    """
+    context: ApiContext = request.app.state.duly
+    public = context.settings.public_url.strip().lower()
+    return public.startswith("https://") or request.url.scheme == "https"
 
 
 def set_login_challenge(request: Request, response: Response, value: str) -> None:
@@ -170,13 +244,15 @@ def set_login_challenge(request: Request, response: Response, value: str) -> Non
         path="/login",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=secure_cookies(request),
     )
 
 
-def end_session(response: Response) -> None:
-    """Forget the session cookie."""
-    response.delete_cookie(SESSION_COOKIE, path="/")
+def end_session(request: Request, response: Response) -> None:
+    """Tell the browser to forget the session cookie (`close_session` ends the session)."""
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure_cookies(request)
+    )
 
 
 def safe_next(path: str | None) -> str:
