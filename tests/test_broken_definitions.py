@@ -481,6 +481,34 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         ],
     ),
     (
+        "yaml-alias-bomb.yaml",
+        [
+            (
+                14,
+                14,
+                "the aliases up to *d copy in more than 20,000 values; aliases nested inside "
+                "aliases multiply, write the values out or use fewer aliases",
+            ),
+        ],
+    ),
+    (
+        "yaml-nested-too-deep.yaml",
+        [
+            (10, 106, "lists and mappings nested more than 100 deep"),
+        ],
+    ),
+    (
+        "yaml-recursive-alias.yaml",
+        [
+            (
+                10,
+                11,
+                "the alias *r is inside the value anchored as &r, so it would contain itself "
+                "for ever; copy the part you need instead",
+            ),
+        ],
+    ),
+    (
         "yaml-syntax-error.yaml",
         [
             (
@@ -489,6 +517,12 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
                 "YAML syntax error: the '{' at line 11, column 15 is not closed (expected ',' "
                 "or '}', but got ':')",
             ),
+        ],
+    ),
+    (
+        "yaml-too-many-aliases.yaml",
+        [
+            (212, 5, "more than 200 aliases (*name) in one file"),
         ],
     ),
 ]

@@ -188,10 +188,13 @@ class _Checker:
         # report the undefined name alone, not the unreachable or stuck steps it implies.
         open_ended: set[str] = set()
         for sid, step in steps.items():
+            # each step costs its own edges only (never a copy of every step id): linear
             targets = {edge.target for edge in transitions(step)}
-            if targets - set(steps):
+            if any(target not in steps for target in targets):
                 open_ended.add(sid)
-            for target in (targets | self.loose_edges.get(sid, set())) & set(steps):
+            for target in targets | self.loose_edges.get(sid, set()):
+                if target not in steps:
+                    continue
                 forward[sid].add(target)
                 backward[target].add(sid)
         live = closure([self.spec.start, *self.spec.on.values()], forward)
