@@ -181,6 +181,23 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         ],
     ),
     (
+        "expression-past-limits.yaml",
+        [
+            (
+                11,
+                16,
+                "expression goes past the sandbox's limits: 9 ** 387420489 would have about "
+                "1,162,261,467 bits (the limit is 4,096)",
+            ),
+            (
+                15,
+                12,
+                "expression goes past the sandbox's limits: a repeated value would hold "
+                "1,000,000,000 characters or items (the limit is 1,000,000)",
+            ),
+        ],
+    ),
+    (
         "invalid-step-id.yaml",
         [
             (
@@ -478,6 +495,17 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         "webhook-without-url.yaml",
         [
             (11, 5, "action 'webhook' needs 'url' in 'with'"),
+        ],
+    ),
+    (
+        "webhook-url-host-from-data.yaml",
+        [
+            (
+                12,
+                12,
+                "the scheme and host of a url must be written out; data may fill only the "
+                "path and the query",
+            ),
         ],
     ),
     (

@@ -83,6 +83,20 @@ ADVERSARIAL: dict[str, Callable[[], str]] = {
     "many keys": lambda: HEAD + STEPS + "".join(f"k{i}: {i}\n" for i in range(8_000)),
     "one long line": lambda: HEAD + STEPS + "x: " + "a" * 95_000 + "\n",
     "a huge number": lambda: HEAD + STEPS + "x: " + "9" * 95_000 + "\n",
+    "a power tower": lambda: _decision("quote.amount > 9 ** (9 ** 9)"),
+    "a billion-character text": lambda: _decision("('a' * 10 ** 9) | length > 1"),
+    "a wide format": lambda: _decision("('%0999999999d' % 1) | length > 1"),
+    "a loop of loops": lambda: (
+        HEAD
+        + STEPS.replace(
+            "title: Call",
+            'title: "{% for a in range(100000) %}'
+            '{% for b in range(100000) %}{{ a * b }}{% endfor %}{% endfor %}"',
+        )
+    ),
+    "many costly expressions": lambda: _decision(
+        " or ".join(["('a' * 10 ** 5 * 9) | length > 1"] * 2_000)
+    ),
 }
 
 

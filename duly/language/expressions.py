@@ -49,6 +49,8 @@ MAX_FORMAT_WIDTH = 10_000
 """Width or precision of one field in a format string."""
 MAX_ROUND_DIGITS = 100
 """Digits `round` may keep or drop."""
+MAX_NESTING = 100
+"""Levels of a parsed expression (operators, brackets, filters inside each other)."""
 _BYTES_PER_STEP = 100  # characters or items made or scanned that count as one step
 
 
@@ -510,12 +512,17 @@ def _expression(text: str) -> Any:
 # --- checking at load time -------------------------------------------------------------------
 
 
+_TOO_DEEP = f"expression nested too deeply to read (at most {MAX_NESTING} levels)"
+
+
 def template_problem(text: str) -> str | None:
     """Why a template does not parse or is over a limit with its own constants, or None."""
     try:
         tree = _env.parse(text)
     except TemplateSyntaxError as exc:
         return f"template does not parse: {exc.message} (template line {exc.lineno})"
+    except RecursionError:
+        return _TOO_DEEP
     return _constant_problem(tree)
 
 
@@ -535,6 +542,8 @@ def expression_problem(text: str) -> str | None:
         message = str(exc.message).replace("'end of template'", "end of template")
         message = message.replace("end of template", "end of the expression")
         return f"expression does not parse: {message}"
+    except RecursionError:
+        return _TOO_DEEP
     return _constant_problem(tree)
 
 
@@ -563,8 +572,26 @@ _CONSTANT_NODES = (
 _COMPUTING = (nodes.BinExpr, nodes.Concat, nodes.Filter, nodes.Call)
 
 
+def _parts(node: nodes.Node) -> Iterator[nodes.Node]:
+    """A node and everything under it (without recursion: a tree may be deep)."""
+    pending = [node]
+    while pending:
+        part = pending.pop()
+        yield part
+        pending.extend(part.iter_child_nodes())
+
+
+def _depth(tree: nodes.Node) -> int:
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return deepest
+
+
 def _is_constant(node: nodes.Node) -> bool:
-    for part in [node, *node.find_all(nodes.Node)]:
+    for part in _parts(node):
         if isinstance(part, nodes.Name):
             if part.ctx != "load" or part.name not in _env.globals:
                 return False
@@ -576,7 +603,13 @@ def _is_constant(node: nodes.Node) -> bool:
 
 
 def _constant_problem(tree: nodes.Node) -> str | None:
-    """Evaluate each part made of constants alone; say which goes past a limit."""
+    """Refuse a tree too deep to compile; evaluate each part made of constants alone."""
+    depth = _depth(tree)
+    if depth > MAX_NESTING:
+        return (
+            f"expression nested {depth} levels deep (at most {MAX_NESTING}); split it, e.g. "
+            "with a decision step per condition"
+        )
     pending = [tree]
     while pending:
         node = pending.pop()
