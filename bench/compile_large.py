@@ -9,9 +9,10 @@ templates, then times, in the same run:
   `CSafeLoader`;
 - `load_definitions` on the folder (read with positions, validate, check, compile), and on the
   same folder without the process (the calendars, org and templates alone);
-- `load_definitions` on a plain chain of 1,000 and of 10,000 one-line task steps, side by side:
-  checking the flowchart is linear when ten times the steps take about ten times as long (a
-  quadratic check took 7.1 s for the 10,000 steps).
+- `load_definitions` on a plain chain of 1,000 and of 10,000 one-line task steps, side by side
+  (wall and CPU time): reading and checking are linear when ten times the steps take about ten
+  times as long (the quadratic check, and the cycle collector walking every object read, took
+  7.1 s for the 10,000 steps).
 
 Usage: .venv/bin/python bench/compile_large.py [--steps 1000] [--runs 5] [--profile]
 """
@@ -178,6 +179,16 @@ def timings(work: Callable[[], object], runs: int) -> tuple[float, float]:
     return min(seconds), statistics.median(seconds)
 
 
+def cpu_best(work: Callable[[], object], runs: int) -> float:
+    """Best CPU time of `runs` calls: what the work costs, whatever else the machine runs."""
+    seconds = []
+    for _ in range(runs):
+        began = time.process_time()
+        work()
+        seconds.append(time.process_time() - began)
+    return min(seconds)
+
+
 def main() -> None:
     """Generate, check, time and print; with --profile, show where compiling spends its time."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -218,21 +229,22 @@ def main() -> None:
         print(f"target: compile under {TARGET_SECONDS} s: {verdict}")
 
         print()
-        print("chain of one-line tasks (best / median)")
-        chain_best: dict[int, float] = {}
+        print("chain of one-line tasks: wall best / median, CPU best")
+        chain_cpu: dict[int, float] = {}
         (folder / "processes" / "large-quote-chase.yaml").unlink()
         for steps in CHAIN_STEPS:
             chain = folder / "processes" / "long-chain.yaml"
             chain.write_text(chain_process(steps), encoding="utf-8")
             assert len(load_definitions(folder).processes["long-chain"].spec.steps) == steps
             best, median = timings(lambda: load_definitions(folder), args.runs)
-            chain_best[steps] = best
-            print(f"  {steps:>6} steps           {best:7.3f} s / {median:7.3f} s")
+            cpu = cpu_best(lambda: load_definitions(folder), args.runs)
+            chain_cpu[steps] = cpu
+            print(f"  {steps:>6} steps           {best:7.3f} s / {median:7.3f} s, {cpu:7.3f} s")
         small, large = CHAIN_STEPS
-        ratio = chain_best[large] / chain_best[small]
-        print(f"ratio {large}/{small} steps (best) {ratio:5.1f}x (linear: about {large // small}x)")
-        verdict = "met" if chain_best[large] < CHAIN_TARGET_SECONDS else "MISSED"
-        print(f"target: {large} steps under {CHAIN_TARGET_SECONDS} s: {verdict}")
+        ratio = chain_cpu[large] / chain_cpu[small]
+        print(f"ratio {large}/{small} steps (CPU)  {ratio:5.1f}x (linear: about {large // small}x)")
+        verdict = "met" if chain_cpu[large] < CHAIN_TARGET_SECONDS else "MISSED"
+        print(f"target: {large} steps under {CHAIN_TARGET_SECONDS} s of CPU: {verdict}")
         (folder / "processes" / "long-chain.yaml").unlink()
         (folder / "processes" / "large-quote-chase.yaml").write_text(text, encoding="utf-8")
 
