@@ -75,6 +75,14 @@ def test_a_constant_past_the_limits_is_refused_by_validate(text: str, memory_cap
     assert problem is not None and "goes past the sandbox's limits" in problem
 
 
+def test_a_constant_bomb_is_found_among_many_parts_and_after_one_that_fails() -> None:
+    bomb = "{{ 9 ** (9 ** 9) }}"
+    for template in ("{{ 2 * 2 }}" * 5_000 + bomb, "{{ 1 / 0 }}" + bomb, bomb + "{{ 1 / 0 }}"):
+        problem = template_problem(template)
+        assert problem is not None and "9 ** 387420489" in problem
+    assert template_problem("{{ 2 * 2 }}" * 5_000 + "{{ 1 / 0 }}") is None  # a run-time error
+
+
 @pytest.mark.parametrize("text", CONSTANT_BOMBS)
 def test_the_same_bomb_built_from_data_is_a_limit_error_at_run_time(
     text: str, memory_capped: None

@@ -94,6 +94,9 @@ ADVERSARIAL: dict[str, Callable[[], str]] = {
             '{% for b in range(100000) %}{{ a * b }}{% endfor %}{% endfor %}"',
         )
     ),
+    "thousands of constant parts": lambda: (
+        HEAD + STEPS.replace("title: Call", 'title: "' + "{{ 2 * 2 }}" * 7_500 + '"')
+    ),
     "many costly expressions": lambda: _decision(
         " or ".join(["('a' * 10 ** 5 * 9) | length > 1"] * 2_000)
     ),

@@ -62,6 +62,10 @@ class LimitError(ExpressionError):
     """An expression went past a size, number or cost limit of the sandbox."""
 
 
+class _BudgetError(LimitError):
+    """An evaluation used up its steps."""
+
+
 @dataclass
 class _Budget:
     left: int
@@ -76,7 +80,9 @@ def _charge(steps: int) -> None:
         return  # folding constants while compiling: sizes are still checked
     budget.left -= steps
     if budget.left < 0:
-        raise LimitError(f"took more than {MAX_COST:,} steps; simplify it, or loop over less data")
+        raise _BudgetError(
+            f"took more than {MAX_COST:,} steps; simplify it, or loop over less data"
+        )
 
 
 def _size_cost(size: int) -> int:
@@ -610,30 +616,52 @@ def _constant_problem(tree: nodes.Node) -> str | None:
             f"expression nested {depth} levels deep (at most {MAX_NESTING}); split it, e.g. "
             "with a decision step per condition"
         )
+    parts: list[nodes.Node] = []
     pending = [tree]
     while pending:
         node = pending.pop()
         if isinstance(node, _COMPUTING) and _is_constant(node):
-            problem = _evaluate_constant(node)
-            if problem:
-                return problem
-            continue
-        pending.extend(node.iter_child_nodes())
+            parts.append(node)
+        else:
+            pending.extend(reversed(list(node.iter_child_nodes())))  # in the order written
+    if not parts:
+        return None
+    # all parts in one compiled template (compiling is the slow part); only when that fails for
+    # another reason (1/0), or runs out of steps together, are the first few tried one by one
+    outcome = _evaluate_constants(parts)
+    if outcome is not _TRY_EACH or len(parts) == 1:
+        return outcome if isinstance(outcome, str) else None
+    for part in parts[:_MAX_TRIED_ALONE]:
+        outcome = _evaluate_constants([part])
+        if isinstance(outcome, str):
+            return outcome
     return None
 
 
-def _evaluate_constant(node: nodes.Expr) -> str | None:
-    body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=1)]
+_TRY_EACH = object()
+_MAX_TRIED_ALONE = 100  # past these, a constant that goes past a limit is refused at run time
+
+
+def _evaluate_constants(parts: list[nodes.Node]) -> str | object | None:
+    """A problem with the first part past a limit, None if none is, or `_TRY_EACH`."""
+    body: list[nodes.Node] = [
+        nodes.Assign(nodes.Name(f"part{index}", "store"), part, lineno=1)
+        for index, part in enumerate(parts)
+    ]
     try:
         with _Metering():
             template = _env.from_string(nodes.Template(body, lineno=1))
             context = template.new_context({})
             for _ in template.root_render_func(context):
                 pass
+    except _BudgetError as exc:
+        if len(parts) > 1:
+            return _TRY_EACH
+        return f"expression goes past the sandbox's limits: {exc}"
     except LimitError as exc:
         return f"expression goes past the sandbox's limits: {exc}"
     except Exception:  # noqa: BLE001 - any other failure is the runtime's to report
-        return None
+        return _TRY_EACH
     return None
 
 
