@@ -41,8 +41,12 @@ version: 1
 calendar: us-east
 team: inbound-sales
 trigger: {{event: lead.created, key: "{{{{ lead.id }}}}"}}
-start: mail
+start: gate
 steps:
+  gate:
+    kind: decision
+    branches: [{{when: "(lead.name * lead.times) | length > 1000", next: bad-address}}]
+    otherwise: mail
   mail:
     kind: action
     do: email
@@ -211,6 +215,9 @@ async def test_a_with_value_past_the_sandbox_limits_takes_on_error(
     assert (result.status, result.result) == ("completed", "too-costly")
     [reason] = details(state, "action-failed")
     assert "goes past the sandbox's limits" in reason
+    # the same limit in a condition: the branch is not taken, and the history says why
+    [why] = details(state, "expression-error")
+    assert "goes past the sandbox's limits" in why and "lead.times" in why
 
 
 async def test_a_webhook_host_outside_the_allow_list_takes_on_error_unposted(
