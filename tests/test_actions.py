@@ -158,6 +158,8 @@ def test_webhook_error_names_the_host_and_status_never_the_answer(receiver) -> N
         "http://10.0.0.5:7233/",
         "http://internal.example.com/hook",
         "http://crm.example.com.evil.test/hook",
+        "http://crm.example.com@evil.test/hook",
+        "http://crm.example.com\\@evil.test/hook",
     ],
 )
 def test_webhook_to_a_host_outside_the_allow_list_is_refused_unsent(target: str) -> None:

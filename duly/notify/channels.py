@@ -81,7 +81,12 @@ def outbound_allowed(url: str, settings: Settings) -> bool:
     not list: internal services, cloud metadata addresses.
     """
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if not host:
+    try:
+        # the host httpx will connect to must be the one checked (`a\\@b` is read two ways)
+        connects_to = httpx.URL(url).host.rstrip(".").lower()
+    except (httpx.InvalidURL, ValueError):
+        return False
+    if not host or connects_to != host:
         return False
     for entry in settings.outbound_hosts.split(","):
         allowed = entry.strip().strip("[]").rstrip(".").lower()
