@@ -505,12 +505,13 @@ class _Metering:
         _budget.reset(self._token)
 
 
-@lru_cache(maxsize=1024)
+# Compiling is most of an evaluation's cost; a worker evaluates the same few texts again and again
+@lru_cache(maxsize=256)
 def _template(text: str, for_url: bool = False) -> Any:
     return (_url_env if for_url else _env).from_string(text)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)
 def _expression(text: str) -> Any:
     return _env.compile_expression(text, undefined_to_none=True)
 
