@@ -14,7 +14,10 @@ import os
 import smtplib
 import time
 from collections.abc import Callable
+from email.errors import MessageError
+from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import getaddresses
 from typing import Any
 
 import httpx
@@ -22,6 +25,7 @@ import structlog
 from temporalio.exceptions import ApplicationError
 
 from activities.messages import RunActionInput, RunActionResult
+from duly.notify.channels import outbound_allowed, refused_host, where
 from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from duly.settings import Settings
 
@@ -39,35 +43,73 @@ def _bad_params(action: str, message: str) -> ApplicationError:
     )
 
 
-def _addresses(value: Any) -> list[str]:
+def _bad_address(field: str, value: Any, why: str) -> ApplicationError:
+    return ApplicationError(
+        f"action 'email': '{field}' {value!r} {why}",
+        type="InvalidEmailAddress",
+        non_retryable=True,
+    )
+
+
+def _address(value: Any, field: str) -> Address:
+    """One recipient, from one template value: exactly one address, on one line."""
+    text = str(value).strip()
+    if any(ord(character) < 32 or ord(character) == 127 for character in text):
+        raise _bad_address(field, value, "contains a line break or control character")
+    found = getaddresses([text])
+    if len(found) != 1:
+        raise _bad_address(
+            field,
+            value,
+            "holds more than one address; each value is one address (give 'to' as a list "
+            "in the step's 'with' for several)",
+        )
+    name, spec = found[0]
+    try:
+        address = Address(display_name=name, addr_spec=spec)
+    except (ValueError, IndexError, MessageError):
+        address = None
+    if address is None or not address.username or not address.domain:
+        raise _bad_address(field, value, "is not an email address like name@example.com")
+    return address
+
+
+def _addresses(value: Any, field: str) -> list[Address]:
+    """Recipients of a param: one address per value; a list (as the step wrote it) for several."""
     if value is None or value == "":
         return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list | tuple):
-        return [str(item).strip() for item in value if str(item).strip()]
-    return [str(value)]
+        return [_address(item, field) for item in value if str(item).strip()]
+    return [_address(value, field)]
+
+
+def _one_line(text: Any) -> str:
+    """A header value on one line: data with line breaks must not start new headers."""
+    return " ".join(str(text or "").split())
 
 
 def send_email(action: RunActionInput, settings: Settings) -> RunActionResult:
     """Send an email through the configured SMTP server.
 
-    Params: `to` (an address, a comma-separated list or a list), `subject`, `body`, `cc`.
-    The `Message-ID` is derived from the idempotency key, so a retried send carries the same
-    id and mail systems can drop the duplicate.
+    Params: `to` and `cc` (each one address, or a list of addresses), `subject`, `body`. A
+    value that is not exactly one address (a line break, a comma-separated pair, not an
+    address) is refused as `InvalidEmailAddress`, not retried, and the step takes its
+    `on_error`. The subject is put on one line. The `Message-ID` is derived from the
+    idempotency key, so a retried send carries the same id and mail systems can drop the
+    duplicate.
     """
     params = action.params
-    to, cc = _addresses(params.get("to")), _addresses(params.get("cc"))
+    to, cc = _addresses(params.get("to"), "to"), _addresses(params.get("cc"), "cc")
     if not to:
         raise _bad_params("email", "'to' is empty; give an address, e.g. {{ contact.email }}")
     if "body" not in params:
         raise _bad_params("email", "no 'body' (and no 'template' to make one)")
     message = EmailMessage()
     message["From"] = settings.smtp_from
-    message["To"] = ", ".join(to)
+    message["To"] = tuple(to)
     if cc:
-        message["Cc"] = ", ".join(cc)
-    message["Subject"] = str(params.get("subject") or "")
+        message["Cc"] = tuple(cc)
+    message["Subject"] = _one_line(params.get("subject"))
     domain = settings.smtp_from.rpartition("@")[2] or "duly"
     digest = hashlib.sha256(action.idempotency_key.encode()).hexdigest()[:32]
     message["Message-ID"] = f"<{digest}@{domain}>"
@@ -75,7 +117,8 @@ def send_email(action: RunActionInput, settings: Settings) -> RunActionResult:
     message.set_content(str(params["body"]))
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
         smtp.send_message(message)
-    return RunActionResult(detail=f"emailed {', '.join(to + cc)}")
+    sent = ", ".join(address.addr_spec for address in to + cc)
+    return RunActionResult(detail=f"emailed {sent}")
 
 
 def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
@@ -85,12 +128,21 @@ def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
     signing secret, `X-Duly-Timestamp` and `X-Duly-Signature` signed as every duly webhook is
     (`duly.notify.signing`: HMAC-SHA256 of `<timestamp>.<body>`), so one receiver checks
     notifications and actions alike. Each attempt is signed afresh: a retry is not stale.
-    A response other than 2xx raises, so Temporal retries.
+    A response other than 2xx raises, so Temporal retries; its error names the host and the
+    status, never the answer's body (another system's text must not reach managers' alerts).
+    A host not in `DULY_OUTBOUND_HOSTS` is refused before any connection, as
+    `OutboundHostRefused`, not retried. Redirects are not followed.
     """
     params = action.params
     url = params.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise _bad_params("webhook", f"'url' must be an http(s) URL, not {url!r}")
+    if not outbound_allowed(url, settings):
+        raise ApplicationError(
+            f"action 'webhook': {refused_host(url)}",
+            type="OutboundHostRefused",
+            non_retryable=True,
+        )
     payload = params.get("payload", action.data)
     body = json.dumps(payload, sort_keys=True, default=str).encode()
     headers = {"Content-Type": "application/json", KEY_HEADER: action.idempotency_key}
@@ -109,10 +161,9 @@ def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
     response = httpx.post(url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_SECONDS)
     if not response.is_success:
         raise ApplicationError(
-            f"webhook {url} answered {response.status_code}: {response.text[:200]}",
-            type="WebhookFailed",
+            f"webhook {where(url)} answered {response.status_code}", type="WebhookFailed"
         )
-    return RunActionResult(detail=f"POST {url}: {response.status_code}")
+    return RunActionResult(detail=f"POST {where(url)}: {response.status_code}")
 
 
 def expand_dotted(values: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
             (about 300 kB each); an evicted one is replayed from its history when it next has
             work. Raise it where many instances are active at once and memory allows (see
             bench/README.md: a storm of 1,000 breaches drains 5x faster at 1,000).
+        outbound_hosts: The hosts the `webhook` action and the Slack and webhook notification
+            channels may reach, comma-separated: `hooks.slack.com,crm.example.com`; `*.x.com`
+            takes every subdomain of x.com, `*` any host. Any other host is refused before
+            a connection is made. The default reaches this machine only.
     """
 
     model_config = SettingsConfigDict(env_prefix="DULY_", extra="ignore")
@@ -80,6 +84,7 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     cached_instances: int = Field(default=500, ge=2)
+    outbound_hosts: str = "localhost,127.0.0.1,::1"
 
     @model_validator(mode="before")
     @classmethod

@@ -141,6 +141,49 @@ def test_webhook_error_response_raises_so_temporal_retries(receiver) -> None:
     assert not caught.value.non_retryable
 
 
+def test_webhook_error_names_the_host_and_status_never_the_answer(receiver) -> None:
+    # the failure reason becomes the managers' alert: another system's text stays out of it
+    url, received = receiver
+    received.status = 500
+    with pytest.raises(ApplicationError) as caught:
+        run(action("webhook", url=f"{url}/private/path?token=abc"), Settings())
+    assert caught.value.message == f"webhook {url} answered 500"
+    assert "token" not in str(caught.value)  # the answer's body ("ok") and path: left out
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5:7233/",
+        "http://internal.example.com/hook",
+        "http://crm.example.com.evil.test/hook",
+        "http://crm.example.com@evil.test/hook",
+        "http://crm.example.com\\@evil.test/hook",
+    ],
+)
+def test_webhook_to_a_host_outside_the_allow_list_is_refused_unsent(target: str) -> None:
+    settings = Settings(outbound_hosts="crm.example.com, *.hooks.example.org")
+    with pytest.raises(ApplicationError, match="not in DULY_OUTBOUND_HOSTS") as caught:
+        run(action("webhook", url=target), settings)
+    assert caught.value.non_retryable
+    assert caught.value.type == "OutboundHostRefused"
+
+
+def test_webhook_hosts_listed_exactly_or_by_subdomain_are_posted_to(receiver) -> None:
+    url, received = receiver
+    run(action("webhook", url=url), Settings(outbound_hosts="crm.example.com,127.0.0.1"))
+    assert len(received.requests) == 1
+    from duly.notify.channels import outbound_allowed
+
+    settings = Settings(outbound_hosts="*.hooks.example.org")
+    assert outbound_allowed("https://a.hooks.example.org/x", settings)
+    assert not outbound_allowed("https://hooks.example.org.evil.test/x", settings)
+    assert not outbound_allowed("https://evilhooks.example.org/x", settings)
+    assert outbound_allowed("https://anything.test/", Settings(outbound_hosts="*"))
+    assert not outbound_allowed("https://anything.test/", Settings())  # default: this machine
+
+
 def test_webhook_with_a_missing_secret_says_which_variable_to_set(receiver, monkeypatch) -> None:
     url, received = receiver
     monkeypatch.delenv("DULY_NOT_SET", raising=False)
@@ -187,3 +230,58 @@ def test_email_without_recipient_is_not_retried() -> None:
     with pytest.raises(ApplicationError, match="'to' is empty") as caught:
         run(action("email", to="", body="b"), Settings())
     assert caught.value.non_retryable
+
+
+def test_email_to_a_comma_separated_pair_is_refused_not_sent_to_both(smtp) -> None:
+    settings, inbox = smtp
+    with pytest.raises(ApplicationError, match="more than one address") as caught:
+        run(action("email", to="ana@example.com, boss@evil.example", body="b"), settings)
+    assert caught.value.non_retryable
+    assert caught.value.type == "InvalidEmailAddress"
+    assert inbox.envelopes == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("to", "ana@example.com\r\nBcc: boss@evil.example", "line break"),
+        ("to", "ana@example.com\nX-Injected: 1", "line break"),
+        ("to", "ana", "not an email address"),
+        ("to", "@example.com", "not an email address"),
+        ("cc", ["maria@example.com", "boss@evil.example, x@y.z"], "more than one address"),
+    ],
+)
+def test_email_refuses_a_value_that_is_not_exactly_one_address(
+    smtp, field: str, value: object, why: str
+) -> None:
+    settings, inbox = smtp
+    params = {"to": "ana@example.com", "body": "b", field: value}
+    with pytest.raises(ApplicationError, match=why) as caught:
+        run(action("email", **params), settings)
+    assert caught.value.non_retryable
+    assert caught.value.type == "InvalidEmailAddress"
+    assert f"'{field}'" in caught.value.message
+    assert inbox.envelopes == []
+
+
+def test_email_to_a_list_sends_to_each_and_a_name_may_go_with_an_address(smtp) -> None:
+    settings, inbox = smtp
+    to = ["Ana Lima <ana@example.com>", "maria@example.com"]
+    run(action("email", to=to, subject="s", body="b"), settings)
+    [envelope] = inbox.envelopes
+    assert sorted(envelope.rcpt_tos) == ["ana@example.com", "maria@example.com"]
+    assert (
+        message_from_bytes(envelope.content)["To"]
+        == "Ana Lima <ana@example.com>, maria@example.com"
+    )
+
+
+def test_email_subject_with_line_breaks_is_sent_on_one_line(smtp) -> None:
+    settings, inbox = smtp
+    subject = "Quote Q-1\r\nBcc: boss@evil.example\n\tmore"
+    run(action("email", to="ana@example.com", subject=subject, body="b"), settings)
+    [envelope] = inbox.envelopes
+    message = message_from_bytes(envelope.content)
+    assert message["Subject"] == "Quote Q-1 Bcc: boss@evil.example more"
+    assert message["Bcc"] is None
+    assert envelope.rcpt_tos == ["ana@example.com"]

@@ -181,6 +181,23 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         ],
     ),
     (
+        "expression-past-limits.yaml",
+        [
+            (
+                11,
+                16,
+                "expression goes past the sandbox's limits: 9 ** 387420489 would have about "
+                "1,162,261,467 bits (the limit is 4,096)",
+            ),
+            (
+                15,
+                12,
+                "expression goes past the sandbox's limits: a repeated value would hold "
+                "1,000,000,000 characters or items (the limit is 1,000,000)",
+            ),
+        ],
+    ),
+    (
         "invalid-step-id.yaml",
         [
             (
@@ -481,6 +498,45 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         ],
     ),
     (
+        "webhook-url-host-from-data.yaml",
+        [
+            (
+                12,
+                12,
+                "the scheme and host of a url must be written out; data may fill only the "
+                "path and the query",
+            ),
+        ],
+    ),
+    (
+        "yaml-alias-bomb.yaml",
+        [
+            (
+                14,
+                14,
+                "the aliases up to *d copy in more than 20,000 values; aliases nested inside "
+                "aliases multiply, write the values out or use fewer aliases",
+            ),
+        ],
+    ),
+    (
+        "yaml-nested-too-deep.yaml",
+        [
+            (10, 106, "lists and mappings nested more than 100 deep"),
+        ],
+    ),
+    (
+        "yaml-recursive-alias.yaml",
+        [
+            (
+                10,
+                11,
+                "the alias *r is inside the value anchored as &r, so it would contain itself "
+                "for ever; copy the part you need instead",
+            ),
+        ],
+    ),
+    (
         "yaml-syntax-error.yaml",
         [
             (
@@ -489,6 +545,12 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
                 "YAML syntax error: the '{' at line 11, column 15 is not closed (expected ',' "
                 "or '}', but got ':')",
             ),
+        ],
+    ),
+    (
+        "yaml-too-many-aliases.yaml",
+        [
+            (212, 5, "more than 200 aliases (*name) in one file"),
         ],
     ),
 ]

@@ -282,8 +282,8 @@ class ProcessWorkflow:
 
     async def _action(self, step_id: str, step: ActionStep, visit: int) -> str:
         now = workflow.now()
-        params = self._action_params(step)
         try:
+            params = self._action_params(step)
             done = await self._activity(
                 "run_action",
                 RunActionInput(
@@ -298,8 +298,9 @@ class ProcessWorkflow:
                 result_type=RunActionResult,
                 options=ACTION,
             )
-        except ActivityError as err:
-            reason = str(err.cause or err)
+        except (ActivityError, expressions.ExpressionError) as err:
+            # a `with:` that cannot be rendered fails the action as a failed send would
+            reason = str(err.cause or err) if isinstance(err, ActivityError) else str(err)
             self._history("action-failed", step_id, reason)
             await self._record(step_id, step, visit, opened_at=now, outcome="error")
             if step.on_error:
@@ -322,7 +323,11 @@ class ProcessWorkflow:
         return step.next
 
     def _action_params(self, step: ActionStep) -> dict[str, Any]:
-        params: dict[str, Any] = expressions.render_value(dict(step.with_), self.state.data)
+        given = dict(step.with_)
+        url = given.pop("url", None) if step.do == "webhook" else None
+        params: dict[str, Any] = expressions.render_value(given, self.state.data)
+        if isinstance(url, str):  # data goes into the path and query only, %-encoded
+            params["url"] = expressions.render_url(url, self.state.data)
         template = self.definition.templates.get(str(params.pop("template", "")))
         if step.do == "email" and template is not None:
             params.setdefault("subject", self._render(template.subject))

@@ -13,7 +13,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from duly.language.actions import ACTIONS
 from duly.language.business_time import BusinessCalendar
 from duly.language.errors import Problem, YamlPath
-from duly.language.expressions import expression_problem, template_problem
+from duly.language.expressions import (
+    expression_problem,
+    template_problem,
+    url_template_problem,
+)
 from duly.language.graph import closure, transitions
 from duly.language.model import (
     ActionStep,
@@ -188,10 +192,13 @@ class _Checker:
         # report the undefined name alone, not the unreachable or stuck steps it implies.
         open_ended: set[str] = set()
         for sid, step in steps.items():
+            # each step costs its own edges only (never a copy of every step id): linear
             targets = {edge.target for edge in transitions(step)}
-            if targets - set(steps):
+            if any(target not in steps for target in targets):
                 open_ended.add(sid)
-            for target in (targets | self.loose_edges.get(sid, set())) & set(steps):
+            for target in targets | self.loose_edges.get(sid, set()):
+                if target not in steps:
+                    continue
                 forward[sid].add(target)
                 backward[target].add(sid)
         live = closure([self.spec.start, *self.spec.on.values()], forward)
@@ -331,6 +338,9 @@ class _Checker:
             for key in sorted(signature.required - set(step.with_)):
                 self.problem((*at, "with"), f"action '{step.do}' needs '{key}' in 'with'", key=True)
         self.check_values((*at, "with"), step.with_)
+        url = step.with_.get("url")
+        if step.do == "webhook" and isinstance(url, str) and (problem := url_template_problem(url)):
+            self.problem((*at, "with", "url"), problem)
         template = step.with_.get("template")
         if step.do == "email" and template is not None:
             if not isinstance(template, str):

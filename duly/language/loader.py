@@ -25,7 +25,7 @@ from duly.language.errors import DefinitionError, Problem
 from duly.language.model import CalendarSpec, MonitorSpec, OrgSpec
 from duly.language.monitors import check_monitor
 from duly.language.org import check_org
-from duly.language.source import Source, parse_yaml
+from duly.language.source import Source, collection_paused, parse_yaml
 from duly.language.validation import validate_model
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -104,7 +104,8 @@ def load_paths(
             _classify(path, chosen, problems)
         else:
             problems.append(Problem(str(path), 1, 1, "no such file or folder"))
-    return _Build(context_files, chosen, today or date.today(), problems).run()
+    with collection_paused():
+        return _Build(context_files, chosen, today or date.today(), problems).run()
 
 
 def _classify(path: Path, files: _Files, problems: list[Problem]) -> None:

@@ -178,8 +178,20 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
+# Suggesting compares a word with every candidate; a file naming thousands of undefined steps
+# among thousands of steps made that quadratic (15 s for 100 kB). Only candidates of a similar
+# length can be close, and past this many of those no suggestion would stand out anyway.
+_MAX_SUGGESTION_CANDIDATES = 300
+
+
 def _did_you_mean(word: str, candidates: list[str], *, listing: bool = False) -> str:
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.7)
+    slack = max(3, len(word) // 2)
+    near = [c for c in candidates if abs(len(c) - len(word)) <= slack]
+    close = (
+        difflib.get_close_matches(word, near, n=1, cutoff=0.7)
+        if len(near) <= _MAX_SUGGESTION_CANDIDATES
+        else []
+    )
     if close:
         return f"; did you mean '{close[0]}'?"
     if listing and candidates:

@@ -71,6 +71,40 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else "(bad url)"
 
 
+# --- where duly may connect ----------------------------------------------------------------------
+
+
+def outbound_allowed(url: str, settings: Settings) -> bool:
+    """Whether `url`'s host is in `DULY_OUTBOUND_HOSTS` (exactly, by `*.domain`, or `*`).
+
+    Data in a process or a user's channel must not make the worker reach hosts its admin did
+    not list: internal services, cloud metadata addresses.
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    try:
+        # the host httpx will connect to must be the one checked (`a\\@b` is read two ways)
+        connects_to = httpx.URL(url).host.rstrip(".").lower()
+    except (httpx.InvalidURL, ValueError):
+        return False
+    if not host or connects_to != host:
+        return False
+    for entry in settings.outbound_hosts.split(","):
+        allowed = entry.strip().strip("[]").rstrip(".").lower()
+        if allowed == "*" or allowed == host:
+            return True
+        if allowed.startswith("*.") and host.endswith(allowed[1:]):
+            return True
+    return False
+
+
+def refused_host(url: str) -> str:
+    """Why a URL outside the allow-list is not posted to, and what to do about it."""
+    return (
+        f"{where(url)} is not in DULY_OUTBOUND_HOSTS (the hosts duly may post to); "
+        "add its host there if it should be reached"
+    )
+
+
 # --- email ---------------------------------------------------------------------------------------
 
 
@@ -115,6 +149,8 @@ async def send_email(item: Outgoing, context: ChannelContext) -> str:
 
 
 async def _post(context: ChannelContext, url: str, body: bytes, headers: dict[str, str]) -> str:
+    if not outbound_allowed(url, context.settings):
+        raise DeliveryError(refused_host(url))
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
     try:
         response = await context.http.post(
