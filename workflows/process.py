@@ -517,6 +517,7 @@ class ProcessWorkflow:
                     due_at=task.due_at,
                     fired_at=now,
                     title=task.title,
+                    by=input.by,
                 ),
                 result_type=EscalateResult,
             )
