@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 from api.conftest import Api
-from web.test_pages import sign_in
 
 from duly.store.db import write_session
 from duly.store.models import Alert
 from duly.store.types import utc_now
+from web.test_pages import sign_in
 
 
 def add_alerts(api: Api) -> None:
