@@ -111,7 +111,7 @@ async def test_alerts_of_a_completed_task_are_resolved_and_leave_the_open_list(a
     assert breach["resolution"].startswith("completed ") and breach["resolution"].endswith(
         " late by ana"
     )
-    assert breach["late_seconds"] >= 3 * 3600
+    assert breach["late_seconds"] > 2 * 3600  # completed about 3 h after Wednesday 10:00
     assert breach["acknowledged_at"] is None  # resolved is not acknowledged: both are kept
     everything = (await api.get("/api/alerts", "maria", params={"state": "all"})).json()
     assert everything["total"] == 2

@@ -112,7 +112,12 @@ class History:
         rung: int | None = None,
         seconds: float | None = None,
         process: str = PROCESS,
+        due: bool | None = None,
+        timed: bool = True,
+        final: str | None = None,
     ) -> None:
+        """One fact; `due` gives a visit without a verdict a due time (not applicable),
+        `timed=False` leaves its duration out (a cancelled task), `final` is who closed it."""
         instance_id = self.instance(key, process, opened_at)
         sla = met is not None
         self.acts.record_step(
@@ -126,13 +131,14 @@ class History:
                 assignee=rep,
                 team=team,
                 opened_at=opened_at,
-                due_at=opened_at + timedelta(days=2) if sla else None,
+                due_at=opened_at + timedelta(days=2) if sla or due else None,
                 closed_at=opened_at + timedelta(seconds=seconds or 60),
                 outcome=outcome,
                 sla_met=met,
                 breached_at=None if met or not sla else opened_at + timedelta(days=2),
                 highest_rung=rung if sla else None,
-                business_seconds=seconds if seconds is not None else 0.0,
+                business_seconds=(seconds if seconds is not None else 0.0) if timed else None,
+                final_assignee=final,
             )
         )
 
