@@ -81,6 +81,8 @@ async def test_a_rising_rep_below_the_goal_is_not_shown_as_good_news(offline_api
     assert "trend-below-goal" in classes and "improving" not in text
     assert re.fullmatch(r"▲ \+\d+ pts/wk", text.strip()), text
 
+    # the funnel's base is said: the 18 instances started in the four weeks
+    assert "of the 18 that started in these weeks" in page.text
     table = page.text.split('id="breaches"', 1)[1]
     listed = re.findall(r'href="/instances/[^"]+">([^<]+)</a>', table)
     # the three of this week first, then the weekly misses, each week's after the newer one's

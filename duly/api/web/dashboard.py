@@ -368,6 +368,7 @@ def dashboard(
             "spread": consistency.teams,
             "funnel": funnel_svg,
             "funnel_empty": not funnel.steps,
+            "funnel_started": funnel.started,
             "outcomes": outcome_svg,
             "outcomes_empty": not task_steps,
             "backlog": backlog.total,
