@@ -6,7 +6,7 @@ from collections import defaultdict, deque
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, distinct, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from duly.language.compiler import CompiledProcess
@@ -138,18 +138,44 @@ def funnel(
         )
     resolved = resolve(session, query, definitions, now)
     base = started_instances(resolved)
-    started = int(session.execute(select(func.count()).select_from(base.subquery())).scalar_one())
-    reached_rows = reached(base)
-    u = reached_rows.c
-    statement = select(
-        u.step,
-        func.count(distinct(u.instance_id)),
-        func.count(),
-        func.sum(case((u.open.is_(True), 1), else_=0)),
-    ).group_by(u.step)
+    i, f, t = INSTANCES.c, FACTS.c, TASKS.c
+    started = int(session.execute(select(func.count()).where(*base)).scalar_one())
+    # Each instance that reached a step has exactly one visit numbered 1 of it: counting those
+    # counts the instances, with no DISTINCT; a first visit is a fact, or a task not yet one
+    closed = (
+        select(f.step, func.sum(case((f.visit == 1, 1), else_=0)), func.count())
+        .select_from(FACTS.join(INSTANCES, i.id == f.instance_id))
+        .where(*base)
+        .group_by(f.step)
+    )
+    recorded = (
+        select(literal(1))
+        .select_from(FACTS)
+        .where(f.instance_id == t.instance_id, f.step == t.step, f.visit == t.visit)
+        .exists()
+    )
+    tasks = (
+        select(
+            t.step,
+            func.sum(case((t.visit == 1, 1), else_=0)),
+            func.count(),
+            func.sum(case((t.status == "open", 1), else_=0)),
+        )
+        .select_from(TASKS.join(INSTANCES, i.id == t.instance_id))
+        .where(*base, ~recorded)
+        .group_by(t.step)
+    )
     if query.step is not None:
-        statement = statement.where(u.step == query.step)
-    counts = {step: (int(i), int(v), int(o or 0)) for step, i, v, o in session.execute(statement)}
+        closed = closed.where(f.step == query.step)
+        tasks = tasks.where(t.step == query.step)
+    counts: dict[str, list[int]] = {}
+    for step, first, visits in session.execute(closed):
+        counts[step] = [int(first or 0), int(visits), 0]
+    for step, first, visits, open_now in session.execute(tasks):
+        row = counts.setdefault(step, [0, 0, 0])
+        row[0] += int(first or 0)
+        row[1] += int(visits)
+        row[2] += int(open_now or 0)
     order = step_order(resolved.process)
     steps = sorted(counts, key=lambda s: (order.get(s, len(order)), s))
     return FunnelReport(
@@ -168,57 +194,34 @@ def funnel(
     )
 
 
-def started_instances(resolved: Resolved) -> Select[Any]:
-    """The ids of the instances a funnel counts: started in the period, in the query's scope.
+def started_instances(resolved: Resolved) -> list[ColumnElement[bool]]:
+    """WHERE conditions on `instances` for those a funnel counts.
 
-    A rep, team or visibility filter keeps the instances with a visit counting for it: a fact
-    of the instance, or a task of it not yet in the fact table.
+    They started in the period, and are in the query's scope: a rep, team or visibility
+    filter keeps the instances with a visit counting for it (a fact, or a task).
     """
     q, i = resolved.query, INSTANCES.c
-    statement = select(i.id).where(
+    where = [
         i.process == q.process,
         i.started_at >= resolved.scope.since,
         i.started_at < resolved.scope.until,
-    )
+    ]
     if q.version is not None:
-        statement = statement.where(i.version == q.version)
+        where.append(i.version == q.version)
     scoped = q.team is not None or q.rep is not None
     if scoped or q.visible_teams is not None or q.visible_reps is not None:
         who = q.model_copy(update={"process": None, "step": None})
-        f, t = FACTS.c, TASKS.c
+        # aliases: the queries these conditions go into read the facts and tasks themselves
+        f, t = FACTS.alias("scope_facts").c, TASKS.alias("scope_tasks").c
         fact_scope = [*filters_on(who, f), *visible_on(who, f.team, f.assignee)]
         task_scope = [*filters_on(who, t), *visible_on(who, t.team, t.assignee)]
-        statement = statement.where(
+        where.append(
             or_(
                 select(literal(1)).where(f.instance_id == i.id, *fact_scope).exists(),
                 select(literal(1)).where(t.instance_id == i.id, *task_scope).exists(),
             )
         )
-    return statement
-
-
-def reached(base: Select[Any]) -> Any:
-    """Every visit of the `base` instances, and whether it is an open task.
-
-    Closed visits come from the facts; tasks not yet in the fact table (open, or closed a
-    moment ago) from the tasks.
-    """
-    f, t = FACTS.c, TASKS.c
-    recorded = (
-        select(literal(1))
-        .select_from(FACTS)
-        .where(f.instance_id == t.instance_id, f.step == t.step, f.visit == t.visit)
-        .exists()
-    )
-    closed = select(
-        f.instance_id.label("instance_id"), f.step.label("step"), literal(False).label("open")
-    ).where(f.instance_id.in_(base))
-    tasks = select(
-        t.instance_id.label("instance_id"),
-        t.step.label("step"),
-        (t.status == "open").label("open"),
-    ).where(t.instance_id.in_(base), ~recorded)
-    return union_all(closed, tasks).subquery("reached")
+    return where
 
 
 def step_order(process: CompiledProcess | None) -> dict[str, int]:

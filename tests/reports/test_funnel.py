@@ -146,7 +146,10 @@ def _database(instances: list[tuple[int, list[tuple[str, str | None, str | None,
                 started_at=start,
             )
         )
-        for visit, (step, rep, team, at, is_open) in enumerate(visits, start=1):
+        numbered: dict[str, int] = {}
+        for step, rep, team, at, is_open in visits:
+            # visits are numbered per step, as the engine numbers them
+            visit = numbered[step] = numbered.get(step, 0) + 1
             opened = max(start, WEEK_A + timedelta(hours=at))
             if is_open:
                 rows.append(
