@@ -145,7 +145,9 @@ def funnel(
     closed = (
         select(f.step, func.sum(case((f.visit == 1, 1), else_=0)), func.count())
         .select_from(FACTS.join(INSTANCES, i.id == f.instance_id))
-        .where(*base)
+        # no visit opens before its instance started: the index on (process, step, opened)
+        # leaves out the history before the period
+        .where(*base, f.process == query.process, f.opened_at >= resolved.scope.since)
         .group_by(f.step)
     )
     recorded = (
