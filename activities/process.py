@@ -499,6 +499,8 @@ def _lateness(due: datetime | None, at: datetime) -> str:
     if late <= 0:
         return "on time"
     minutes = round(late / 60)
+    if minutes == 0:
+        return "less than a minute late"
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min"]

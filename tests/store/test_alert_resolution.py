@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from activities.messages import CloseTaskInput
-from activities.process import ProcessActivities
+from activities.process import ProcessActivities, _lateness
 from duly.store import migrations
 from duly.store.db import SessionFactory, make_engine
 from duly.store.models import Alert
@@ -153,3 +153,12 @@ def test_migration_0006_gives_old_alerts_their_task_and_resolves_those_of_closed
         ]
     finally:
         engine.dispose()
+
+
+def test_lateness_reads_in_days_hours_and_minutes() -> None:
+    due = DUE
+    assert _lateness(due, due - timedelta(hours=1)) == "on time"
+    assert _lateness(due, due + timedelta(seconds=20)) == "less than a minute late"
+    assert _lateness(due, due + timedelta(hours=2)) == "2 h late"
+    assert _lateness(due, due + timedelta(days=1, minutes=5)) == "1 d 5 min late"
+    assert _lateness(None, due) == "with no due time"
