@@ -94,6 +94,8 @@ class RecordStepInput(BaseModel):
     breached_at: datetime | None = None
     highest_rung: int | None = None
     business_seconds: float | None = None
+    # who held the task at close, when a reassignment after the breach moved it from `assignee`
+    final_assignee: str | None = None
 
 
 SlaEventKind = Literal[
@@ -140,6 +142,7 @@ class EscalateInput(BaseModel):
     due_at: datetime | None = None
     fired_at: datetime
     title: str = ""
+    by: str | None = None  # who asked for a reassignment (None: the ladder)
 
 
 class EscalateResult(BaseModel):

@@ -231,6 +231,14 @@ class ProcessActivities:
             task.status, task.outcome, task.note = input.status, input.outcome, input.note
             task.closed_by, task.closed_at = input.closed_by, input.closed_at
             session.add(task)
+            # Its alerts no longer need anyone to act: resolved with the task, in its transaction
+            by = input.closed_by or task.assignee
+            if input.status == "completed":
+                how = f"completed {_lateness(task.due_at, input.closed_at)} by {by or 'nobody'}"
+            else:
+                why = (input.outcome or "").removeprefix("event:") or "the instance"
+                how = f"cancelled by {why}, {_lateness(task.due_at, input.closed_at)}"
+            resolve_alerts(session, task, at=input.closed_at, by=by, how=how)
             closed = (
                 metrics.TASKS_COMPLETED if input.status == "completed" else metrics.TASKS_CANCELLED
             )
@@ -324,6 +332,10 @@ class ProcessActivities:
         message = _alert_message(input, _zone_of(session, input.instance_id), assignee)
         for recipient in recipients:
             alert = _alert(input, input.level, recipient, message)
+            if task is not None and task.status != "open" and task.closed_at is not None:
+                # the task closed while this rung was on its way: nothing left to act on
+                alert.resolved_at, alert.resolved_by = task.closed_at, task.closed_by
+                alert.resolution = f"its task was already {task.status}"
             if insert_if_absent(session=session, row=alert):
                 notify_alert(session=session, alert=alert)
         return EscalateResult(assignee=assignee, notified=recipients)
@@ -352,6 +364,12 @@ class ProcessActivities:
             new, _ = self._assign(session, rule, owner=None, team=None, exclude=previous)
         task.assignee = new
         session.add(task)
+        # The alerts so far were about the previous holder's work: resolved, before the new
+        # holder's own alert is written (which stays open: it needs them to act)
+        how = f"reassigned to {new} (was {previous or 'nobody'}), " + _lateness(
+            task.due_at, input.fired_at
+        )
+        resolve_alerts(session, task, at=input.fired_at, by=input.by, how=how)
         message = _alert_message(
             input, _zone_of(session, input.instance_id), new, previous=previous
         )
@@ -445,7 +463,50 @@ def _alert(input: EscalateInput, level: str, recipient: str, message: str) -> Al
         recipient=recipient,
         message=message,
         created_at=input.fired_at,
+        task_id=input.task_id,
     )
+
+
+def resolve_alerts(session: Session, task: Task, *, at: datetime, by: str | None, how: str) -> int:
+    """Resolve the task's alerts not yet resolved: its work no longer waits on them.
+
+    Idempotent: an alert resolved once keeps its first resolution, so a retried activity
+    changes nothing. Acknowledged alerts are resolved too (the resolution says how it ended).
+
+    Returns:
+        How many alerts this call resolved.
+    """
+    late = _late_seconds(task.due_at, at)
+    alerts = session.exec(
+        select(Alert).where(Alert.task_id == task.id, col(Alert.resolved_at).is_(None))
+    ).all()
+    for alert in alerts:
+        alert.resolved_at, alert.resolved_by = at, by
+        alert.resolution, alert.late_seconds = how, late
+        session.add(alert)
+    return len(alerts)
+
+
+def _late_seconds(due: datetime | None, at: datetime) -> float | None:
+    return None if due is None else max((at - due).total_seconds(), 0.0)
+
+
+def _lateness(due: datetime | None, at: datetime) -> str:
+    """How late, in wall time: "3 h 10 min late", "on time", or "with no due time"."""
+    late = _late_seconds(due, at)
+    if late is None:
+        return "with no due time"
+    if late <= 0:
+        return "on time"
+    minutes = round(late / 60)
+    if minutes == 0:
+        return "less than a minute late"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min"]
+    if minutes == 0 and (days or hours):
+        parts[-1] = ""
+    return " ".join(p for p in parts if p) + " late"
 
 
 def _zone_of(session: Session, instance_id: str) -> tzinfo:

@@ -855,7 +855,13 @@ def tasks(
 @app.command()
 def alerts(
     acting: ActingOption = None,
-    state: Annotated[str, typer.Option("--state", help="open, acknowledged or all.")] = "open",
+    state: Annotated[
+        str,
+        typer.Option(
+            "--state",
+            help="open (needs action), acknowledged, resolved (its task closed or moved) or all.",
+        ),
+    ] = "open",
     limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
     as_json: JsonOption = False,
     definitions: DefinitionsOption = Path("definitions"),
@@ -863,8 +869,8 @@ def alerts(
     """Alerts a user may see (their own; a manager's teams'; an admin's all), newest first."""
     from duly.api.services.alerts import list_alerts
 
-    if state not in ("open", "acknowledged", "all"):
-        typer.echo(f"--state must be open, acknowledged or all, not {state!r}", err=True)
+    if state not in ("open", "acknowledged", "resolved", "all"):
+        typer.echo(f"--state must be open, acknowledged, resolved or all, not {state!r}", err=True)
         raise typer.Exit(1)
 
     def go(work: Work) -> Any:
@@ -881,11 +887,11 @@ def alerts(
         _print_json(page)
         return
     rows = [
-        (a.id, a.level, a.recipient, a.created_at, a.acknowledged_by, a.message) for a in page.items
+        (a.id, a.level, a.recipient, a.created_at, a.acknowledged_by, a.resolution or "", a.message)
+        for a in page.items
     ]
-    typer.echo(
-        table(("ID", "LEVEL", "TO", "RAISED", "ACKED BY", "MESSAGE"), rows, empty="no alerts")
-    )
+    headers = ("ID", "LEVEL", "TO", "RAISED", "ACKED BY", "RESOLVED", "MESSAGE")
+    typer.echo(table(headers, rows, empty="no alerts"))
     _more(page.total, len(page.items))
 
 

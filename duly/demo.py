@@ -894,7 +894,14 @@ def _move_back(engine: Engine, definitions: Definitions, *, after: datetime) -> 
             session, StepFact, ids, zone_of, ("opened_at", "due_at", "closed_at", "breached_at")
         )
         _rewrite(session, SlaEventRow, ids, zone_of, ("at", "due_at"))
-        _rewrite(session, Alert, ids, zone_of, ("created_at", "acknowledged_at"), text="message")
+        _rewrite(
+            session,
+            Alert,
+            ids,
+            zone_of,
+            ("created_at", "acknowledged_at", "resolved_at"),
+            text="message",
+        )
         # The weekly rollup counted the facts in the weeks they were written in: count again
         rollup.rebuild(session)
         facts = (

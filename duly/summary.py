@@ -4,7 +4,8 @@ For one manager and one ISO week (`2026-W48`), over the teams they manage in org
 
 - per process their teams run: SLA attainment that week against the process's goal, beside
   the week before (`duly.reports.attainment`, the same figures as the dashboard);
-- who slipped: reps below the goal that week, or worse than their own week before;
+- who slipped: reps of their teams below the goal that week, or worse than their own week
+  before, over every visit counted for them (docs/language.md, "How duly counts");
 - open breaches: their teams' tasks open right now past their due time, oldest first.
 
 It is rendered as plain text and as HTML (for email), and queued on the manager's channels
@@ -245,30 +246,9 @@ def build_summary(
                     previous_attainment=earlier.total.attainment,
                 )
             )
-            before_by_rep = {row.key: row.attainment for row in earlier.rows}
-            members = set(definitions.org.teams[team].members)
-            for row in now_report.rows:
-                # a manager who took over late tasks is not one of the reps who slipped
-                if row.key not in members or row.attainment is None:
-                    continue
-                prior = before_by_rep.get(row.key)
-                if goal is not None and row.attainment < goal - 1e-9:
-                    reason = f"below the {_pct(goal)} goal"
-                elif prior is not None and row.attainment < prior - 1e-9:
-                    reason = f"down from {_pct(prior)} the week before"
-                else:
-                    continue
-                summary.slipped.append(
-                    Slip(
-                        rep=row.key,
-                        name=names.get(row.key, row.key),
-                        process=name,
-                        attainment=row.attainment,
-                        previous_attainment=prior,
-                        goal=goal,
-                        reason=reason,
-                    )
-                )
+        summary.slipped += _slipped(
+            session, definitions, name, teams, (this, last), now=now, names=names
+        )
     summary.slipped.sort(key=lambda s: (s.attainment, s.rep, s.process))
     overdue = (
         col(Task.status) == "open",
@@ -293,6 +273,69 @@ def build_summary(
             )
         )
     return summary
+
+
+def _slipped(
+    session: Session,
+    definitions: Definitions,
+    process: str,
+    teams: list[str],
+    weeks: tuple[tuple[datetime, datetime], tuple[datetime, datetime]],
+    *,
+    now: datetime,
+    names: dict[str, str],
+) -> list[Slip]:
+    """The manager's reps who slipped in a process that week (docs/language.md, "Who slipped").
+
+    A rep of one of the teams slipped when their attainment that week, over every visit
+    counted for them whatever team it counted for, is below the goal, or lower than their own
+    the week before.
+    """
+    members = sorted({m for team in teams for m in definitions.org.teams[team].members})
+    if not members:
+        return []
+    (since, until), (before_since, before_until) = weeks
+    query = ReportQuery(
+        process=process,
+        by="rep",
+        since=since,
+        until=until,
+        visible_reps=tuple(members),
+        visible_teams=(),
+    )
+    week = attainment(session, query, definitions=definitions, now=now)
+    earlier = attainment(
+        session,
+        query.model_copy(update={"since": before_since, "until": before_until}),
+        definitions=definitions,
+        now=now,
+    )
+    goal = week.scope.goal
+    before_by_rep = {row.key: row.attainment for row in earlier.rows}
+    slipped = []
+    for row in week.rows:
+        # a manager who took over late tasks is not one of the reps who slipped
+        if row.key not in members or row.attainment is None:
+            continue
+        prior = before_by_rep.get(row.key)
+        if goal is not None and row.attainment < goal - 1e-9:
+            reason = f"below the {_pct(goal)} goal"
+        elif prior is not None and row.attainment < prior - 1e-9:
+            reason = f"down from {_pct(prior)} the week before"
+        else:
+            continue
+        slipped.append(
+            Slip(
+                rep=row.key,
+                name=names.get(row.key, row.key),
+                process=process,
+                attainment=row.attainment,
+                previous_attainment=prior,
+                goal=goal,
+                reason=reason,
+            )
+        )
+    return slipped
 
 
 def queue_summary(session: Session, summary: WeeklySummary) -> list[str]:

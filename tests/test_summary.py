@@ -182,6 +182,35 @@ def test_a_summary_shows_attainment_against_the_goal_who_slipped_and_open_breach
     assert summary.subject == ("Weekly summary 2026-W47: 2 below goal, 3 slipped, 1 open breaches")
 
 
+def test_a_rep_below_the_goal_slipped_whatever_team_their_visits_counted_for(
+    sessions: SessionFactory, definitions: Definitions
+) -> None:
+    # ana (maria's team) is on goal in lead-follow-up for inbound-sales, but that week she also
+    # worked quotes counted for another team, and missed most of them: 2 met of 5 in W47
+    with write_session(sessions) as session:
+        for n, sla_met in enumerate([True, True, False, False, False]):
+            instance = f"quote-follow-up/X-{n}/run"
+            session.add(
+                Instance(id=instance, process="quote-follow-up", version=1, hash="a" * 64,
+                         business_key=f"X-{n}", status="completed", started_at=W47)
+            )  # fmt: skip
+            session.add(
+                StepFact(instance_id=instance, process="quote-follow-up", version=1,
+                         step="call-customer", kind="task", visit=1, assignee="ana",
+                         team="support", opened_at=W47, due_at=W47 + timedelta(hours=1),
+                         closed_at=W47 + timedelta(minutes=30), outcome="reached",
+                         sla_met=sla_met)
+            )  # fmt: skip
+    with write_session(sessions) as session:
+        rollup.rebuild(session)
+    with sessions() as session:
+        summary = build_summary(session, definitions, "maria", "2026-W47", now=NOW)
+    anas = [(s.process, s.reason) for s in summary.slipped if s.rep == "ana"]
+    assert anas == [("quote-follow-up", "below the 95% goal")]
+    (slip,) = [s for s in summary.slipped if s.rep == "ana"]
+    assert slip.attainment == pytest.approx(4 / 7)  # with her 2 of 2 for inbound-sales
+
+
 def test_a_user_who_manages_no_team_gets_a_clear_error(
     sessions: SessionFactory, definitions: Definitions
 ) -> None:

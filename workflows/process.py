@@ -86,6 +86,8 @@ ACTION = {
     ),
 }
 SEEN_EVENTS_KEPT = 500
+PROMPT_SLA_AUDIT = "sla-audit-written-promptly"
+"""The patch that writes SLA events when the watcher wakes for them (workflow.patched)."""
 AlertLevel = Literal["warning", "breach", "escalation"]
 
 
@@ -125,6 +127,9 @@ class ProcessWorkflow:
         self._clock_version = 0
         self._closing = False
         self._flush_lock = asyncio.Lock()
+        # who held each open task when its SLA breached: the breach is theirs (not carried by
+        # continue-as-new, which never happens while a task is open)
+        self._breach_holders: dict[str, str | None] = {}
 
     # --- the steps ------------------------------------------------------------------------
 
@@ -255,7 +260,9 @@ class ProcessWorkflow:
             outcome, next_step = f"event:{self._redirect[0] if self._redirect else ''}", ""
         self.state.task = None
         if clock is not None:
-            self._stop_clock(clock, closed_at)
+            # a task cancelled (by an event) before its deadline is not applicable to its SLA
+            self._stop_clock(clock, closed_at, cancelled=completion is None)
+        holder = self._breach_holders.pop(task_id, task.assignee)
         await self._activity(
             "close_task",
             CloseTaskInput(
@@ -274,9 +281,14 @@ class ProcessWorkflow:
             opened_at=now,
             closed_at=closed_at,
             outcome=outcome,
-            assignee=task.assignee,
+            # a breach counts for whoever held the task when it breached, not a later holder
+            assignee=holder if clock is not None and clock.met is False else task.assignee,
             team=task.team,
             clock=clock,
+            final_assignee=task.assignee
+            if clock is not None and clock.met is False and holder != task.assignee
+            else None,
+            timed=completion is not None,
         )
         return next_step or self._take_redirect()
 
@@ -418,6 +430,8 @@ class ProcessWorkflow:
         assignee: str | None = None,
         team: str | None = None,
         clock: ClockState | None = None,
+        final_assignee: str | None = None,
+        timed: bool = True,
     ) -> None:
         closed_at = closed_at or workflow.now()
         await self._activity(
@@ -438,9 +452,13 @@ class ProcessWorkflow:
                 sla_met=clock.met if clock else None,
                 breached_at=clock.breached_at if clock else None,
                 highest_rung=clock.rungs_done if clock else None,
+                # a cancelled task was not done: it has no time to complete
                 business_seconds=business_time.elapsed(
                     self.calendar, opened_at, closed_at
-                ).total_seconds(),
+                ).total_seconds()
+                if timed
+                else None,
+                final_assignee=final_assignee,
             ),
         )
 
@@ -522,6 +540,7 @@ class ProcessWorkflow:
                     due_at=task.due_at,
                     fired_at=now,
                     title=task.title,
+                    by=input.by,
                 ),
                 result_type=EscalateResult,
             )
@@ -671,14 +690,22 @@ class ProcessWorkflow:
         clock.due_at = None
         return self._at_share(clock, 1.0)
 
-    def _stop_clock(self, clock: ClockState, now: datetime) -> None:
+    def _stop_clock(self, clock: ClockState, now: datetime, *, cancelled: bool = False) -> None:
+        """Stop a clock: met or breached.
+
+        With `cancelled` (its task ended by an event) it is not applicable (`met` None),
+        unless its deadline had already passed.
+        """
         if clock.status == "running":
             self._count(clock, now)
         clock.status, clock.running_since, clock.stopped_at = "stopped", None, now
         clock.met = clock.breached_at is None and clock.counted_seconds <= clock.total_seconds
         if not clock.met and clock.breached_at is None:
             clock.breached_at = clock.due_at
-        self._sla_event(clock, "stop", now, clock.due_at, "met" if clock.met else "breached")
+        if cancelled and clock.met:
+            clock.met = None
+        verdict = {True: "met", False: "breached", None: "not applicable"}[clock.met]
+        self._sla_event(clock, "stop", now, clock.due_at, verdict)
         self._clocks_changed()
 
     def _retarget(self) -> None:
@@ -747,8 +774,17 @@ class ProcessWorkflow:
         return min(points, key=lambda p: (p.at, p.rung), default=None)
 
     async def _watch_clocks(self) -> None:
-        """Fire each rung once, in order, at its instant; recompute when clocks change."""
+        """Fire each rung once, in order, at its instant; recompute when clocks change.
+
+        SLA events (a clock's start, pause, stop...) are written as soon as the watcher wakes
+        for them, so the audit reaches the store within moments of what it records rather
+        than when the step ends. Histories from before that did not write them here.
+        """
         while not self._closing:
+            pending = len(self.state.sla_events) > self.state.sla_events_written
+            if pending and workflow.patched(PROMPT_SLA_AUDIT):
+                await self._flush_sla_events()
+                continue
             point = self._next_point()
             self.state.next_rung = point
             changed = self._change_since(self._clock_version)
@@ -773,6 +809,9 @@ class ProcessWorkflow:
         now = workflow.now()
         if point.rung < 0:
             clock.breached_at = point.at
+            task = self.state.task
+            if task is not None and clock.step == task.step and clock.visit == task.visit:
+                self._breach_holders.setdefault(task.task_id, task.assignee)
             self._sla_event(clock, "breach", now, clock.due_at)
             self._clocks_changed()
             return

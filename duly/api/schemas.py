@@ -209,7 +209,10 @@ class EventOut(BaseModel):
 
 # --- alerts ------------------------------------------------------------------------------------
 
-AlertState = Literal["open", "acknowledged", "all"]
+AlertState = Literal["open", "acknowledged", "resolved", "all"]
+"""`open`: still needs action (neither acknowledged nor resolved); `resolved`: its task was
+completed, cancelled or reassigned; `acknowledged`: someone acknowledged it; `all`."""
+ALERT_STATES: tuple[str, ...] = ("open", "acknowledged", "resolved", "all")
 
 
 # --- definitions -------------------------------------------------------------------------------

@@ -251,10 +251,24 @@ STEP_KINDS = ("task", "action", "wait", "decision", "end")
 
 
 class Goal(Spec):
-    """The target reports compare against: attainment per period."""
+    """The target reports compare against: attainment per week."""
 
     attainment: Percent = Field(le=1)
-    period: Literal["day", "week", "month"] = "week"
+    period: Literal["week"] = Field(
+        default="week", description="reports measure goals by ISO week (Monday to Sunday)"
+    )
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _weekly(cls, value: Any) -> Any:
+        # Reports, the dashboard and the weekly summary all count by ISO week: a daily or
+        # monthly goal would be accepted here and silently measured weekly
+        if value != "week":
+            raise ValueError(
+                f"goal period {value!r} is not measured: duly's reports, dashboard and summary "
+                "count attainment by ISO week; write 'period: week' (or leave it out)"
+            )
+        return value
 
 
 class Trigger(Spec):

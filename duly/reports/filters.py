@@ -189,6 +189,16 @@ def _process(
 # --- conditions ---------------------------------------------------------------------------------
 
 
+def filters_on(q: ReportQuery, columns: Any) -> list[ColumnElement[bool]]:
+    """The query's process, step, team and rep filters on a table with those columns."""
+    return _filters(q, columns)
+
+
+def visible_on(q: ReportQuery, team: Any, assignee: Any) -> list[ColumnElement[bool]]:
+    """The query's visibility restriction (teams, reps) on a table's team and assignee."""
+    return _visible(q, team, assignee)
+
+
 def _filters(q: ReportQuery, columns: Any) -> list[ColumnElement[bool]]:
     """The query's process, step, team and rep filters on a table with those columns."""
     wanted = {"process": q.process, "step": q.step, "team": q.team, "assignee": q.rep}

@@ -219,7 +219,11 @@ class OutcomeReport(Report):
     rows: list[StepOutcomes]
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
-        """See `Report.table`."""
+        """See `Report.table`; grouped by step, the step column is the group's."""
+        if self.scope.by == "step":
+            return ["step", "outcome", "count", "share"], [
+                [row.step, o.outcome, o.count, o.share] for row in self.rows for o in row.outcomes
+            ]
         headers = [self.scope.by or "scope", "step", "outcome", "count", "share"]
         body = [
             [row.key if row.key is not None else "all", row.step, o.outcome, o.count, o.share]
@@ -233,21 +237,27 @@ class FunnelStep(BaseModel):
     """One step of the funnel: the instances that reached it, of those that started."""
 
     step: str
-    instances: int = Field(description="distinct instances with a visit of this step")
+    instances: int = Field(description="instances of the base that reached this step")
     visits: int
     open: int = Field(default=0, description="tasks of this step open right now")
-    share: float | None = Field(description="instances / instances at the first step")
+    share: float | None = Field(description="instances / instances started (never above 1)")
 
 
 class FunnelReport(Report):
-    """Step by step, how many instances got how far (steps in the process's order)."""
+    """Step by step, how far the instances that started in the period got.
 
+    `started` is the base: the instances of the process that started in the period (in the
+    rep/team scope); every step's share is of it.
+    """
+
+    started: int = Field(default=0, description="instances started in the period, in scope")
     steps: list[FunnelStep]
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
-        """See `Report.table`."""
+        """See `Report.table`: a first row for the instances started, then one per step."""
         return ["step", "instances", "visits", "open", "share"], [
-            [s.step, s.instances, s.visits, s.open, s.share] for s in self.steps
+            ["(started)", self.started, None, None, 1.0 if self.started else None],
+            *([s.step, s.instances, s.visits, s.open, s.share] for s in self.steps),
         ]
 
 

@@ -237,6 +237,12 @@ class StepFact(SQLModel, table=True):
     breached_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     highest_rung: int | None = None
     business_seconds: float | None = None
+    final_assignee: str | None = Field(
+        default=None,
+        max_length=100,
+        description="who held the task when it closed, when a reassignment after its breach "
+        "moved it from `assignee` (who the visit counts for)",
+    )
 
 
 class StepFactWeek(SQLModel, table=True):
@@ -343,14 +349,36 @@ class AlertBase(SQLModel):
     created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     acknowledged_by: str | None = None
+    task_id: str | None = Field(
+        default=None, max_length=400, description="the task it is about, if any"
+    )
+    resolved_at: datetime | None = Field(
+        default=None,
+        sa_type=UtcDateTime,
+        description="when its task completed, was cancelled or was reassigned",
+    )
+    resolved_by: str | None = Field(
+        default=None, max_length=100, description="who completed or reassigned the task"
+    )
+    resolution: str | None = Field(
+        default=None, sa_type=Text, description='e.g. "completed 3 h 10 min late by chloe"'
+    )
+    late_seconds: float | None = Field(
+        default=None, description="how late the task was when it was resolved (wall time)"
+    )
 
 
 class Alert(AlertBase, table=True):
-    """An alert row: a manager's list is `WHERE recipient = ? AND acknowledged_at IS NULL`."""
+    """An alert row: one still needing action has neither `acknowledged_at` nor `resolved_at`.
+
+    An alert about a task is resolved when the task completes, is cancelled or is reassigned
+    (`activities.process`): its task no longer needs this recipient to act.
+    """
 
     __tablename__ = "alerts"
     __table_args__ = (
         Index("ix_alerts_recipient_created", "recipient", "created_at"),
+        Index("ix_alerts_task_resolved", "task_id", "resolved_at"),
         _one_of("level", ALERT_LEVELS, "ck_alerts_level"),
     )
 

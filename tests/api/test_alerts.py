@@ -81,3 +81,69 @@ async def test_alerts_filter_by_every_level_a_monitor_writes(offline_api: Api) -
     unknown = await offline_api.get("/api/alerts", "omar", params={"level": "panic"})
     assert unknown.status_code == 422
     assert "query.level" in unknown.json()["detail"]
+
+
+async def test_alerts_of_a_completed_task_are_resolved_and_leave_the_open_list(api: Api) -> None:
+    monday = await api.next_monday(10)
+    await api.sleep_until(monday)
+    instance = await api.start("quote-follow-up", quote(owner="ana"))
+    task = await api.open_task(instance, "call-customer")
+    # due Wednesday 10:00: the warning (ana) and the breach (maria) are raised, then ana calls
+    await api.sleep_until(monday + timedelta(days=2, hours=3))
+    await api.until(lambda: len(api.rows(Alert, Alert.instance_id == instance)) == 2, "alerts")
+    assert {a.task_id for a in api.rows(Alert, Alert.instance_id == instance)} == {task.id}
+    open_before = (await api.get("/api/alerts", "maria")).json()
+    assert {a["level"] for a in open_before["items"]} == {"warning", "breach"}
+
+    done = await api.post(f"/api/tasks/{task.id}/complete", "ana", {"outcome": "lost"})
+    assert done.status_code == 200, done.text
+    await api.until(
+        lambda: all(a.resolved_at for a in api.rows(Alert, Alert.instance_id == instance)),
+        "alerts resolved with their task",
+    )
+
+    still_open = (await api.get("/api/alerts", "maria")).json()
+    assert still_open["total"] == 0 and still_open["items"] == []
+    resolved = (await api.get("/api/alerts", "maria", params={"state": "resolved"})).json()
+    assert {a["level"] for a in resolved["items"]} == {"warning", "breach"}
+    breach = next(a for a in resolved["items"] if a["level"] == "breach")
+    assert breach["resolved_by"] == "ana"
+    assert breach["resolution"].startswith("completed ") and breach["resolution"].endswith(
+        " late by ana"
+    )
+    assert breach["late_seconds"] > 2 * 3600  # completed about 3 h after Wednesday 10:00
+    assert breach["acknowledged_at"] is None  # resolved is not acknowledged: both are kept
+    everything = (await api.get("/api/alerts", "maria", params={"state": "all"})).json()
+    assert everything["total"] == 2
+
+
+async def test_a_reassigned_tasks_alerts_are_resolved_and_the_new_holders_stays_open(
+    api: Api,
+) -> None:
+    monday = await api.next_monday(10)
+    await api.sleep_until(monday)
+    instance = await api.start("quote-follow-up", quote(owner="ana"))
+    task = await api.open_task(instance, "call-customer")
+    await api.sleep_until(monday + timedelta(days=2, minutes=5))
+    await api.until(lambda: len(api.rows(Alert, Alert.instance_id == instance)) == 2, "alerts")
+
+    moved = await api.post(f"/api/tasks/{task.id}/reassign", "maria", {"to": "ben"})
+    assert moved.status_code == 200, moved.text
+    await api.until(lambda: len(api.rows(Alert, Alert.instance_id == instance)) == 3, "handover")
+
+    rows = {a.level: a for a in api.rows(Alert, Alert.instance_id == instance)}
+    for level in ("warning", "breach"):
+        assert rows[level].resolved_at is not None
+        assert rows[level].resolved_by == "maria"
+        assert rows[level].resolution.startswith("reassigned to ben (was ana), ")
+    assert rows["escalation"].recipient == "ben" and rows["escalation"].resolved_at is None
+    bens = (await api.get("/api/alerts", "ben")).json()["items"]
+    assert [a["level"] for a in bens] == ["escalation"]
+    marias = (await api.get("/api/alerts", "maria")).json()["items"]
+    assert [a["level"] for a in marias] == ["escalation"]  # ben's, her team's: needs action
+
+
+async def test_the_alert_state_filter_is_checked(offline_api: Api) -> None:
+    bad = await offline_api.get("/api/alerts", "maria", params={"state": "closed"})
+    assert bad.status_code == 422
+    assert "resolved" in bad.text

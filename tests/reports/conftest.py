@@ -18,6 +18,7 @@ call-customer visits (SLA'd; rung = highest escalation rung reached; seconds = b
     C     ana    Q-7       lost       breached  2      90000
     before the period: ana Q-0 breached (Sun 8 Nov 23:00 NY)
 
+Each instance starts when its first visit opens (Q-0 before the period, the others in it).
 Open tasks now: ana Q-8 (opened Mon of C, due Tue: overdue), ana Q-9 (due Friday: not yet).
 Other facts: send-summary (action) and won (end) for Q-1, Q-2, Q-3, Q-6; lost (end) for Q-4,
 Q-7. And one support-case fact for dev, which a quote-follow-up filter leaves out.
@@ -76,7 +77,9 @@ class History:
     definitions: Definitions
     started: set[str] = field(default_factory=set)
 
-    def instance(self, key: str, process: str = PROCESS) -> str:
+    def instance(self, key: str, process: str = PROCESS, started_at: datetime | None = None) -> str:
+        """The instance of `key`, recorded as started at `started_at` (its first visit's
+        opening) the first time it is named."""
         instance_id = f"{process}/{key}"
         if instance_id not in self.started:
             compiled = self.definitions.processes[process]
@@ -88,7 +91,7 @@ class History:
                     hash=compiled.hash,
                     compiled_json=compiled.model_dump_json(),
                     business_key=key,
-                    started_at=WEEK_A - timedelta(days=7),
+                    started_at=started_at or WEEK_A - timedelta(days=7),
                 )
             )
             self.started.add(instance_id)
@@ -109,8 +112,13 @@ class History:
         rung: int | None = None,
         seconds: float | None = None,
         process: str = PROCESS,
+        due: bool | None = None,
+        timed: bool = True,
+        final: str | None = None,
     ) -> None:
-        instance_id = self.instance(key, process)
+        """One fact; `due` gives a visit without a verdict a due time (not applicable),
+        `timed=False` leaves its duration out (a cancelled task), `final` is who closed it."""
+        instance_id = self.instance(key, process, opened_at)
         sla = met is not None
         self.acts.record_step(
             RecordStepInput(
@@ -123,18 +131,19 @@ class History:
                 assignee=rep,
                 team=team,
                 opened_at=opened_at,
-                due_at=opened_at + timedelta(days=2) if sla else None,
+                due_at=opened_at + timedelta(days=2) if sla or due else None,
                 closed_at=opened_at + timedelta(seconds=seconds or 60),
                 outcome=outcome,
                 sla_met=met,
                 breached_at=None if met or not sla else opened_at + timedelta(days=2),
                 highest_rung=rung if sla else None,
-                business_seconds=seconds if seconds is not None else 0.0,
+                business_seconds=(seconds if seconds is not None else 0.0) if timed else None,
+                final_assignee=final,
             )
         )
 
     def open_task(self, key: str, opened_at: datetime, due_at: datetime, rep: str) -> None:
-        instance_id = self.instance(key)
+        instance_id = self.instance(key, started_at=opened_at)
         self.acts.open_task(
             OpenTaskInput(
                 task_id=f"{instance_id}/call-customer/1",

@@ -107,8 +107,8 @@ async def test_every_report_answers(api: ReportsApi) -> None:
     funnel = (await api.get("/api/reports/funnel", "sam")).json()
     assert funnel["steps"][0] == {
         "step": "call-customer",
-        "instances": 7,
-        "visits": 8,
+        "instances": 9,
+        "visits": 10,
         "open": 2,
         "share": 1.0,
     }

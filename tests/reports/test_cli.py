@@ -112,3 +112,37 @@ def test_bad_options_say_what_is_wrong(cli: tuple[CliRunner, dict[str, str]]) ->
     assert result.exit_code == 1 and "give either weeks or since/until" in result.output
     result = runner.invoke(app, ["report", "--process", "nope"], env=env)
     assert result.exit_code == 1 and "no process 'nope'" in result.output
+
+
+def test_outcomes_by_step_names_the_step_column_once(
+    cli: tuple[CliRunner, dict[str, str]],
+) -> None:
+    runner, env = cli
+    result = runner.invoke(app, ["report", "outcomes", *PERIOD, "--by", "step"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split() == ["step", "outcome", "count", "share"]
+    reached = next(line.split() for line in result.stdout.splitlines() if "reached" in line)
+    assert reached[:3] == ["call-customer", "reached", "4"]
+
+
+def test_a_funnel_across_processes_is_refused_with_the_reason(
+    cli: tuple[CliRunner, dict[str, str]],
+) -> None:
+    runner, env = cli
+    result = runner.invoke(app, ["report", "funnel", "--weeks", "3"], env=env)
+    assert result.exit_code == 1
+    assert "a funnel follows the steps of one process" in result.output
+
+
+def test_a_reps_funnel_starts_from_the_instances_that_started(
+    cli: tuple[CliRunner, dict[str, str]],
+) -> None:
+    runner, env = cli
+    result = runner.invoke(app, ["report", "funnel", *PERIOD, "--rep", "ana"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    # ana's instances started in the period
+    assert rows["(started)"][1] == "5"
+    assert rows["call-customer"][1] == "5" and rows["call-customer"][-1] == "100.0%"
+    shares = [float(row[-1].rstrip("%")) for row in rows.values() if row[-1].endswith("%")]
+    assert shares and max(shares) <= 100

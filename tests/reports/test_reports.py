@@ -180,16 +180,20 @@ def test_outcome_mix(worked: SessionFactory, definitions: Definitions) -> None:
     assert {o.outcome: o.count for o in ben.outcomes} == {"reached": 1, "lost": 1, "voicemail": 1}
 
 
-def test_funnel(worked: SessionFactory, definitions: Definitions) -> None:
+def test_funnel_counts_the_instances_that_started_in_the_period(
+    worked: SessionFactory, definitions: Definitions
+) -> None:
     with worked() as session:
         report = funnel(session, query(), definitions=definitions, now=NOW)
+    # Q-1..Q-9 started in the period (Q-0 before it); are still at their task
+    assert report.started == 9
     assert [(s.step, s.instances, s.visits, s.open) for s in report.steps] == [
-        ("call-customer", 7, 8, 2),
+        ("call-customer", 9, 10, 2),
         ("send-summary", 4, 4, 0),
         ("lost", 2, 2, 0),
         ("won", 4, 4, 0),
     ]
-    assert [s.share for s in report.steps] == pytest.approx([1, 4 / 7, 2 / 7, 4 / 7])
+    assert [s.share for s in report.steps] == pytest.approx([1, 4 / 9, 2 / 9, 4 / 9])
 
 
 def test_backlog_now(worked: SessionFactory, definitions: Definitions) -> None:

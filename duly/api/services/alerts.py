@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement, and_, true
 from sqlmodel import Session, col, func, select
 
 from duly.api.access import alerts_visible, require_alert
@@ -10,6 +11,21 @@ from duly.api.errors import NotFound
 from duly.api.schemas import AlertState, Page
 from duly.store.models import Alert, AlertPublic
 from duly.store.types import utc_now
+
+
+def in_state(state: AlertState) -> ColumnElement[bool]:
+    """The alerts in a state: `open` ones still need action (the badge counts them).
+
+    An alert is open until someone acknowledges it or its task resolves it (completed,
+    cancelled or reassigned); `acknowledged` and `resolved` may overlap.
+    """
+    if state == "open":
+        return and_(col(Alert.acknowledged_at).is_(None), col(Alert.resolved_at).is_(None))
+    if state == "acknowledged":
+        return col(Alert.acknowledged_at).is_not(None)
+    if state == "resolved":
+        return col(Alert.resolved_at).is_not(None)
+    return true()
 
 
 def list_alerts(
@@ -28,17 +44,14 @@ def list_alerts(
         session: A database session.
         principal: Who asks: a rep sees their own alerts, a manager also their teams'
             members', an admin all.
-        state: `open` (not acknowledged, the default), `acknowledged` or `all`.
+        state: `open` (still needing action, the default), `acknowledged`, `resolved` (its
+            task completed, was cancelled or reassigned) or `all`.
         level: Only this level (one of `duly.store.models.ALERT_LEVELS`).
         recipient: Only alerts addressed to this user.
         limit: At most this many.
         offset: Skip this many first.
     """
-    where = [alerts_visible(principal)]
-    if state == "open":
-        where.append(col(Alert.acknowledged_at).is_(None))
-    elif state == "acknowledged":
-        where.append(col(Alert.acknowledged_at).is_not(None))
+    where = [alerts_visible(principal), in_state(state)]
     if level is not None:
         where.append(col(Alert.level) == level)
     if recipient is not None:

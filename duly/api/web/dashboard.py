@@ -163,6 +163,16 @@ def _visible_tasks(query: ReportQuery) -> Any:
     return or_(*terms) if terms else false()
 
 
+def slope_text(slope: float | None) -> str:
+    """A trend as the slope it is, in attainment points per week: "+3 pts/wk", "–" unknown."""
+    if slope is None:
+        return "–"
+    points = round(slope)
+    if points == 0:
+        return "±0 pts/wk"
+    return f"{points:+d} pts/wk"
+
+
 @dataclass(frozen=True)
 class Breach:
     """A line of the breach list: an open task past due, or a visit that missed its SLA."""
@@ -181,7 +191,10 @@ class Breach:
 def breaches(
     session: Session, user: Principal, filters: Filters, since: datetime, now: datetime
 ) -> tuple[list[Breach], int]:
-    """Open tasks past due, then the period's breached visits (newest first); and the total."""
+    """Open tasks past due, then the period's breached visits; and the total.
+
+    Each part newest breach first: by the instant it breached (an open task's due time).
+    """
     query = scoped(user, filters.query())
     open_where = [
         col(Task.process) == filters.process,
@@ -206,7 +219,7 @@ def breaches(
         select(Task, Instance.business_key)
         .join(Instance, col(Instance.id) == col(Task.instance_id))
         .where(*open_where)
-        .order_by(col(Task.due_at))
+        .order_by(col(Task.due_at).desc(), col(Task.id))
         .limit(BREACHES_SHOWN)
     ):
         shown.append(
@@ -218,7 +231,11 @@ def breaches(
             select(StepFact, Instance.business_key)
             .join(Instance, col(Instance.id) == col(StepFact.instance_id))
             .where(*fact_where)
-            .order_by(col(StepFact.closed_at).desc(), col(StepFact.id).desc())
+            # the instant each breached (a visit's breach is its due time when not recorded)
+            .order_by(
+                func.coalesce(col(StepFact.breached_at), col(StepFact.due_at)).desc(),
+                col(StepFact.id).desc(),
+            )
             .limit(left)
         ):
             shown.append(
@@ -315,6 +332,7 @@ def dashboard(
                 "weeks_active": rep.weeks_active,
                 "trend": rep.trend,
                 "slope": rep.slope_per_week,
+                "slope_text": slope_text(rep.slope_per_week),
                 "dots": dots,
                 "met": met,
                 "breached": breached,
@@ -350,6 +368,7 @@ def dashboard(
             "spread": consistency.teams,
             "funnel": funnel_svg,
             "funnel_empty": not funnel.steps,
+            "funnel_started": funnel.started,
             "outcomes": outcome_svg,
             "outcomes_empty": not task_steps,
             "backlog": backlog.total,

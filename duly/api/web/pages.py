@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from duly.api.auth import Principal
 from duly.api.errors import Invalid, NotAuthenticated, ServiceError
-from duly.api.schemas import CompleteTaskRequest, InstanceDetail, TaskView
+from duly.api.schemas import ALERT_STATES, CompleteTaskRequest, InstanceDetail, TaskView
 from duly.api.services import alerts as alert_service
 from duly.api.services import definitions as definition_service
 from duly.api.services import instances as instance_service
@@ -334,9 +334,6 @@ async def complete(task_id: str, request: Request, user: WebUser) -> Response:
 
 
 # --- alerts ------------------------------------------------------------------------------------
-
-
-ALERT_STATES = ("open", "acknowledged", "all")
 
 
 def _alert_rows(request: Request, user: Principal, state: str) -> tuple[list[Any], int]:

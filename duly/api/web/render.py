@@ -21,11 +21,12 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from sqlmodel import col, func, select
+from sqlmodel import func, select
 
 from duly.api.access import alerts_visible
 from duly.api.auth import Principal
 from duly.api.context import ApiContext
+from duly.api.services.alerts import in_state
 from duly.api.templating import environment
 from duly.api.web.session import csrf_token, session_token
 from duly.store.models import Alert
@@ -134,9 +135,7 @@ def open_alert_count(request: Request, user: Principal) -> int:
     """How many alerts the user may see are still open (the navigation's badge)."""
     with context_of(request).read() as session:
         count: int = session.exec(
-            select(func.count())
-            .select_from(Alert)
-            .where(alerts_visible(user), col(Alert.acknowledged_at).is_(None))
+            select(func.count()).select_from(Alert).where(alerts_visible(user), in_state("open"))
         ).one()
     return count
 
