@@ -151,7 +151,7 @@ def instance_url(settings: Settings, instance_id: str) -> str:
     return f"{web_url(settings)}/instances/{quote(instance_id, safe='/')}"
 
 
-def _task_of(session: Session, alert: Alert) -> Task | None:
+def task_of(session: Session, alert: Alert) -> Task | None:
     """The task an alert is about: named by its key when it can be, else the step's latest."""
     if alert.instance_id is None or alert.step is None:
         return None
@@ -260,7 +260,7 @@ def alert_message(*, session: Session, alert: Alert, settings: Settings | None =
     settings = settings or get_settings()
     record = load_record(session, alert.instance_id)
     zone = reader_zone(session, alert.recipient, record)
-    task = _task_of(session, alert)
+    task = task_of(session, alert)
     reassigned = alert.level == "escalation" and alert.message.startswith("Reassigned")
     label = "Reassigned" if reassigned else LABELS.get(alert.level, alert.level.capitalize())
     headline = (
