@@ -38,7 +38,13 @@ def text(message: Message) -> str:
         lines.append("")
     for section in message.sections:
         lines.append(section.title)
-        lines += [f"  {line}" for line in section.lines] or ["  —"]
+        for index, line in enumerate(section.lines):
+            lines.append(f"  {line}")
+            link = section.links[index] if index < len(section.links) else None
+            if link:
+                lines.append(f"    {link}")
+        if not section.lines:
+            lines.append("  —")
         lines.append("")
     for action in message.actions:
         lines.append(f"{action.label}: {action.url}")

@@ -190,3 +190,60 @@ def test_the_golden_messages_have_what_people_act_on(outbox: dict[str, Delivery]
     warning = outbox[f"{CASES['warning']}:email"].body
     assert "/ack/" not in warning and "2026-11-20 14:00 WET" in warning
     assert timedelta(0) < DUE - OPENED
+
+
+def test_the_weekly_summary_reads_as_its_golden_files_on_every_channel() -> None:
+    from duly.notify import render
+    from duly.notify.summary_message import summary_message
+    from duly.summary import OpenBreach, ProcessLine, Slip, WeeklySummary
+
+    summary = WeeklySummary(
+        manager="maria",
+        name="Maria Lopez",
+        week="2026-W47",
+        teams=["inbound-sales"],
+        processes=[
+            ProcessLine(
+                process="quote-follow-up",
+                title="Follow up on every sent quote",
+                team="inbound-sales",
+                goal=0.9,
+                met=16,
+                breached=5,
+                attainment=16 / 21,
+                meets_goal=False,
+                previous_attainment=0.92,
+            )
+        ],
+        slipped=[
+            Slip(
+                rep="ben",
+                name="Ben Carter",
+                process="quote-follow-up",
+                attainment=0.4,
+                previous_attainment=0.8,
+                goal=0.9,
+                reason="below the 90% goal",
+            )
+        ],
+        open_breaches=[
+            OpenBreach(
+                task_id=TASK,
+                instance_id=INSTANCE,
+                process="quote-follow-up",
+                title="Call Lee <Park> & Co about quote Q-1042",
+                assignee="ben",
+                due_at=DUE,
+                overdue_hours=26.5,
+            )
+        ],
+        open_breach_count=3,
+        generated_at=datetime(2026, 11, 23, 8, 0, tzinfo=UTC),
+        link="https://duly.example.com",
+    )
+    message = summary_message(summary)
+    check("weekly-summary.txt", f"Subject: {message.subject}\n\n{summary.text()}")
+    check("weekly-summary.html", summary.html())
+    slack = render.slack(message)
+    check("weekly-summary.slack.json", json.dumps(slack, indent=2, ensure_ascii=False) + "\n")
+    assert summary.text() == render.text(message)
