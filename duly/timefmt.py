@@ -7,6 +7,7 @@ in theirs, still labelled. Machine formats (CSV, JSON) stay ISO 8601 with an off
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,6 +38,22 @@ def reader_zone(process_zone: str | tzinfo | None, user_zone: str | None = None)
     if isinstance(process_zone, tzinfo):
         return process_zone
     return zone(process_zone) or UTC
+
+
+def chooser(
+    process_zones: Mapping[str, str], user_zone: str | None = None
+) -> Callable[[str | None], tzinfo]:
+    """`zone_for(process)` for one reader: their own zone, else the process's calendar zone.
+
+    Args:
+        process_zones: Each process's calendar zone, by process name.
+        user_zone: The reader's `timezone:` from org.yaml, if any.
+    """
+
+    def zone_for(process: str | None) -> tzinfo:
+        return reader_zone(process_zones.get(process or ""), user_zone)
+
+    return zone_for
 
 
 def local(moment: datetime | None, where: tzinfo, *, empty: str = "—") -> str:

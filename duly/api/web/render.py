@@ -135,11 +135,8 @@ def zone_chooser(request: Request, user: Principal | None) -> Callable[[str | No
             row = session.get(User, user.id)
             own = row.timezone if row is not None else None
 
-    def zone_for(process: str | None) -> tzinfo:
-        compiled = context.definitions.processes.get(process or "")
-        return timefmt.reader_zone(compiled.calendar.timezone if compiled else None, own)
-
-    return zone_for
+    zones = {name: p.calendar.timezone for name, p in context.definitions.processes.items()}
+    return timefmt.chooser(zones, own)
 
 
 def open_alert_count(request: Request, user: Principal) -> int:
