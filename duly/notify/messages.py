@@ -142,8 +142,8 @@ def lateness(record: Record, due_at: datetime, at: datetime) -> str:
             return f"late by {wall} (wall time)"
         return f"late by {business} business time ({wall} wall time)"
     if business is None:
-        return f"not late yet: {wall} left (wall time)"
-    return f"not late yet: {business} business time left ({wall} wall time)"
+        return f"not late: {wall} left (wall time)"
+    return f"not late: {business} business time left ({wall} wall time)"
 
 
 def instance_url(settings: Settings, instance_id: str) -> str:
