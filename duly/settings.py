@@ -36,8 +36,9 @@ class Settings(BaseSettings):
         events_secret: The shared secret inbound events (`POST /api/events`) are signed with
             (HMAC-SHA256); the endpoint refuses every event while it is empty.
         ack_secret: The key acknowledge links in notifications are signed with (HMAC-SHA256);
-            unset, one is made once and kept in `<data_dir>/ack.secret`, which is enough
-            when the worker and the web app share a machine (`duly up`).
+            unset, one derived from `events_secret`, or without that one made once and kept
+            in `<data_dir>/ack.secret` (enough when the worker and the web app share a
+            machine, as under `duly up`).
         temporal_tls: Connect to Temporal over TLS. Unset: on when a client certificate, a CA
             or an API key is given, off otherwise.
         temporal_tls_cert: PEM file of the client certificate for mutual TLS (with the key).

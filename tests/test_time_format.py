@@ -69,3 +69,25 @@ def test_a_user_timezone_reaches_the_database(tmp_path: Path) -> None:
         assert session.get_one(User, "ana").timezone == "Europe/Lisbon"
         assert session.get_one(User, "maria").timezone is None
     engine.dispose()
+
+
+def test_ack_links_verify_across_processes_that_share_only_the_events_secret(
+    tmp_path: Path,
+) -> None:
+    from datetime import timedelta
+
+    from duly.notify.ack_links import AckLinkInvalid, ack_secret, make_token, read_token
+    from duly.settings import Settings
+
+    worker = Settings(events_secret="shared", data_dir=tmp_path / "worker")
+    web = Settings(events_secret="shared", data_dir=tmp_path / "web")
+    assert ack_secret(worker) == ack_secret(web) != "shared"
+    token = make_token(ack_secret(worker), alert_key="a:maria", user="maria", expires_at=AT)
+    claim = read_token(ack_secret(web), token, now=AT - timedelta(minutes=1))
+    assert (claim.alert_key, claim.user) == ("a:maria", "maria")
+    with pytest.raises(AckLinkInvalid, match="expired"):
+        read_token(ack_secret(web), token, now=AT)
+    lone = Settings(data_dir=tmp_path / "lone")
+    assert ack_secret(lone) == ack_secret(lone) == (tmp_path / "lone" / "ack.secret").read_text()
+    with pytest.raises(AckLinkInvalid, match="not valid"):
+        read_token(ack_secret(lone), token, now=AT - timedelta(minutes=1))

@@ -43,9 +43,17 @@ class AckClaim:
 
 
 def ack_secret(settings: Settings) -> str:
-    """The signing key: `DULY_ACK_SECRET`, else one kept in the data folder (made once)."""
+    """The signing key, the same wherever the worker and the web app run.
+
+    `DULY_ACK_SECRET` when set; else derived from `DULY_EVENTS_SECRET` (a deployment's
+    containers share it, and the derivation keeps the two keys apart); else one made once and
+    kept in the data folder, which the worker and the web app of `duly up` share.
+    """
     if settings.ack_secret:
         return settings.ack_secret
+    if settings.events_secret:
+        derived = hmac.new(settings.events_secret.encode(), b"duly-ack-links", hashlib.sha256)
+        return derived.hexdigest()
     path = Path(settings.data_dir) / SECRET_FILE
     try:
         return path.read_text().strip()

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from api.conftest import Api, quote
+from api.conftest import SECRET, Api, quote
 from sqlmodel import select
 
 from activities.messages import EscalateInput, OpenTaskInput, StartInstanceInput
@@ -32,9 +32,14 @@ OPENED = DUE - timedelta(days=2)
 NEW_YORK, LISBON = ZoneInfo("America/New_York"), ZoneInfo("Europe/Lisbon")
 
 
+def app_settings(tmp_path: Path) -> Settings:
+    """The offline app's settings, as far as acknowledge links go: the same signing key."""
+    return Settings(events_secret=SECRET, data_dir=tmp_path)
+
+
 def breach_for_maria(api: Api, tmp_path: Path) -> tuple[Alert, str]:
     """A breach alert to maria, made by the activities; its row and the path of its ack link."""
-    settings = Settings(data_dir=tmp_path)  # the app's data folder: the same signing key
+    settings = app_settings(tmp_path)
     acts = ProcessActivities(api.sessions, settings)
     process = api.definitions.processes["quote-follow-up"]
     acts.start_instance(
@@ -129,7 +134,7 @@ async def test_an_altered_expired_or_unauthorised_ack_link_acknowledges_nothing(
     for method in (http.get, http.post):
         answer = await method(altered)
         assert answer.status_code == 400 and "not valid" in answer.text
-    secret = ack_secret(Settings(data_dir=tmp_path))
+    secret = ack_secret(app_settings(tmp_path))
     expired = make_token(
         secret, alert_key=alert.key, user="maria", expires_at=datetime.now(UTC) - timedelta(1)
     )
