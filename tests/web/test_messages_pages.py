@@ -192,3 +192,28 @@ async def test_the_instance_page_renders_titles_and_says_when_a_wait_wakes(api: 
     wake = re.search(r'id="wake">waiting until <time [^>]*>([^<]+)</time>', page.text)
     assert wake is not None, page.text
     assert wake.group(1).endswith(("EST", "EDT")) and state.wake_at is not None
+
+
+def test_a_title_whose_template_fails_on_the_data_keeps_its_raw_text() -> None:
+    from duly.api.web.pages import titled_for
+    from duly.language.model import ProcessSpec
+
+    spec = ProcessSpec.model_validate(
+        {
+            "process": "p",
+            "title": "P",
+            "version": 1,
+            "calendar": "us-east",
+            "trigger": {"event": "p.start", "key": "{{ id }}"},
+            "start": "a",
+            "steps": {
+                "a": {"kind": "task", "title": "Call {{ 1 / n }}", "outcomes": {"ok": "b"}},
+                "b": {"kind": "task", "title": "Call {{ who }}", "outcomes": {"ok": "c"}},
+                "c": {"kind": "end", "result": "done"},
+            },
+        }
+    )
+    titled = titled_for(spec, {"n": 0, "who": "Dana"})
+    assert getattr(titled.steps["a"], "title", None) == "Call {{ 1 / n }}"
+    assert getattr(titled.steps["b"], "title", None) == "Call Dana"
+    assert getattr(spec.steps["b"], "title", None) == "Call {{ who }}"  # the definition stays
