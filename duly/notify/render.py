@@ -80,7 +80,7 @@ def html(message: Message) -> str:
         for fact in message.facts:
             parts.append(
                 '<tr><th style="text-align:left;vertical-align:top;padding:4px 12px 4px 0;'
-                f'color:#52606d;font-weight:600;white-space:nowrap">{e(fact.label)}</th>'
+                f'width:1%;color:#52606d;font-weight:600;white-space:nowrap">{e(fact.label)}</th>'
                 f'<td style="padding:4px 0">{e(fact.value)}</td></tr>'
             )
         parts.append("</table>")
