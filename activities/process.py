@@ -174,9 +174,7 @@ class ProcessActivities:
                     raise _AlreadyOpened
                 count_on_commit(session, metrics.TASKS_OPENED.labels(process=input.process))
                 # Queued with the task: both commit, or neither does and a retry does both
-                notify_task_assigned(
-                    session=session, task=task, zone=_zone_of(session, input.instance_id)
-                )
+                notify_task_assigned(session=session, task=task, settings=self.settings)
         except AssignmentError as exc:
             log.error("task_not_assigned", problem=str(exc))
             raise _assignment_failure(exc) from exc
@@ -337,7 +335,7 @@ class ProcessActivities:
                 alert.resolved_at, alert.resolved_by = task.closed_at, task.closed_by
                 alert.resolution = f"its task was already {task.status}"
             if insert_if_absent(session=session, row=alert):
-                notify_alert(session=session, alert=alert)
+                notify_alert(session=session, alert=alert, settings=self.settings)
         return EscalateResult(assignee=assignee, notified=recipients)
 
     def _reassign(self, session: Session, input: EscalateInput, rule: str) -> EscalateResult:
@@ -375,7 +373,7 @@ class ProcessActivities:
         )
         alert = _alert(input, "escalation", new, message)
         if insert_if_absent(session=session, row=alert):
-            notify_alert(session=session, alert=alert)
+            notify_alert(session=session, alert=alert, settings=self.settings)
         return EscalateResult(assignee=new, notified=[new])
 
     @activity.defn
@@ -411,7 +409,7 @@ class ProcessActivities:
                     created_at=input.fired_at,
                 )
                 if insert_if_absent(session=session, row=row):
-                    notify_alert(session=session, alert=row)
+                    notify_alert(session=session, alert=row, settings=self.settings)
         if recipients:
             log.warning("failure_alerted", recipients=recipients, problem=input.message)
         else:

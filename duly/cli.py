@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import datetime, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -19,6 +20,7 @@ from duly.language.loader import Definitions, load_definitions, load_paths
 from duly.language.schema import json_schema
 from duly.settings import Settings, web_url
 from duly.tables import span, table, when
+from duly.timefmt import local
 
 if TYPE_CHECKING:
     from duly.api.auth import Principal
@@ -658,6 +660,20 @@ ActingOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
 
+def _zones(definitions: Path, acting: str | None) -> Callable[[str | None], tzinfo]:
+    """`zone_for(process)` for who the command acts as: theirs, else the process's calendar zone.
+
+    The default actor is the first admin, as in `_with_work` (see `duly.timefmt`).
+    """
+    from duly import timefmt
+
+    loaded = load_or_exit(definitions)
+    users = loaded.org.users
+    who = acting or next((u for u in sorted(users) if users[u].role == "admin"), None)
+    own = users[who].timezone if who in users else None
+    return timefmt.chooser({n: p.calendar.timezone for n, p in loaded.processes.items()}, own)
+
+
 class Work:
     """What a command acting for a user works with: the API's context, the user, a loop."""
 
@@ -842,8 +858,16 @@ def tasks(
     if as_json:
         _print_json(page)
         return
+    zone_for = _zones(definitions, acting)
     rows = [
-        (t.id, t.title, t.assignee, t.due_at, span(t.business_seconds_left), " | ".join(t.outcomes))
+        (
+            t.id,
+            t.title,
+            t.assignee,
+            local(t.due_at, zone_for(t.process), empty="-"),
+            span(t.business_seconds_left),
+            " | ".join(t.outcomes),
+        )
         for t in page.items
     ]
     typer.echo(
@@ -886,8 +910,17 @@ def alerts(
     if as_json:
         _print_json(page)
         return
+    zone_for = _zones(definitions, acting)
     rows = [
-        (a.id, a.level, a.recipient, a.created_at, a.acknowledged_by, a.resolution or "", a.message)
+        (
+            a.id,
+            a.level,
+            a.recipient,
+            local(a.created_at, zone_for(a.process)),
+            a.acknowledged_by,
+            a.resolution or "",
+            a.message,
+        )
         for a in page.items
     ]
     headers = ("ID", "LEVEL", "TO", "RAISED", "ACKED BY", "RESOLVED", "MESSAGE")
@@ -914,7 +947,8 @@ def ack(
         _print_json(done)
         return
     typer.echo(
-        f"alert {done.id} acknowledged by {done.acknowledged_by} at {when(done.acknowledged_at)}"
+        f"alert {done.id} acknowledged by {done.acknowledged_by} at "
+        f"{local(done.acknowledged_at, _zones(definitions, acting)(done.process))}"
     )
 
 
@@ -990,7 +1024,17 @@ def instances(
     if as_json:
         _print_json(page)
         return
-    rows = [(i.id, i.status, i.result, i.started_at, i.ended_at) for i in page.items]
+    zone_for = _zones(definitions, acting)
+    rows = [
+        (
+            i.id,
+            i.status,
+            i.result,
+            local(i.started_at, zone_for(i.process)),
+            local(i.ended_at, zone_for(i.process), empty="-"),
+        )
+        for i in page.items
+    ]
     typer.echo(
         table(("INSTANCE", "STATUS", "RESULT", "STARTED", "ENDED"), rows, empty="no instances")
     )
@@ -1016,6 +1060,11 @@ def show(
         _print_json(detail)
         return
     row = detail.instance
+    zone = _zones(definitions, acting)(row.process)
+
+    def when(moment: datetime) -> str:  # the instance's times: its calendar's zone, or mine
+        return local(moment, zone)
+
     lines = [
         f"{row.id}  {row.process} v{row.version}  key {row.business_key}",
         f"status {row.status}"
@@ -1037,7 +1086,7 @@ def show(
     elif detail.state_error:
         lines.append(f"live state unavailable: {detail.state_error}")
     facts = [
-        (f.step, f.visit, f.kind, f.assignee, f.outcome, _sla(f.sla_met), f.closed_at)
+        (f.step, f.visit, f.kind, f.assignee, f.outcome, _sla(f.sla_met), when(f.closed_at))
         for f in detail.facts
     ]
     lines += [
@@ -1045,7 +1094,7 @@ def show(
         "Steps:",
         table(("STEP", "VISIT", "KIND", "ASSIGNEE", "OUTCOME", "SLA", "CLOSED"), facts, empty="-"),
     ]
-    events = [(e.at, e.clock, e.kind, e.detail) for e in detail.sla_events]
+    events = [(when(e.at), e.clock, e.kind, e.detail) for e in detail.sla_events]
     lines += ["", "SLA events:", table(("AT", "CLOCK", "EVENT", "DETAIL"), events, empty="-")]
     typer.echo("\n".join(lines))
 

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         log_format: `console` (readable, for development) or `json` (for production).
         events_secret: The shared secret inbound events (`POST /api/events`) are signed with
             (HMAC-SHA256); the endpoint refuses every event while it is empty.
+        ack_secret: The key acknowledge links in notifications are signed with (HMAC-SHA256);
+            unset, one derived from `events_secret`, or without that one made once and kept
+            in `<data_dir>/ack.secret` (enough when the worker and the web app share a
+            machine, as under `duly up`).
         temporal_tls: Connect to Temporal over TLS. Unset: on when a client certificate, a CA
             or an API key is given, off otherwise.
         temporal_tls_cert: PEM file of the client certificate for mutual TLS (with the key).
@@ -75,6 +79,7 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     log_format: Literal["console", "json"] = "console"
     events_secret: str = Field(default="", repr=False)
+    ack_secret: str = Field(default="", repr=False)
     temporal_tls: bool | None = None
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None

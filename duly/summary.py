@@ -22,12 +22,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, select_autoescape
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, func, select
 
 from duly.language.loader import Definitions
+from duly.notify import render
 from duly.notify.outbox import enqueue
+from duly.notify.summary_message import pct, summary_message
 from duly.reports import ReportQuery, attainment
 from duly.store.models import Task
 from duly.store.types import utc_now
@@ -161,16 +162,15 @@ class WeeklySummary(BaseModel):
         )
 
     def text(self) -> str:
-        """The summary as plain text."""
-        return _ENV.from_string(TEXT).render(s=self, pct=_pct).strip() + "\n"
+        """The summary as plain text (`duly.notify.summary_message`)."""
+        return render.text(summary_message(self))
 
     def html(self) -> str:
         """The summary as an HTML email (inline styles, every value escaped)."""
-        return _ENV_HTML.from_string(HTML).render(s=self, pct=_pct).strip() + "\n"
+        return render.html(summary_message(self))
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
+_pct = pct
 
 
 # --- building it --------------------------------------------------------------------------------
@@ -355,6 +355,7 @@ def queue_summary(session: Session, summary: WeeklySummary) -> list[str]:
         subject=summary.subject,
         body=summary.text(),
         html=summary.html(),
+        slack=render.slack(summary_message(summary)),
         payload=summary.model_dump(mode="json"),
     )
 
@@ -362,89 +363,6 @@ def queue_summary(session: Session, summary: WeeklySummary) -> list[str]:
 def summary_key(manager: str, week: str) -> str:
     """The outbox key of a manager's summary of a week."""
     return f"summary/{manager}/{week}"
-
-
-# --- rendering ----------------------------------------------------------------------------------
-
-_ENV = Environment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
-_ENV_HTML = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-
-TEXT = """\
-Weekly summary for {{ s.name }}, {{ s.week }} (teams: {{ s.teams | join(', ') }})
-
-Attainment against the goal
-{% for p in s.processes %}
-{% set name = '%-22s %-14s' | format(p.process, p.team) %}
-{% set counts = '%d met, %d breached' | format(p.met, p.breached) %}
-  {{ name }} {{ '%5s' | format(pct(p.attainment)) }} (goal {{ pct(p.goal) }}, {{ counts }}; \
-week before {{ pct(p.previous_attainment) }}){{ '  BELOW GOAL' if p.meets_goal is false }}
-{% else %}
-  No SLA work was measured for your teams this week.
-{% endfor %}
-
-Who slipped
-{% for r in s.slipped %}
-  {{ r.name }} ({{ r.rep }}), {{ r.process }}: {{ pct(r.attainment) }}, {{ r.reason }}
-{% else %}
-  Nobody: every rep met the goal and held their level.
-{% endfor %}
-
-Open breaches right now: {{ s.open_breach_count }}
-{% for b in s.open_breaches %}
-{% set where = s.link ~ '/instances/' ~ b.instance_id if s.link else b.instance_id %}
-  {{ b.title }} ({{ b.process }}), {{ b.assignee or 'unassigned' }}, \
-{{ b.overdue_hours }} h past due: {{ where }}
-{% endfor %}
-{% if s.open_breach_count > s.open_breaches | length %}
-  ... and {{ s.open_breach_count - s.open_breaches | length }} more
-{% endif %}
-"""
-
-HTML = """\
-<!doctype html>
-<html><body style="font-family: system-ui, sans-serif; color: #1f2933; max-width: 640px">
-<h2 style="margin-bottom: 4px">Weekly summary, {{ s.week }}</h2>
-<p style="color: #52606d; margin-top: 0">For {{ s.name }}: {{ s.teams | join(', ') }}</p>
-<h3>Attainment against the goal</h3>
-{% if s.processes %}
-<table style="border-collapse: collapse" cellpadding="6">
-<tr style="text-align: left; border-bottom: 1px solid #cbd2d9">
-<th>Process</th><th>Team</th><th>Attainment</th><th>Goal</th><th>Met</th><th>Breached</th>
-<th>Week before</th></tr>
-{% for p in s.processes %}
-<tr style="border-bottom: 1px solid #e4e7eb">
-<td>{{ p.title }}</td><td>{{ p.team }}</td>
-<td style="font-weight: 600; color: {{ '#c62828' if p.meets_goal is false else '#2e7d32' }}">
-{{ pct(p.attainment) }}</td>
-<td>{{ pct(p.goal) }}</td><td>{{ p.met }}</td><td>{{ p.breached }}</td>
-<td>{{ pct(p.previous_attainment) }}</td></tr>
-{% endfor %}
-</table>
-{% else %}
-<p>No SLA work was measured for your teams this week.</p>
-{% endif %}
-<h3>Who slipped</h3>
-{% if s.slipped %}
-<ul>
-{% for r in s.slipped %}
-<li><strong>{{ r.name }}</strong>, {{ r.process }}: {{ pct(r.attainment) }}, {{ r.reason }}</li>
-{% endfor %}
-</ul>
-{% else %}
-<p>Nobody: every rep met the goal and held their level.</p>
-{% endif %}
-<h3>Open breaches right now: {{ s.open_breach_count }}</h3>
-{% if s.open_breaches %}
-<ul>
-{% for b in s.open_breaches %}
-<li>{% if s.link %}<a href="{{ s.link }}/instances/{{ b.instance_id }}">{{ b.title }}</a>
-{% else %}{{ b.title }}{% endif %} ({{ b.process }}), {{ b.assignee or 'unassigned' }},
-{{ b.overdue_hours }} h past due</li>
-{% endfor %}
-</ul>
-{% endif %}
-</body></html>
-"""
 
 
 # --- starting the weekly run ---------------------------------------------------------------------

@@ -276,6 +276,18 @@ def mails(inbox: Inbox) -> list[Message]:
     return [email.message_from_bytes(envelope.original_content) for envelope in inbox.envelopes]
 
 
+def parts(mail: Message) -> tuple[str, str]:
+    """The text/plain and text/html parts of a multipart/alternative email."""
+    assert mail.get_content_type() == "multipart/alternative"
+    found = {
+        part.get_content_type(): part.get_payload(decode=True).decode()
+        for part in mail.walk()
+        if not part.is_multipart()
+    }
+    assert set(found) == {"text/plain", "text/html"}
+    return found["text/plain"], found["text/html"]
+
+
 # --- what is queued, and when ------------------------------------------------------------------
 
 
@@ -365,8 +377,9 @@ async def test_a_reps_assignment_arrives_on_each_channel_naming_the_task_and_its
     assert mail["To"] == "ana@example.com"
     assert mail["Subject"] == "New task: Call Lee Park about quote Q-1 (due 2026-11-20 17:00 EST)"
     assert mail["X-Duly-Idempotency-Key"] == f"{INSTANCE}/call-customer/1:assigned:ana:email"
-    text = mail.get_payload(decode=True).decode()
-    assert "Call Lee Park about quote Q-1" in text and "Due: 2026-11-20 17:00 EST" in text
+    text, html = parts(mail)
+    assert "Call Lee Park about quote Q-1" in text and "2026-11-20 17:00 EST" in text
+    assert "Call Lee Park about quote Q-1" in html and "2026-11-20 17:00 EST" in html
 
     (slack,) = receiver.to("/slack/ana")
     assert "Call Lee Park about quote Q-1" in slack.json()["text"]
@@ -385,10 +398,11 @@ async def test_a_breach_reaches_the_manager_on_her_channels(acts, sessions, rece
     await deliver_all(sessions, settings)
     manager_mail = [mail for mail in mails(inbox) if mail["To"] == "maria@example.com"]
     (breach,) = manager_mail
-    assert breach["Subject"].startswith("Breach: 'Call Lee Park about quote Q-1'")
+    assert breach["Subject"] == "Breach: Call Lee Park about quote Q-1 (due 2026-11-20 17:00 EST)"
     assert breach["X-Duly-Notification"] == "alert.breach"
     (slack,) = receiver.to("/slack/maria")
-    assert slack.json()["text"].startswith("Breach: 'Call Lee Park about quote Q-1'")
+    assert slack.json()["text"].startswith("Breach: Call Lee Park about quote Q-1")
+    assert slack.json()["blocks"][0]["text"]["text"] == "Breach: Call Lee Park about quote Q-1"
 
 
 async def test_the_webhook_is_signed_with_the_secret_named_by_secret_env(
@@ -417,8 +431,10 @@ async def test_html_and_script_in_a_title_are_sent_as_text(acts, sessions, recei
     await deliver_all(sessions, settings)
 
     (mail,) = mails(inbox)
-    assert not mail.is_multipart() and mail.get_content_type() == "text/plain"
-    assert title in mail.get_payload(decode=True).decode()
+    text, html = parts(mail)
+    assert title in text
+    assert "<script>" not in html and "<b>Lee" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;Lee&lt;/b&gt;" in html
 
     (hook,) = receiver.to("/hooks/ana")
     assert b"<" not in hook.body and b">" not in hook.body and b"&" not in hook.body
@@ -428,6 +444,8 @@ async def test_html_and_script_in_a_title_are_sent_as_text(acts, sessions, recei
     assert b"<script>" not in slack.body
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;Lee&lt;/b&gt;"
     assert escaped in slack.json()["text"]
+    fields = [f["text"] for b in slack.json()["blocks"] for f in b.get("fields", [])]
+    assert any(escaped in field for field in fields)
 
 
 # --- channels that are down ----------------------------------------------------------------------

@@ -165,6 +165,8 @@ class InstanceState(BaseModel):
     sla_events_written: int = 0
     seen_events: list[str] = Field(default_factory=list)
     started_at: datetime | None = None
+    wake_at: datetime | None = None  # a wait step's wake instant, while it waits
+    wake_event: str | None = None  # the event that ends that wait early (`until:`), if any
 
 
 class ProcessInput(BaseModel):

@@ -352,12 +352,14 @@ class ProcessWorkflow:
         assert duration is not None  # the model requires one of them
         deadline = business_time.add(self.calendar, now, duration)
         self._waiting_for = step.until
+        self.state.wake_at, self.state.wake_event = deadline, step.until  # for `state` readers
         try:
             arrived = await self._sleep_until(
                 deadline, lambda: self._arrived is not None or self._redirect is not None
             )
         finally:
             self._waiting_for = None
+            self.state.wake_at = self.state.wake_event = None
         event, self._arrived = self._arrived, None
         outcome = event or ("timeout" if step.until else "elapsed")
         await self._record(step_id, step, visit, opened_at=now, outcome=outcome)

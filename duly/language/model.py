@@ -353,6 +353,11 @@ class UserSpec(Spec):
     email: str | None = None
     role: Literal["rep", "manager", "admin"] = "rep"
     channels: Channels = Field(default_factory=Channels)
+    timezone: str | None = Field(
+        default=None,
+        description="IANA time zone this person reads times in, e.g. Europe/Lisbon; "
+        "unset: each process's calendar zone",
+    )
 
 
 class TeamSpec(Spec):

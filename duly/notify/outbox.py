@@ -81,6 +81,7 @@ def enqueue(
     body: str,
     payload: dict[str, Any] | None = None,
     html: str | None = None,
+    slack: dict[str, Any] | None = None,
 ) -> list[str]:
     """Queue one notification for each external channel `user` has in org.yaml, once.
 
@@ -97,7 +98,9 @@ def enqueue(
         body: Plain text (sent as text everywhere, never as markup).
         payload: Structured details for the JSON webhook (under `data`).
         html: An HTML rendering for email, sent beside the text; only for HTML duly made
-            itself with every value escaped (the weekly summary).
+            itself with every value escaped (`duly.notify.render.html`).
+        slack: The Slack message (`duly.notify.render.slack`, values already escaped);
+            unset, Slack gets `body` as escaped text.
 
     Returns:
         The channels a delivery was queued on by this call (none when a retry finds them).
@@ -116,7 +119,7 @@ def enqueue(
         if channel == "email" and html:
             document = {"html": html}
         elif channel == "slack":
-            document = {"text": slack_text(body)}
+            document = slack if slack is not None else {"text": slack_text(body)}
         elif channel == "webhook":
             document = {
                 "id": delivery_key,

@@ -162,6 +162,7 @@ def sync_org(*, session: Session, org: OrgSpec) -> None:
         insert_if_absent(session=session, row=User(id=user_id, name=spec.name))
         user = session.get_one(User, user_id)
         user.name, user.email, user.role, user.active = spec.name, spec.email, spec.role, True
+        user.timezone = spec.timezone
         session.add(user)
     for user in session.exec(select(User).where(col(User.id).not_in(list(org.users)))):
         user.active = False

@@ -44,6 +44,9 @@ class UserBase(SQLModel):
     email: str | None = None
     role: str = Field(default="rep", max_length=20)
     active: bool = Field(default=True, description="false once the user leaves org.yaml")
+    timezone: str | None = Field(
+        default=None, max_length=64, description="the zone they read times in (org.yaml)"
+    )
 
 
 class User(UserBase, table=True):

@@ -41,20 +41,16 @@
     return null;
   }
 
+  // Times are written by the server in the process's (or the reader's) zone, labelled;
+  // recent ones also read as "5 min ago", with the server's text kept as the tooltip.
   function localTimes(root) {
-    var format = new Intl.DateTimeFormat(undefined, {
-      weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit"
-    });
-    (root || document).querySelectorAll("time[data-local], time[data-ago]").forEach(function (el) {
+    (root || document).querySelectorAll("time[data-ago]").forEach(function (el) {
       var at = new Date(el.getAttribute("datetime"));
       if (isNaN(at)) return;
-      var text = format.format(at);
-      if (el.hasAttribute("data-ago")) {
-        var relative = ago((Date.now() - at.getTime()) / 1000);
-        if (relative) text = relative;
-      }
-      el.textContent = text;
-      el.title = at.toString();
+      if (!el.dataset.text) el.dataset.text = el.textContent;
+      var relative = ago((Date.now() - at.getTime()) / 1000);
+      el.textContent = relative || el.dataset.text;
+      el.title = el.dataset.text;
     });
   }
 

@@ -27,8 +27,9 @@ from duly.api.services import alerts as alert_service
 from duly.api.services import definitions as definition_service
 from duly.api.services import instances as instance_service
 from duly.api.services import tasks as task_service
+from duly.api.web.ack import router as ack_router
 from duly.api.web.login_limit import client_address, limiter_of
-from duly.api.web.render import PAGE_ENV, context_of, open_alert_count, render
+from duly.api.web.render import PAGE_ENV, context_of, open_alert_count, render, zone_chooser
 from duly.api.web.session import (
     CSRF_FIELD,
     WebUser,
@@ -46,14 +47,17 @@ from duly.api.web.session import (
     set_session,
     sign_in,
 )
+from duly.language import expressions
 from duly.language.compiler import CompiledProcess
 from duly.language.diagram import sla_text, step_kind
 from duly.language.diagram_svg import svg
 from duly.language.graph import transitions
+from duly.language.model import ProcessSpec
 from duly.store.models import Definition, Instance, Task
 from duly.store.types import utc_now
 
 router = APIRouter(include_in_schema=False)
+router.include_router(ack_router)  # /ack/<token>: acknowledge links in notifications
 log = structlog.get_logger(__name__)
 
 MAX_FORM_FIELDS = 100
@@ -366,7 +370,10 @@ def alerts_live(request: Request, user: WebUser, state: str = "open") -> JSONRes
     rows, total = _alert_rows(request, user, state)
     token = session_token(request)
     html = PAGE_ENV.get_template("_alert_rows.html").render(
-        alerts=rows, csrf=csrf_token(token) if token else "", state=state
+        alerts=rows,
+        csrf=csrf_token(token) if token else "",
+        state=state,
+        zone_for=zone_chooser(request, user),
     )
     return JSONResponse(
         {
@@ -444,7 +451,7 @@ async def instance_page(instance_id: str, request: Request, user: WebUser) -> HT
     )
     diagram = None
     if compiled is not None:
-        diagram = svg(compiled.spec, highlight=current)
+        diagram = svg(titled_for(compiled.spec, detail.instance.data), highlight=current)
     open_task = next((task for task in detail.tasks if task.status == "open"), None)
     return render(
         request,
@@ -457,6 +464,8 @@ async def instance_page(instance_id: str, request: Request, user: WebUser) -> HT
             "diagram": diagram,
             "title": compiled.spec.title if compiled else detail.instance.process,
             "open_task": open_task,
+            "zone": zone_chooser(request, user)(detail.instance.process),
+            "waiting": _waiting(detail),
             "current_summary": (
                 step_kind(current, compiled.spec.steps[current])
                 if compiled is not None and current in compiled.spec.steps
@@ -464,6 +473,33 @@ async def instance_page(instance_id: str, request: Request, user: WebUser) -> HT
             ),
         },
     )
+
+
+def titled_for(spec: ProcessSpec, data: dict[str, Any]) -> ProcessSpec:
+    """The process with each step's title rendered on an instance's data, for its flowchart.
+
+    Titles render in the same sandbox as everywhere else; one whose template fails keeps its
+    raw text, so the flowchart still draws.
+    """
+    steps = {}
+    for step_id, step in spec.steps.items():
+        title = getattr(step, "title", None)
+        if title and "{" in title:
+            try:
+                rendered = expressions.render(title, data)
+            except expressions.ExpressionError:
+                rendered = title
+            step = step.model_copy(update={"title": rendered})
+        steps[step_id] = step
+    return spec.model_copy(update={"steps": steps})
+
+
+def _waiting(detail: InstanceDetail) -> dict[str, Any] | None:
+    """When a wait step wakes, and the event that would end it early, from the live state."""
+    state = detail.state
+    if state is None or state.wake_at is None:
+        return None
+    return {"at": state.wake_at, "event": state.wake_event}
 
 
 def _current_step(detail: InstanceDetail) -> str | None:

@@ -15,21 +15,24 @@ and the "Dashboard" entry appears in the navigation as soon as a `/dashboard` ro
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import func, select
 
+from duly import timefmt
 from duly.api.access import alerts_visible
 from duly.api.auth import Principal
 from duly.api.context import ApiContext
 from duly.api.services.alerts import in_state
 from duly.api.templating import environment
 from duly.api.web.session import csrf_token, session_token
-from duly.store.models import Alert
+from duly.store.models import Alert, User
 
 
 @dataclass(frozen=True)
@@ -52,29 +55,18 @@ NAV = (
 
 def human_seconds(seconds: float | None, *, signed: bool = False) -> str:
     """`3h 05m`, `2d 4h`, `45s`: a duration as people read it (absolute unless `signed`)."""
-    if seconds is None:
-        return "—"
-    sign = "-" if signed and seconds < 0 else ""
-    left = int(abs(seconds))
-    days, left = divmod(left, 86400)
-    hours, left = divmod(left, 3600)
-    minutes, secs = divmod(left, 60)
-    if days:
-        text = f"{days}d {hours}h"
-    elif hours:
-        text = f"{hours}h {minutes:02d}m"
-    elif minutes:
-        text = f"{minutes}m {secs:02d}s"
-    else:
-        text = f"{secs}s"
-    return sign + text
+    return timefmt.duration(seconds, signed=signed)
 
 
-def when(moment: datetime | None) -> str:
-    """A timestamp for people, in UTC (the page's script shows it in the browser's zone)."""
-    if moment is None:
-        return "—"
-    return moment.astimezone(UTC).strftime("%a %d %b %Y, %H:%M UTC")
+@jinja2.pass_context
+def when(page: Any, moment: datetime | None, zone: tzinfo | None = None) -> str:
+    """A timestamp for people: in `zone`, else the page's `zone`, else UTC; always labelled.
+
+    Templates write `moment|when(zone_for(process))`: the process's calendar zone, or the
+    reader's own `timezone:` from org.yaml (`duly.timefmt`).
+    """
+    chosen = zone or page.get("zone")
+    return timefmt.local(moment, chosen if isinstance(chosen, tzinfo) else UTC)
 
 
 def iso(moment: datetime | None) -> str:
@@ -131,6 +123,23 @@ def _served_paths(routes: Any) -> set[str]:
     return paths
 
 
+def zone_chooser(request: Request, user: Principal | None) -> Callable[[str | None], tzinfo]:
+    """`zone_for(process)`: the zone a page shows a process's times in, for this reader.
+
+    Their own `timezone:` from org.yaml when they have one, else the process's calendar zone
+    (UTC for a process duly no longer loads).
+    """
+    context = context_of(request)
+    own = None
+    if user is not None:
+        with context.read() as session:
+            row = session.get(User, user.id)
+            own = row.timezone if row is not None else None
+
+    zones = {name: p.calendar.timezone for name, p in context.definitions.processes.items()}
+    return timefmt.chooser(zones, own)
+
+
 def open_alert_count(request: Request, user: Principal) -> int:
     """How many alerts the user may see are still open (the navigation's badge)."""
     with context_of(request).read() as session:
@@ -166,6 +175,7 @@ def render(
         "open_alerts": open_alert_count(request, user) if user else 0,
         "flash": None,
         "error": None,
+        "zone_for": zone_chooser(request, user),
         **(values or {}),
     }
     html = PAGE_ENV.get_template(template).render(page)
