@@ -94,6 +94,9 @@ class RecordStepInput(BaseModel):
     breached_at: datetime | None = None
     highest_rung: int | None = None
     business_seconds: float | None = None
+    # opened_at is when the event behind the step happened; received_at when duly learnt of it
+    received_at: datetime | None = None
+    late_arriving: bool | None = None  # breached before duly learnt of the event
 
 
 SlaEventKind = Literal[
