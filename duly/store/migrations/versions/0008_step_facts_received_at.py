@@ -23,7 +23,7 @@ def upgrade() -> None:
     # A database an older duly made with create_all is adopted by creating the baseline tables
     # from today's models, which may already have these columns
     present = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("step_facts")}
-    columns = [
+    columns: list[sa.Column[object]] = [
         sa.Column("received_at", duly.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("late_arriving", sa.Boolean(), nullable=True),
     ]
