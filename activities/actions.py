@@ -21,6 +21,7 @@ import httpx
 import structlog
 from temporalio.exceptions import ApplicationError
 
+from activities.crm import CRM_HANDLERS
 from activities.messages import RunActionInput, RunActionResult
 from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from duly.settings import Settings
@@ -149,6 +150,7 @@ ACTION_HANDLERS: dict[str, ActionHandler] = {
     "email": send_email,
     "webhook": post_webhook,
     "set": set_values,
+    **CRM_HANDLERS,
 }
 """Handlers by action name; the names are those of duly.language.actions.ACTIONS."""
 

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
             sender's clock running ahead of duly's) before the event is refused.
         hubspot_token: A HubSpot private-app access token (CRM write-back, record reads).
         hubspot_api_url: HubSpot's API root.
+        hubspot_dedupe_property: A text property on HubSpot tasks and notes where duly writes
+            its idempotency key, and looks for it before logging; empty: no lookup.
         salesforce_instance_url: The Salesforce org's instance URL
             (`https://yourorg.my.salesforce.com`), for CRM write-back.
         salesforce_token: A Salesforce OAuth access token (sent as a bearer token).
@@ -94,6 +96,7 @@ class Settings(BaseSettings):
     occurred_at_skew_seconds: int = Field(default=300, ge=0)
     hubspot_token: str = Field(default="", repr=False)
     hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_dedupe_property: str = ""
     salesforce_instance_url: str = ""
     salesforce_token: str = Field(default="", repr=False)
     salesforce_api_version: str = "v62.0"

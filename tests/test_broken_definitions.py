@@ -36,7 +36,12 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
     (
         "action-unregistered.yaml",
         [
-            (10, 9, "no action named 'sms' (known: email, set, webhook)"),
+            (
+                10,
+                9,
+                "no action named 'sms' (known: crm.note, crm.task, crm.update, email, set, "
+                "webhook)",
+            ),
         ],
     ),
     (
@@ -307,7 +312,12 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
                 "business hours', '2 business days' or ISO 8601 'PT4H'",
             ),
             (17, 16, "expression does not parse: unexpected end of the expression"),
-            (21, 9, "no action named 'sms' (known: email, set, webhook)"),
+            (
+                21,
+                9,
+                "no action named 'sms' (known: crm.note, crm.task, crm.update, email, set, "
+                "webhook)",
+            ),
             (26, 5, "unknown key 'outcome'; did you mean 'outcomes'?"),
             (
                 27,

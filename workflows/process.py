@@ -260,7 +260,19 @@ class ProcessWorkflow:
         if completion is not None:
             outcome, next_step = completion.outcome, step.outcomes[completion.outcome]
             self._merge(completion.fields)
-            self._history("complete", step_id, f"{outcome} by {completion.by or task.assignee}")
+            # what later steps (a CRM write-back, say) may say: `{{ last_task.note }}`
+            closed_by = completion.by or task.assignee
+            self._merge(
+                {
+                    "last_task": {
+                        "step": step_id,
+                        "outcome": outcome,
+                        "note": completion.note or "",
+                        "by": closed_by or "",
+                    }
+                }
+            )
+            self._history("complete", step_id, f"{outcome} by {closed_by}")
         else:
             outcome, next_step = f"event:{self._redirect[0] if self._redirect else ''}", ""
         self.state.task = None
