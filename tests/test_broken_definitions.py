@@ -123,6 +123,28 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         ],
     ),
     (
+        "completed-by-task-with-fields.yaml",
+        [
+            (
+                12,
+                19,
+                "an event cannot complete a task that declares 'fields' (the rep fills them "
+                "in); remove 'completed_by' or the fields",
+            ),
+        ],
+    ),
+    (
+        "completed-by-unknown-outcome.yaml",
+        [
+            (
+                12,
+                7,
+                "'crm.call.logged' completes the task with 'reachd', which is not one of its "
+                "outcomes (reached)",
+            ),
+        ],
+    ),
+    (
         "duplicate-step-id.yaml",
         [
             (12, 3, "duplicate key 'call': it is already given at line 8"),

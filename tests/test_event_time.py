@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -29,10 +30,11 @@ from duly.client import TaskRejected, complete_task, send_event
 from duly.language import business_time
 from duly.language.durations import parse_duration
 from duly.language.loader import Definitions, load_definitions
+from duly.reports.rollup import week_start
 from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory
-from duly.store.models import SlaEventRow, StepFact, Task
+from duly.store.models import SlaEventRow, StepFact, StepFactWeek, Task
 from workflows.messages import (
     CompleteTaskInput,
     EventInput,
@@ -343,3 +345,26 @@ async def test_work_logged_before_the_deadline_but_delivered_after_it_meets_the_
     fact = engine.fact(opened.task_id.rsplit("/", 2)[0], "call")
     assert fact.closed_at == called
     assert fact.sla_met is True and fact.breached_at is None
+
+
+async def test_a_lead_from_last_week_delivered_today_counts_in_last_weeks_report(
+    engine: Engine,
+) -> None:
+    received = await engine.now()
+    occurred = received - timedelta(days=8)
+    handle = await engine.lead("L-last-week", occurred)
+    state = await engine.state(handle)
+    await engine.complete(handle, "reached")
+    await handle.result()
+
+    zone = ZoneInfo("America/New_York")  # us-east, the process's calendar
+    with engine.sessions() as session:
+        weeks = session.exec(
+            select(StepFactWeek).where(
+                StepFactWeek.process == "late-lead", StepFactWeek.step == "call"
+            )
+        ).all()
+    fact = engine.fact(state.instance_id, "call")
+    assert fact.opened_at == occurred and fact.late_arriving is True
+    assert week_start(occurred, zone) != week_start(received, zone)
+    assert {w.week_start for w in weeks} == {week_start(occurred, zone)}

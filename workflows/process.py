@@ -260,9 +260,11 @@ class ProcessWorkflow:
         if completion is not None:
             outcome, next_step = completion.outcome, step.outcomes[completion.outcome]
             self._merge(completion.fields)
-            # what later steps (a CRM write-back, say) may say: `{{ last_task.note }}`
+            # what later steps (a CRM write-back, say) may say: `{{ last_task.note }}`; set
+            # without _merge, whose retarget would restart the ladder's timer (a new command)
             closed_by = completion.by or task.assignee
-            self._merge(
+            self.state.data = _deep_merge(
+                self.state.data,
                 {
                     "last_task": {
                         "step": step_id,
@@ -270,7 +272,7 @@ class ProcessWorkflow:
                         "note": completion.note or "",
                         "by": closed_by or "",
                     }
-                }
+                },
             )
             self._history("complete", step_id, f"{outcome} by {closed_by}")
         else:
