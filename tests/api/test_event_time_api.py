@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from typer.testing import CliRunner
 
 from duly.cli import app
 from duly.store.models import InboundEvent
 
-from .conftest import Api, quote
+from .conftest import Api, lead, quote
 
 
 def sent(occurred_at: str) -> dict[str, object]:
@@ -51,3 +51,21 @@ def test_the_cli_refuses_a_naive_or_future_occurred_at_before_sending_anything()
     garbage = runner.invoke(app, ["event", "quote.sent", "--occurred-at", "yesterday"])
     assert garbage.exit_code == 1
     assert "--occurred-at 'yesterday' is refused" in garbage.output
+
+
+async def test_a_late_event_opens_its_task_when_it_happened(api: Api) -> None:
+    assert api.env is not None
+    now = min(datetime.now(UTC), await api.env.get_current_time())
+    occurred = (now - timedelta(minutes=50)).replace(microsecond=0)
+    event = {
+        "id": f"evt-{uuid.uuid4()}",
+        "type": "lead.created",
+        "data": lead(),
+        "occurred_at": occurred.astimezone(timezone(timedelta(hours=-5))).isoformat(),
+    }
+    response = await api.event(event)
+    assert response.status_code == 200, response.text
+    [instance] = response.json()["instances"]
+
+    task = await api.open_task(instance, "first-call")
+    assert task.opened_at == occurred
