@@ -441,7 +441,6 @@ class ProcessWorkflow:
         received_at: datetime | None = None,
     ) -> None:
         closed_at = closed_at or workflow.now()
-        late = clock is not None and _late(clock, clock.breached_at)
         await self._activity(
             "record_step",
             RecordStepInput(
@@ -464,7 +463,7 @@ class ProcessWorkflow:
                     self.calendar, opened_at, closed_at
                 ).total_seconds(),
                 received_at=received_at or opened_at,
-                late_arriving=late if clock is not None else None,
+                late_arriving=_late(clock, clock.breached_at) if clock is not None else None,
             ),
         )
 
