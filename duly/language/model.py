@@ -251,10 +251,12 @@ class TaskStep(StepBase):
 
 
 class ActionStep(StepBase):
-    """An automated step: runs a registered action (email, webhook, set)."""
+    """An automated step: runs a registered action (email, webhook, set, crm.*)."""
 
     kind: Literal["action"]
-    do: str = Field(description="a registered action: email, webhook or set")
+    do: str = Field(
+        description="a registered action: email, webhook, set, crm.update, crm.task or crm.note"
+    )
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     next: StepId
     on_error: StepId | None = None
