@@ -24,6 +24,7 @@ import httpx
 import structlog
 from temporalio.exceptions import ApplicationError
 
+from activities.crm import CRM_HANDLERS
 from activities.messages import RunActionInput, RunActionResult
 from duly.notify.channels import outbound_allowed, refused_host, where
 from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -200,6 +201,7 @@ ACTION_HANDLERS: dict[str, ActionHandler] = {
     "email": send_email,
     "webhook": post_webhook,
     "set": set_values,
+    **CRM_HANDLERS,
 }
 """Handlers by action name; the names are those of duly.language.actions.ACTIONS."""
 

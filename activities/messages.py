@@ -96,6 +96,9 @@ class RecordStepInput(BaseModel):
     business_seconds: float | None = None
     # who held the task at close, when a reassignment after the breach moved it from `assignee`
     final_assignee: str | None = None
+    # opened_at is when the event behind the step happened; received_at when duly learnt of it
+    received_at: datetime | None = None
+    late_arriving: bool | None = None  # breached before duly learnt of the event
 
 
 SlaEventKind = Literal[

@@ -596,13 +596,33 @@ def event(
     ] = None,
     definitions: DefinitionsOption = Path("definitions"),
     temporal: TemporalOption = None,
+    occurred_at: Annotated[
+        str | None,
+        typer.Option(
+            "--occurred-at",
+            help="When it happened at the source, ISO 8601 with an offset "
+            "(2026-12-01T14:05:00-05:00); SLA clocks count from then. Default: now.",
+        ),
+    ] = None,
 ) -> None:
     """Send an event: start the instances it triggers, deliver it to the live ones it concerns."""
+    from datetime import datetime
+
     from duly.client import send_event
+    from duly.occurred import check_occurred_at
     from duly.temporal_client import connect
     from workflows.messages import EventInput
 
-    message = EventInput(id=id or str(uuid.uuid4()), type=type, data=_json_object(data))
+    occurred = None
+    if occurred_at is not None:
+        try:
+            occurred = check_occurred_at(datetime.fromisoformat(occurred_at))
+        except ValueError as exc:
+            typer.echo(f"--occurred-at {occurred_at!r} is refused: {exc}", err=True)
+            raise typer.Exit(1) from None
+    message = EventInput(
+        id=id or str(uuid.uuid4()), type=type, data=_json_object(data), occurred_at=occurred
+    )
     loaded = load_or_exit(definitions)
     settings = _settings(definitions=definitions, temporal_address=temporal)
     _quiet_logging()

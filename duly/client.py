@@ -10,6 +10,7 @@ id's prefix: `<process>/<business key>/<run>`; tasks are `<instance id>/<step>/<
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -26,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from duly.language.compiler import CompiledProcess
 from duly.language.expressions import ExpressionError, render
 from duly.language.loader import Definitions
-from duly.language.model import WaitStep
+from duly.language.model import TaskStep, WaitStep
 from duly.settings import get_settings
 from workflows.messages import (
     TASK_NOT_OPEN,
@@ -160,12 +161,15 @@ def workflow_of_task(task_id: str) -> str:
 def listens_to(process: CompiledProcess, event_type: str) -> bool:
     """Whether a live instance of the process reacts to an event type by its definition.
 
-    True when the type is in `on:`, in a wait step's `until:` or among a clock's starts/stops.
+    True when the type is in `on:`, in a wait step's `until:`, a task's `completed_by:` or
+    among a clock's starts/stops.
     """
     spec = process.spec
     if event_type in spec.on:
         return True
     if any(isinstance(s, WaitStep) and s.until == event_type for s in spec.steps.values()):
+        return True
+    if any(isinstance(s, TaskStep) and event_type in s.completed_by for s in spec.steps.values()):
         return True
     return any(
         event_type == clock.starts or event_type in clock.stops for clock in spec.clocks.values()
@@ -180,6 +184,7 @@ async def start_instance(
     *,
     event_id: str | None = None,
     task_queue: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> str:
     """Start an instance of a process on data.
 
@@ -192,6 +197,7 @@ async def start_instance(
         data: The instance data (the triggering event's data).
         event_id: The id of the event that started it, if any.
         task_queue: The worker task queue; defaults to `DULY_TASK_QUEUE`.
+        occurred_at: When the starting event happened; its clocks count from then.
 
     Returns:
         The new instance's id (`<process>/<business key>/<run>`).
@@ -208,7 +214,13 @@ async def start_instance(
     try:
         handle = await client.start_workflow(
             WORKFLOW_NAME,
-            ProcessInput(definition=compiled, business_key=key, data=data, event_id=event_id),
+            ProcessInput(
+                definition=compiled,
+                business_key=key,
+                data=data,
+                event_id=event_id,
+                occurred_at=occurred_at,
+            ),
             id=workflow_id(process, key),
             task_queue=task_queue or get_settings().task_queue,
             result_type=ProcessResult,
@@ -271,7 +283,13 @@ async def send_event(
         try:
             touched.append(
                 await start_instance(
-                    client, definitions, name, event.data, event_id=event.id, task_queue=task_queue
+                    client,
+                    definitions,
+                    name,
+                    event.data,
+                    event_id=event.id,
+                    task_queue=task_queue,
+                    occurred_at=event.occurred_at,
                 )
             )
         except AlreadyRunning as exc:

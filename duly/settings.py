@@ -60,6 +60,20 @@ class Settings(BaseSettings):
             channels may reach, comma-separated: `hooks.slack.com,crm.example.com`; `*.x.com`
             takes every subdomain of x.com, `*` any host. Any other host is refused before
             a connection is made. The default reaches this machine only.
+        occurred_at_skew_seconds: How far in the future an event's `occurred_at` may be (the
+            sender's clock running ahead of duly's) before the event is refused.
+        hubspot_token: A HubSpot private-app access token (CRM write-back, record reads).
+        hubspot_api_url: HubSpot's API root.
+        hubspot_dedupe_property: A text property on HubSpot tasks and notes where duly writes
+            its idempotency key, and looks for it before logging; empty: no lookup.
+        salesforce_instance_url: The Salesforce org's instance URL
+            (`https://yourorg.my.salesforce.com`), for CRM write-back.
+        salesforce_token: A Salesforce OAuth access token (sent as a bearer token).
+        salesforce_api_version: The Salesforce REST API version duly calls.
+        salesforce_external_id_field: The External ID field on Task that makes duly's
+            write-back idempotent (an upsert); empty: plain creates (see docs/language.md).
+        pipedrive_api_token: A Pipedrive API token.
+        pipedrive_api_url: Pipedrive's API root (your company domain works too).
     """
 
     model_config = SettingsConfigDict(env_prefix="DULY_", extra="ignore")
@@ -90,6 +104,16 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     cached_instances: int = Field(default=500, ge=2)
     outbound_hosts: str = "localhost,127.0.0.1,::1"
+    occurred_at_skew_seconds: int = Field(default=300, ge=0)
+    hubspot_token: str = Field(default="", repr=False)
+    hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_dedupe_property: str = ""
+    salesforce_instance_url: str = ""
+    salesforce_token: str = Field(default="", repr=False)
+    salesforce_api_version: str = "v62.0"
+    salesforce_external_id_field: str = "Duly_Key__c"
+    pipedrive_api_token: str = Field(default="", repr=False)
+    pipedrive_api_url: str = "https://api.pipedrive.com"
 
     @model_validator(mode="before")
     @classmethod

@@ -36,7 +36,12 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
     (
         "action-unregistered.yaml",
         [
-            (10, 9, "no action named 'sms' (known: email, set, webhook)"),
+            (
+                10,
+                9,
+                "no action named 'sms' (known: crm.note, crm.task, crm.update, email, set, "
+                "webhook)",
+            ),
         ],
     ),
     (
@@ -114,6 +119,28 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
                 13,
                 "'finishd' is neither a step of this process nor an event type like "
                 "case.closed; did you mean 'finished'?",
+            ),
+        ],
+    ),
+    (
+        "completed-by-task-with-fields.yaml",
+        [
+            (
+                12,
+                19,
+                "an event cannot complete a task that declares 'fields' (the rep fills them "
+                "in); remove 'completed_by' or the fields",
+            ),
+        ],
+    ),
+    (
+        "completed-by-unknown-outcome.yaml",
+        [
+            (
+                12,
+                7,
+                "'crm.call.logged' completes the task with 'reachd', which is not one of its "
+                "outcomes (reached)",
             ),
         ],
     ),
@@ -324,7 +351,12 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
                 "business hours', '2 business days' or ISO 8601 'PT4H'",
             ),
             (17, 16, "expression does not parse: unexpected end of the expression"),
-            (21, 9, "no action named 'sms' (known: email, set, webhook)"),
+            (
+                21,
+                9,
+                "no action named 'sms' (known: crm.note, crm.task, crm.update, email, set, "
+                "webhook)",
+            ),
             (26, 5, "unknown key 'outcome'; did you mean 'outcomes'?"),
             (
                 27,

@@ -124,6 +124,9 @@ class ClockState(BaseModel):
     breached_at: datetime | None = None
     stopped_at: datetime | None = None
     met: bool | None = None
+    # when duly learnt of the event that started it, if that was after `started_at`: the
+    # event was late, and points of the ladder already past fire at once, marked late-arriving
+    received_at: datetime | None = None
 
 
 class NextRung(BaseModel):
@@ -176,6 +179,8 @@ class ProcessInput(BaseModel):
     business_key: str
     data: dict[str, Any] = Field(default_factory=dict)
     event_id: str | None = None
+    # when the starting event happened at the source; None: when the instance started
+    occurred_at: datetime | None = None
     state: InstanceState | None = None
     history_limit: int = 5_000  # continue-as-new past this many history events
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
@@ -126,6 +126,10 @@ class ProcessWorkflow:
         self._history_limit = input.history_limit
         self._clock_version = 0
         self._closing = False
+        # when the event behind the steps being entered happened, if before now: the first
+        # task it leads to opens then (until the instance waits on something)
+        self._backdate: datetime | None = None
+        self._completed_at: datetime | None = None  # when work logged in the CRM was done
         self._flush_lock = asyncio.Lock()
         # who held each open task when its SLA breached: the breach is theirs (not carried by
         # continue-as-new, which never happens while a task is open)
@@ -138,7 +142,8 @@ class ProcessWorkflow:
         """Walk the flowchart until an end step, the loop limit or a failure."""
         fresh = input.state is None
         if fresh:
-            self.state.started_at = workflow.now()
+            self._backdate = self._occurred(input.occurred_at)
+            self.state.started_at = self._backdate or workflow.now()
             await self._activity(
                 "start_instance",
                 StartInstanceInput(
@@ -154,7 +159,7 @@ class ProcessWorkflow:
                     started_at=self.state.started_at,
                 ),
             )
-            self._clock_point("start")
+            self._clock_point("start", self._backdate)
         watcher = asyncio.create_task(self._watch_clocks())
         step_id = self.state.step or self.spec.start
         try:
@@ -194,6 +199,8 @@ class ProcessWorkflow:
             raise _Ended("completed", "loop-limit")
         self.state.visits[step_id] = visit
         self.state.step = step_id
+        if step.kind in ("action", "wait"):
+            self._backdate = None  # the instance now waits on something: time is its own
         self._history("enter", step_id, step.kind)
         self._clock_point(step_id)
         handler = self._handlers[step.kind]
@@ -207,7 +214,8 @@ class ProcessWorkflow:
         return target
 
     async def _task(self, step_id: str, step: TaskStep, visit: int) -> str:
-        now = workflow.now()
+        received = workflow.now()
+        now, self._backdate = self._backdate or received, None
         task_id = f"{self.state.instance_id}/{step_id}/{visit}"
         clock = self._start_step_clock(step_id, step, visit, now)
         opened = await self._activity(
@@ -249,13 +257,29 @@ class ProcessWorkflow:
         await workflow.wait_condition(
             lambda: self._completion is not None or self._redirect is not None
         )
-        closed_at = workflow.now()
+        # work logged in the CRM is done when it was logged, not when its event arrived
+        closed_at = max(self._completed_at or workflow.now(), now)
+        self._completed_at = None
         task = self.state.task
         completion, self._completion = self._completion, None
         if completion is not None:
             outcome, next_step = completion.outcome, step.outcomes[completion.outcome]
             self._merge(completion.fields)
-            self._history("complete", step_id, f"{outcome} by {completion.by or task.assignee}")
+            # what later steps (a CRM write-back, say) may say: `{{ last_task.note }}`; set
+            # without _merge, whose retarget would restart the ladder's timer (a new command)
+            closed_by = completion.by or task.assignee
+            self.state.data = _deep_merge(
+                self.state.data,
+                {
+                    "last_task": {
+                        "step": step_id,
+                        "outcome": outcome,
+                        "note": completion.note or "",
+                        "by": closed_by or "",
+                    }
+                },
+            )
+            self._history("complete", step_id, f"{outcome} by {closed_by}")
         else:
             outcome, next_step = f"event:{self._redirect[0] if self._redirect else ''}", ""
         self.state.task = None
@@ -289,6 +313,7 @@ class ProcessWorkflow:
             if clock is not None and clock.met is False and holder != task.assignee
             else None,
             timed=completion is not None,
+            received_at=received,
         )
         return next_step or self._take_redirect()
 
@@ -434,6 +459,7 @@ class ProcessWorkflow:
         clock: ClockState | None = None,
         final_assignee: str | None = None,
         timed: bool = True,
+        received_at: datetime | None = None,
     ) -> None:
         closed_at = closed_at or workflow.now()
         await self._activity(
@@ -461,6 +487,8 @@ class ProcessWorkflow:
                 if timed
                 else None,
                 final_assignee=final_assignee,
+                received_at=received_at or opened_at,
+                late_arriving=_late(clock, clock.breached_at) if clock is not None else None,
             ),
         )
 
@@ -575,12 +603,41 @@ class ProcessWorkflow:
         self.state.seen_events = [*self.state.seen_events[-SEEN_EVENTS_KEPT + 1 :], input.id]
         self._merge(input.data)
         self._history("event", self.state.step, input.type)
-        if self._waiting_for == input.type and self._arrived is None:
+        occurred = self._occurred(input.occurred_at)
+        if self._completes_task(input, occurred):
+            pass
+        elif self._waiting_for == input.type and self._arrived is None:
             self._arrived = input.type
         elif input.type in self.spec.on and self.state.status == "running":
             self._redirect = (input.type, self.spec.on[input.type])
-        self._clock_point(input.type)
+        self._clock_point(input.type, occurred)
         self._retarget()
+
+    def _completes_task(self, input: EventInput, occurred: datetime | None) -> bool:
+        """Work logged in the CRM: an event the open task's `completed_by` names completes it."""
+        task = self.state.task
+        if task is None or self._completion is not None or self._redirect is not None:
+            return False
+        step = self.spec.steps[task.step]
+        if not isinstance(step, TaskStep) or input.type not in step.completed_by:
+            return False
+        rule = step.completed_by[input.type]
+        by = _text(_render_on(rule.by, input.data))
+        note = _text(_render_on(rule.note, input.data)) if rule.note else None
+        self._completion = CompleteTaskInput(
+            task_id=task.task_id, outcome=rule.outcome, note=note, by=by
+        )
+        self._completed_at = occurred
+        self._history("logged-in-crm", task.step, f"{input.type}: {rule.outcome}")
+        return True
+
+    def _occurred(self, at: datetime | None) -> datetime | None:
+        """An event's occurred time if it is before now (a future one counts as now)."""
+        if at is None:
+            return None
+        if at.tzinfo is None:  # refused at the door; kept safe for events sent around it
+            at = at.replace(tzinfo=UTC)
+        return at if at < workflow.now() else None
 
     @workflow.query(name="state")
     def current_state(self) -> InstanceState:
@@ -597,9 +654,12 @@ class ProcessWorkflow:
             return None
         return self._new_clock(f"step:{step_id}", step.sla.within, now, step_id, visit)
 
-    def _clock_point(self, point: str) -> None:
-        """A step was entered or an event arrived: start, stop, pause or resume clocks."""
-        now = workflow.now()
+    def _clock_point(self, point: str, at: datetime | None = None) -> None:
+        """A step was entered or an event arrived: start, stop, pause or resume clocks.
+
+        `at` is when the event happened, if earlier than now: clocks start and stop then.
+        """
+        now = at or workflow.now()
         for name, spec in self.spec.clocks.items():
             clock = self.state.clocks.get(name)
             if clock is None:
@@ -611,7 +671,7 @@ class ProcessWorkflow:
             if clock.status == "stopped":
                 continue
             if point in spec.stops:
-                self._stop_clock(clock, now)
+                self._stop_clock(clock, max(now, clock.running_since or clock.started_at))
             elif point in spec.pauses_in and clock.status == "running":
                 self._count(clock, now)
                 clock.status, clock.running_since, clock.due_at = "paused", None, None
@@ -650,6 +710,7 @@ class ProcessWorkflow:
             started_at=now,
             due_at=due,
             target=target,
+            received_at=workflow.now() if now < workflow.now() else None,
         )
         self._sla_event(
             clock, "start", now, due, f"within {duration}" + (f" ({target})" if target else "")
@@ -702,6 +763,10 @@ class ProcessWorkflow:
             self._count(clock, now)
         clock.status, clock.running_since, clock.stopped_at = "stopped", None, now
         clock.met = clock.breached_at is None and clock.counted_seconds <= clock.total_seconds
+        if not clock.met and now < workflow.now() and clock.counted_seconds <= clock.total_seconds:
+            # stopped at an earlier instant (work logged in the CRM in time, its event came
+            # after the deadline): met, though the breach was announced when it seemed due
+            clock.met, clock.breached_at = True, None
         if not clock.met and clock.breached_at is None:
             clock.breached_at = clock.due_at
         if cancelled and clock.met:
@@ -809,12 +874,16 @@ class ProcessWorkflow:
     async def _fire(self, point: NextRung) -> None:
         clock = self.state.clocks[point.clock]
         now = workflow.now()
+        # a point already past when duly learnt of the event is recorded at its true instant
+        late = _late(clock, point.at)
         if point.rung < 0:
             clock.breached_at = point.at
             task = self.state.task
             if task is not None and clock.step == task.step and clock.visit == task.visit:
                 self._breach_holders.setdefault(task.task_id, task.assignee)
-            self._sla_event(clock, "breach", now, clock.due_at)
+            self._sla_event(
+                clock, "breach", point.at if late else now, clock.due_at, _LATE if late else ""
+            )
             self._clocks_changed()
             return
         rung = self._ladder_of(clock)[point.rung]
@@ -823,9 +892,9 @@ class ProcessWorkflow:
         self._sla_event(
             clock,
             "warning" if level == "warning" else "escalation",
-            now,
+            point.at if late else now,
             clock.due_at,
-            f"rung {point.rung + 1}: {point.action}",
+            f"rung {point.rung + 1}: {point.action}" + (f" ({_LATE})" if late else ""),
         )
         self._clocks_changed()
         task = self.state.task
@@ -965,6 +1034,21 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+_LATE = "late-arriving: the event came after this instant"
+
+
+def _late(clock: ClockState, at: datetime | None) -> bool:
+    """Whether an instant of a clock had passed before duly learnt of the event behind it."""
+    return at is not None and clock.received_at is not None and at <= clock.received_at
+
+
+def _render_on(template: str, data: dict[str, Any]) -> str:
+    try:
+        return expressions.render(template, data)
+    except expressions.ExpressionError:
+        return ""
 
 
 def _text(value: Any) -> str | None:

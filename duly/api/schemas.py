@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from duly.occurred import check_occurred_at
 from duly.store.models import InstancePublic, TaskPublic
 from workflows.messages import InstanceState
 
@@ -195,6 +196,12 @@ class EventIn(BaseModel):
         description="when it happened at the source (ISO 8601 with an offset); absent: on receipt",
         examples=["2026-12-01T14:05:00-05:00"],
     )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _occurred_in_the_past(cls, value: datetime | None) -> datetime | None:
+        # no offset, or further ahead than clock skew explains: refused (422) with the reason
+        return None if value is None else check_occurred_at(value)
 
 
 class EventOut(BaseModel):

@@ -31,6 +31,20 @@ ACTIONS: dict[str, ActionSignature] = {
         required=frozenset({"url"}),
         optional=frozenset({"payload", "secret_env"}),
     ),
+    "crm.update": ActionSignature(
+        "set fields on a CRM record: `crm` (hubspot, salesforce, pipedrive), `object`, `id`",
+        required=frozenset({"crm", "object", "id", "fields"}),
+    ),
+    "crm.task": ActionSignature(
+        "log a task on a CRM record (completed unless `done: false`), e.g. the step's outcome",
+        required=frozenset({"crm", "object", "id", "subject"}),
+        optional=frozenset({"body", "due", "owner", "done"}),
+    ),
+    "crm.note": ActionSignature(
+        "log a note on a CRM record, e.g. the rep's note",
+        required=frozenset({"crm", "object", "id", "body"}),
+        optional=frozenset({"owner"}),
+    ),
     "set": ActionSignature(
         "write values into the instance data: `with: {lead.status: qualified}`",
         open_ended=True,

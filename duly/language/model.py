@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -169,6 +170,44 @@ class StepBase(Spec):
 FieldType = Literal["text", "number", "integer", "boolean", "date", "datetime"]
 
 
+def _logged_work(value: Any) -> Any:
+    return {"outcome": value} if isinstance(value, str) else value
+
+
+class LoggedWork(Spec):
+    """Work logged in the CRM that completes the open task: `crm.call.logged: reached`."""
+
+    outcome: str = Field(pattern=ID_PATTERN, description="the outcome it completes the task with")
+    by: Template = Field(
+        default="{{ by }}", description="who did the work (a user id), from the event's data"
+    )
+    note: Template | None = Field(default=None, description="the task's note, from the event")
+
+
+LoggedWorkField = Annotated[
+    LoggedWork,
+    BeforeValidator(_logged_work),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": ID_PATTERN, "description": "an outcome"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "outcome": {"type": "string", "pattern": ID_PATTERN},
+                        "by": {"type": "string", "description": "a user id template"},
+                        "note": {"type": "string", "description": "a note template"},
+                    },
+                    "required": ["outcome"],
+                    "additionalProperties": False,
+                },
+            ],
+            "description": "the outcome, or {outcome, by, note} rendered on the event's data",
+        }
+    ),
+]
+
+
 class TaskStep(StepBase):
     """A human task for a rep: assigned, clocked, completed with an outcome."""
 
@@ -185,13 +224,39 @@ class TaskStep(StepBase):
     outcomes: dict[Annotated[str, Field(pattern=ID_PATTERN)], StepId] = Field(
         min_length=1, description="each outcome the rep may pick, and the step it leads to"
     )
+    completed_by: dict[Annotated[str, Field(pattern=EVENT_PATTERN)], LoggedWorkField] = Field(
+        default_factory=dict,
+        description="events (work logged in the CRM) that complete the open task, and with "
+        "which outcome: the clock stops when the work was done, closed by the rep in `by`",
+    )
+
+    @field_validator("completed_by")
+    @classmethod
+    def _completes_with_an_outcome(
+        cls, value: dict[str, LoggedWork], info: ValidationInfo
+    ) -> dict[str, LoggedWork]:
+        outcomes = info.data.get("outcomes")
+        if value and info.data.get("fields"):
+            raise ValueError(
+                "an event cannot complete a task that declares 'fields' (the rep fills them "
+                "in); remove 'completed_by' or the fields"
+            )
+        for event, work in value.items():
+            if outcomes is not None and work.outcome not in outcomes:
+                raise ValueError(
+                    f"'{event}' completes the task with '{work.outcome}', which is not one of "
+                    f"its outcomes ({', '.join(outcomes)})"
+                )
+        return value
 
 
 class ActionStep(StepBase):
-    """An automated step: runs a registered action (email, webhook, set)."""
+    """An automated step: runs a registered action (email, webhook, set, crm.*)."""
 
     kind: Literal["action"]
-    do: str = Field(description="a registered action: email, webhook or set")
+    do: str = Field(
+        description="a registered action: email, webhook, set, crm.update, crm.task or crm.note"
+    )
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     next: StepId
     on_error: StepId | None = None

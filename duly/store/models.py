@@ -246,6 +246,12 @@ class StepFact(SQLModel, table=True):
         description="who held the task when it closed, when a reassignment after its breach "
         "moved it from `assignee` (who the visit counts for)",
     )
+    # opened_at is when the event behind the step happened at the source (reports count by
+    # it); received_at is when duly learnt of it, later when the event was delivered late
+    received_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    late_arriving: bool | None = Field(
+        default=None, description="the SLA was already breached when duly learnt of the event"
+    )
 
 
 class StepFactWeek(SQLModel, table=True):
