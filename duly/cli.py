@@ -62,6 +62,7 @@ class SchemaKind(StrEnum):
     calendar = "calendar"
     org = "org"
     monitor = "monitor"
+    source = "source"
 
 
 def load_or_exit(definitions: Path) -> Definitions:
@@ -100,6 +101,7 @@ def validate(
             },
             "calendars": sorted(loaded.calendars),
             "monitors": sorted(loaded.monitors),
+            "sources": sorted(loaded.sources),
             "files": loaded.files,
             "problems": [],
         }
@@ -110,6 +112,7 @@ def validate(
         f"ok: {counted(len(loaded.processes), 'process')}{names}, "
         f"{counted(len(loaded.calendars), 'calendar')}, "
         f"{counted(len(loaded.monitors), 'monitor')}, "
+        f"{counted(len(loaded.sources), 'source')}, "
         f"{counted(len(loaded.org.users), 'person', 'people')} in "
         f"{counted(len(loaded.org.teams), 'team')}; {counted(len(loaded.files), 'file')} read"
     )

@@ -23,7 +23,7 @@ from duly.api import web
 from duly.api.context import ApiContext, ClientFactory, TemporalProvider
 from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
-from duly.api.routes import alerts, events, instances, me, reports, tasks
+from duly.api.routes import alerts, events, instances, me, reports, sources, tasks
 from duly.api.routes import definitions as definitions_routes
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, get_settings
@@ -98,6 +98,7 @@ def create_app(
     app.state.duly = context
     for module in (events, instances, tasks, alerts, definitions_routes, me, reports):
         app.include_router(module.router)
+    app.include_router(sources.router)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)  # for Prometheus
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
