@@ -25,12 +25,12 @@ from duly.api.schemas import EventIn
 from duly.api.services import events
 from duly.language.business_time import add
 from duly.language.compiler import CompiledProcess
-from duly.language.expressions import ExpressionError, evaluate, render
+from duly.language.expressions import ExpressionError
 from duly.language.loader import Definitions
 from duly.language.model import DecisionStep, Targets, TaskStep
 from duly.language.sources import SourceSpec
 from duly.sources.changes import Change
-from duly.sources.mapping import Ignored, MappingError, map_change
+from duly.sources.mapping import Ignored, MappingError, evaluate, map_change, render
 
 ID_COLUMNS = ("id", "Id", "ID", "hs_object_id", "Record ID", "record_id")
 CREATED_COLUMNS = (

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+from jinja2 import Template as JinjaTemplate
+from jinja2.exceptions import SecurityError, UndefinedError
+
 from duly.api.schemas import EventIn
-from duly.language.expressions import ExpressionError, evaluate, render
+from duly.language import expressions
+from duly.language.expressions import ExpressionError
 from duly.language.model import OrgSpec
 from duly.language.org import user_for_crm_id
 from duly.language.sources import SourceSpec
@@ -17,6 +23,36 @@ from duly.sources.changes import Change
 
 MAX_EVENT_ID = 200  # EventIn.id's limit
 _WHOLE = re.compile(r"^\{\{(.*)\}\}$", re.DOTALL)
+
+
+_FAILURES = (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError)
+
+
+@lru_cache(maxsize=4096)
+def _template(text: str) -> JinjaTemplate:
+    # compiled once: a rule's templates run on every change (10,000 for an import)
+    return expressions._env.from_string(text)
+
+
+@lru_cache(maxsize=4096)
+def _expression(text: str) -> Callable[..., Any]:
+    return expressions._env.compile_expression(text, undefined_to_none=True)
+
+
+def render(text: str, context: dict[str, Any]) -> str:
+    """`expressions.render`, with the template compiled once (the same sandbox)."""
+    try:
+        return _template(text).render(context)
+    except _FAILURES as exc:
+        raise ExpressionError(f"template {text!r} failed: {exc}") from exc
+
+
+def evaluate(text: str, context: dict[str, Any]) -> Any:
+    """`expressions.evaluate`, with the expression compiled once (the same sandbox)."""
+    try:
+        return _expression(text)(**context)
+    except _FAILURES as exc:
+        raise ExpressionError(f"expression {text!r} failed: {exc}") from exc
 
 
 class MappingError(ValueError):
