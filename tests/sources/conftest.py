@@ -103,7 +103,19 @@ TEST_SOURCES: list[dict[str, Any]] = [
                         "when": "change == 'created'",
                         "type": "lead.created",
                         "data": {"lead": {"id": "hs-{{ object_id }}", "source": "web"}},
-                    }
+                    },
+                    {
+                        "when": "change == 'workflow'",
+                        "type": "lead.created",
+                        "owner": "{{ record.hubspot_owner_id }}",
+                        "data": {
+                            "lead": {
+                                "id": "hs-{{ object_id }}",
+                                "name": "{{ record.firstname }}",
+                                "source": "web",
+                            }
+                        },
+                    },
                 ]
             }
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from duly.settings import Settings
 from duly.store.models import InboundEvent, Instance
 
 from .conftest import (
+    HUBSPOT_SECRET,
     HUBSPOT_URL,
     SALESFORCE_SECRET,
     HubSpotApi,
@@ -380,3 +382,33 @@ async def test_hubspot_without_url_signs_the_url_it_reached(api: Api) -> None:
     wrong = hubspot_v3_headers(body, url=HUBSPOT_URL)
     answer = await api.http.post("/api/sources/hubspot-direct", content=body, headers=wrong)
     assert answer.status_code == 401
+
+
+async def test_a_hubspot_workflow_webhook_signed_v2_is_taken_when_the_source_allows(
+    api: Api,
+) -> None:
+    object_id = int(str(uuid.uuid4().int)[:9])
+    body = json.dumps(
+        {
+            "vid": object_id,
+            "properties": {
+                "firstname": {"value": "Ada"},
+                "hubspot_owner_id": {"value": "90012"},
+            },
+        }
+    ).encode()
+    url = "http://duly.test/api/sources/hubspot-direct"
+    # v2, as HubSpot documents it: hex SHA-256 (no HMAC) of secret + method + URI + body
+    v2 = hashlib.sha256(HUBSPOT_SECRET.encode() + b"POST" + url.encode() + body).hexdigest()
+    headers = {
+        "X-HubSpot-Signature": v2,
+        "X-HubSpot-Signature-Version": "v2",
+        "Content-Type": "application/json",
+    }
+    answer = await api.http.post("/api/sources/hubspot-direct", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    (instance,) = answer.json()["instances"]
+    assert (await api.open_task(instance)).assignee == "ben"
+    # the shipped source takes v3 only: the same request is refused there
+    refused = await api.http.post("/api/sources/hubspot", content=body, headers=headers)
+    assert refused.status_code == 401

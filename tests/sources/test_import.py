@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from api.conftest import Api
+from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from duly.api.context import ApiContext, TemporalProvider
@@ -130,3 +132,35 @@ def test_sources_lists_each_endpoint_and_whether_its_secret_is_set() -> None:
     assert "DULY_HUBSPOT_CLIENT_SECRET (set)" in result.stdout
     assert "contact  lead.created, lead.deleted" in result.stdout
     assert "Case     case.closed, case.opened" in result.stdout
+
+
+def test_the_import_command_starts_instances_and_reports_progress(
+    time_skipping_env: WorkflowEnvironment,
+    task_queue: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DULY_DATABASE_URL", f"sqlite:///{tmp_path / 'duly.db'}")
+    monkeypatch.setenv("DULY_TASK_QUEUE", task_queue)
+    address = time_skipping_env.client.service_client.config.target_host
+    rid = f"7{tmp_path.name[-6:]}"
+    path = contacts_csv(tmp_path, [(rid, "90011", "2026-01-06T15:00:00+00:00")])
+    command = [
+        "import",
+        str(path),
+        "--source",
+        "hubspot",
+        "--object",
+        "contact",
+        "--definitions",
+        str(ROOT / "definitions"),
+        "--temporal",
+        address,
+    ]
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    assert "imported 1/1 (" in first.stderr  # not a terminal: progress as lines
+    assert "imported: 1 instance started or reached, 0 records received before" in first.stdout
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert "imported: 0 instances started or reached, 1 record received before" in again.stdout
