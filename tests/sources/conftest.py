@@ -139,6 +139,8 @@ class HubSpotApi:
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], dict[str, Any]] = {}
         self.throttle: dict[tuple[str, str], int] = {}  # 429s to answer before the record
+        self.failing: dict[tuple[str, str], int] = {}  # 503s to answer before the record
+        self.retry_after = "0"
         self.requests: list[tuple[str, str | None]] = []
         served = self
 
@@ -155,7 +157,13 @@ class HubSpotApi:
                 key = (parts[3], parts[4])
                 if served.throttle.get(key, 0) > 0:
                     served.throttle[key] -= 1
-                    self._answer(429, {"message": "rate limited"}, {"Retry-After": "0"})
+                    self._answer(
+                        429, {"message": "rate limited"}, {"Retry-After": served.retry_after}
+                    )
+                    return
+                if served.failing.get(key, 0) > 0:
+                    served.failing[key] -= 1
+                    self._answer(503, {"message": "unavailable"})
                     return
                 if key not in served.records:
                     self._answer(404, {"message": "no such record"})
