@@ -31,6 +31,7 @@ from duly.language.model import DecisionStep, Targets, TaskStep
 from duly.language.sources import SourceSpec
 from duly.sources.changes import Change
 from duly.sources.mapping import Ignored, MappingError, evaluate, map_change, render
+from duly.sources.receive import run_all
 
 ID_COLUMNS = ("id", "Id", "ID", "hs_object_id", "Record ID", "record_id")
 CREATED_COLUMNS = (
@@ -217,5 +218,5 @@ async def deliver(
             done.instances.extend(result.instances)
         on_progress(1)
 
-    await asyncio.gather(*(one(item) for item in planned))
+    await run_all(one(item) for item in planned)
     return done

@@ -9,8 +9,9 @@ delivers the whole batch again; the events before it are then duplicates and cha
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -52,6 +53,47 @@ class Outcome:
     salesforce_ack: bool = False
 
 
+async def run_all(work: Iterable[Awaitable[None]]) -> None:
+    """Run every job to its end, then raise the first failure (none is left running)."""
+    for result in await asyncio.gather(*work, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+
+
+CONCURRENCY = 8
+"""Records handled at once: HubSpot waits 5 s for an answer to a batch of up to 100 events."""
+
+
+async def _deliver(
+    context: ApiContext,
+    source: SourceSpec,
+    mapped: list[tuple[str, EventIn]],
+    outcome: Outcome,
+) -> None:
+    """Deliver each record's events in their order; different records side by side.
+
+    A record's creation and its later change in one batch must arrive in that order (the change
+    goes to the instance the creation starts); different records need no order.
+    """
+    by_record: dict[str, list[EventIn]] = {}
+    for record, event in mapped:
+        by_record.setdefault(record, []).append(event)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one_record(record_events: list[EventIn]) -> None:
+        async with gate:
+            for event in record_events:
+                result = await events.receive_event(context, event)
+                metrics.SOURCE_EVENTS.labels(source=source.source, outcome="received").inc()
+                if result.status == "duplicate":
+                    outcome.duplicates += 1
+                else:
+                    outcome.accepted += 1
+                    outcome.instances.extend(result.instances)
+
+    await run_all(one_record(group) for group in by_record.values())
+
+
 def secret_of(source: SourceSpec) -> str | None:
     """The source's secret, read from the environment variable it names (None if unset)."""
     return os.environ.get(source.secret) if source.secret else None
@@ -75,14 +117,7 @@ async def receive(context: ApiContext, source: SourceSpec, request: Incoming) ->
     outcome = Outcome(ignored=ignored, salesforce_ack=ack)
     if ignored:
         metrics.SOURCE_EVENTS.labels(source=source.source, outcome="ignored").inc(len(ignored))
-    for event in events_in:
-        result = await events.receive_event(context, event)
-        metrics.SOURCE_EVENTS.labels(source=source.source, outcome="received").inc()
-        if result.status == "duplicate":
-            outcome.duplicates += 1
-        else:
-            outcome.accepted += 1
-            outcome.instances.extend(result.instances)
+    await _deliver(context, source, events_in, outcome)
     log.info(
         "source_request",
         source=source.source,
@@ -182,10 +217,10 @@ def _salesforce(source: SourceSpec, request: Incoming) -> tuple[list[Change], bo
 
 async def _mapped(
     context: ApiContext, source: SourceSpec, changes: list[Change]
-) -> tuple[list[EventIn], list[str]]:
+) -> tuple[list[tuple[str, EventIn]], list[str]]:
     """Every change mapped (records fetched first where the source asks), or an error."""
     await _fetch_records(source, changes)
-    mapped: list[EventIn] = []
+    mapped: list[tuple[str, EventIn]] = []
     ignored: list[str] = []
     for change in changes:
         try:
@@ -195,7 +230,7 @@ async def _mapped(
         if isinstance(result, Ignored):
             ignored.append(result.reason)
         else:
-            mapped.append(result)
+            mapped.append((f"{change.object}:{change.object_id}", result))
     return mapped, ignored
 
 
@@ -207,13 +242,18 @@ async def _fetch_records(source: SourceSpec, changes: list[Change]) -> None:
     ]
     if not wanted:
         return
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        for change in wanted:
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def fetch(client: httpx.AsyncClient, change: Change) -> None:
+        async with gate:
             try:
                 fetched = await fetch_properties(
                     client, change.object, change.object_id, source.objects[change.object].fetch
                 )
             except FetchError as exc:
                 raise (Unavailable if exc.retry else Invalid)(str(exc)) from None
-            # what the webhook says changed is newer than what the API read back
-            change.record = {**fetched, **change.record}
+        # what the webhook says changed is newer than what the API read back
+        change.record = {**fetched, **change.record}
+
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        await run_all(fetch(client, change) for change in wanted)

@@ -412,3 +412,22 @@ async def test_a_hubspot_workflow_webhook_signed_v2_is_taken_when_the_source_all
     # the shipped source takes v3 only: the same request is refused there
     refused = await api.http.post("/api/sources/hubspot", content=body, headers=headers)
     assert refused.status_code == 401
+
+
+async def test_a_records_changes_in_one_batch_arrive_in_order(
+    api: Api, hubspot_api: HubSpotApi
+) -> None:
+    object_id = int(str(uuid.uuid4().int)[:9])
+    hubspot_api.records[("contacts", str(object_id))] = {"firstname": "Kim"}
+    created = hubspot_event(object_id, event_id=1)
+    deleted = hubspot_event(object_id, kind="contact.deletion", event_id=2)
+    answer = await post_hubspot(api, [created, deleted])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 2
+    instance_id = answer.json()["instances"][0]
+    # the deletion reached the instance the creation started: it ended (lead.deleted: closed)
+    ended = await api.until(
+        lambda: (row := api.row(Instance, instance_id)) is not None and row.status != "running",
+        "the lead's instance ending",
+    )
+    assert ended
