@@ -115,6 +115,8 @@ async def test_unknown_object_types_are_ignored_and_counted(offline_api: Api) ->
     ]
     assert counted("hubspot", "ignored") == before + 2
     assert nothing_recorded(offline_api)
+    scraped = (await offline_api.http.get("/metrics")).text
+    assert 'duly_source_events_total{outcome="ignored",source="hubspot"}' in scraped
 
 
 async def test_an_unknown_source_is_404(offline_api: Api) -> None:
