@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -111,13 +111,14 @@ async def receive(context: ApiContext, source: SourceSpec, request: Incoming) ->
     try:
         changes, ack = _verified_changes(source, request)
         events_in, ignored = await _mapped(context, source, changes)
+        outcome = Outcome(ignored=ignored, salesforce_ack=ack)
+        if ignored:
+            metrics.SOURCE_EVENTS.labels(source=source.source, outcome="ignored").inc(len(ignored))
+        await _deliver(context, source, events_in, outcome)
     except ServiceError:
+        # the whole request is answered with the error: the CRM sends it again, or gives up
         metrics.SOURCE_EVENTS.labels(source=source.source, outcome="refused").inc()
         raise
-    outcome = Outcome(ignored=ignored, salesforce_ack=ack)
-    if ignored:
-        metrics.SOURCE_EVENTS.labels(source=source.source, outcome="ignored").inc(len(ignored))
-    await _deliver(context, source, events_in, outcome)
     log.info(
         "source_request",
         source=source.source,
@@ -138,54 +139,66 @@ def _secret(source: SourceSpec) -> str:
     return secret
 
 
+Reader = Callable[[SourceSpec, Incoming], tuple[list[Change], bool]]
+"""Checks a request in one CRM's scheme and reads its changes (and whether to answer an Ack)."""
+
+
 def _verified_changes(source: SourceSpec, request: Incoming) -> tuple[list[Change], bool]:
     """The request's changes once its signature holds; and whether to answer a SOAP Ack."""
-    headers, body = request.headers, request.body
     try:
-        if source.crm == "hubspot":
-            secret = _secret(source)
-            uri = source.url or request.url
-            if headers.get("X-HubSpot-Signature-v3") or not source.accept_v2:
-                verify.hubspot_v3(
-                    secret,
-                    request.method,
-                    uri,
-                    body,
-                    headers.get("X-HubSpot-Request-Timestamp"),
-                    headers.get("X-HubSpot-Signature-v3"),
-                )
-            else:
-                if headers.get("X-HubSpot-Signature-Version", "").lower() != "v2":
-                    raise verify.SignatureError("no X-HubSpot-Signature-v3 or v2 signature")
-                verify.hubspot_v2(
-                    secret, request.method, uri, body, headers.get("X-HubSpot-Signature")
-                )
-            return parse.hubspot(body), False
-        if source.crm == "pipedrive":
-            verify.pipedrive_basic(_secret(source), headers.get("Authorization"))
-            return parse.pipedrive(body), False
-        if source.crm == "standard-webhooks":
-            verify.standard_webhooks(
-                _secret(source),
-                headers.get("webhook-id"),
-                headers.get("webhook-timestamp"),
-                headers.get("webhook-signature"),
-                body,
-            )
-            return parse.standard(body, headers.get("webhook-id", "")), False
-        if source.crm == "duly":
-            verify.verify_duly_source(
-                _secret(source),
-                headers.get(TIMESTAMP_HEADER),
-                headers.get(SIGNATURE_HEADER),
-                body,
-            )
-            return parse.duly(body), False
-        return _salesforce(source, request)
+        return READERS[source.crm](source, request)
     except verify.SignatureError as exc:
         raise NotAuthenticated(str(exc)) from None
     except parse.PayloadError as exc:
         raise Malformed(str(exc)) from None
+
+
+def _hubspot(source: SourceSpec, request: Incoming) -> tuple[list[Change], bool]:
+    headers, secret = request.headers, _secret(source)
+    uri = source.url or request.url
+    if headers.get("X-HubSpot-Signature-v3") or not source.accept_v2:
+        verify.hubspot_v3(
+            secret,
+            request.method,
+            uri,
+            request.body,
+            headers.get("X-HubSpot-Request-Timestamp"),
+            headers.get("X-HubSpot-Signature-v3"),
+        )
+    else:
+        if headers.get("X-HubSpot-Signature-Version", "").lower() != "v2":
+            raise verify.SignatureError("no X-HubSpot-Signature-v3 or v2 signature")
+        verify.hubspot_v2(
+            secret, request.method, uri, request.body, headers.get("X-HubSpot-Signature")
+        )
+    return parse.hubspot(request.body), False
+
+
+def _pipedrive(source: SourceSpec, request: Incoming) -> tuple[list[Change], bool]:
+    verify.pipedrive_basic(_secret(source), request.headers.get("Authorization"))
+    return parse.pipedrive(request.body), False
+
+
+def _standard(source: SourceSpec, request: Incoming) -> tuple[list[Change], bool]:
+    headers = request.headers
+    verify.standard_webhooks(
+        _secret(source),
+        headers.get("webhook-id"),
+        headers.get("webhook-timestamp"),
+        headers.get("webhook-signature"),
+        request.body,
+    )
+    return parse.standard(request.body, headers.get("webhook-id", "")), False
+
+
+def _duly(source: SourceSpec, request: Incoming) -> tuple[list[Change], bool]:
+    verify.verify_duly_source(
+        _secret(source),
+        request.headers.get(TIMESTAMP_HEADER),
+        request.headers.get(SIGNATURE_HEADER),
+        request.body,
+    )
+    return parse.duly(request.body), False
 
 
 def _salesforce(source: SourceSpec, request: Incoming) -> tuple[list[Change], bool]:
@@ -213,6 +226,15 @@ def _salesforce(source: SourceSpec, request: Incoming) -> tuple[list[Change], bo
         _secret(source), request.headers.get(source.secret_header), source.secret_header
     )
     return parse.salesforce_flow(request.body), False
+
+
+READERS: dict[str, Reader] = {
+    "hubspot": _hubspot,
+    "salesforce": _salesforce,
+    "pipedrive": _pipedrive,
+    "standard-webhooks": _standard,
+    "duly": _duly,
+}
 
 
 async def _mapped(
