@@ -47,7 +47,6 @@ def from_epoch_ms(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        millis = int(value)
-    except ValueError:
-        return None
-    return datetime.fromtimestamp(millis / 1000, UTC).isoformat()
+        return datetime.fromtimestamp(int(value) / 1000, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return None  # not a moment: a rule's occurred_at (or receipt) gives the time

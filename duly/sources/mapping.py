@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import Template as JinjaTemplate
-from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.exceptions import SecurityError, TemplateError
 
 from duly.api.schemas import EventIn
 from duly.language import expressions
@@ -25,7 +26,7 @@ MAX_EVENT_ID = 200  # EventIn.id's limit
 _WHOLE = re.compile(r"^\{\{(.*)\}\}$", re.DOTALL)
 
 
-_FAILURES = (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError)
+_FAILURES = (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError, OverflowError)
 
 
 @lru_cache(maxsize=4096)
@@ -76,7 +77,10 @@ def parse_moment(value: Any) -> datetime:
     if text.isdigit():
         number = int(text)
         # 10^11 s is the year 5138; a number that large is milliseconds (HubSpot's)
-        return datetime.fromtimestamp(number / 1000 if number >= 10**11 else number, UTC)
+        try:
+            return datetime.fromtimestamp(number / 1000 if number >= 10**11 else number, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise MappingError(f"occurred_at {text} is not a moment in Unix time") from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -141,6 +145,13 @@ def map_change(source: SourceSpec, change: Change, org: OrgSpec) -> EventIn | Ig
         raise MappingError(f"{change.object} {change.object_id}: the rule's id rendered empty")
     if not isinstance(data, dict):
         raise MappingError("the rule's data is not a mapping")
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError):
+        raise MappingError(
+            f"{change.object} {change.object_id}: the rule's data renders values that are not "
+            "text, numbers, lists or mappings"
+        ) from None
     if owner_id:
         user = user_for_crm_id(org, source.owner_key, owner_id)
         if user is not None:

@@ -211,14 +211,15 @@ def pipedrive(body: bytes) -> list[Change]:
             "meta has no id, entity or action: create the webhook with version 2.0 (v1 is not read)"
         )
     data = document.get("data")
+    record = data if isinstance(data, dict) else {}
     return [
         Change(
             object=str(meta["entity"]),
-            object_id=_text(meta.get("entity_id") or (data or {}).get("id")),
+            object_id=_text(meta.get("entity_id") or record.get("id")),
             change=PIPEDRIVE_CHANGES.get(str(meta["action"]), str(meta["action"])),
             key=str(meta["id"]),
             occurred_at=meta.get("timestamp"),
-            record=data if isinstance(data, dict) else {},
+            record=record,
             raw=document,
         )
     ]

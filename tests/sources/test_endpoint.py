@@ -433,3 +433,25 @@ async def test_a_records_changes_in_one_batch_arrive_in_order(
         "the lead's instance ending",
     )
     assert ended
+
+
+async def test_odd_values_in_signed_bodies_get_clear_answers_never_500(offline_api: Api) -> None:
+    odd = hubspot_event(108, kind="company.creation", occurredAt=10**30, objectId={"a": 1})
+    answer = await post_hubspot(offline_api, [odd])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ignored"] == ["object type 'company' is not mapped by source 'hubspot'"]
+
+    listed = {"data": [1, 2], "meta": {"id": "m-odd", "entity": "person", "action": "change"}}
+    body = json.dumps(listed).encode()
+    answer = await offline_api.http.post("/api/sources/pipedrive", content=body, headers=basic())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ignored"] == ["object type 'person' is not mapped by source 'pipedrive'"]
+
+    far = {"type": "case.opened", "timestamp": 10**30, "data": {"case": {"id": "C-odd"}}}
+    body = json.dumps(far).encode()
+    answer = await offline_api.http.post(
+        "/api/sources/webhooks", content=body, headers=standard_headers(body, "msg_far")
+    )
+    assert answer.status_code == 422, answer.text
+    assert "is not a moment in Unix time" in answer.json()["detail"]
+    assert nothing_recorded(offline_api)
