@@ -77,6 +77,12 @@ MONITOR_CHECKS = Counter(
     ["monitor", "state"],
 )
 """Incremented by the monitors (duly.monitors): `MONITOR_CHECKS.labels(monitor, state).inc()`."""
+SOURCE_EVENTS = Counter(
+    "duly_source_events",
+    "CRM changes a source took: received (delivered or a duplicate), ignored (no rule maps "
+    "them), refused (their request was refused: bad signature, malformed, unmappable).",
+    ["source", "outcome"],
+)
 HTTP_REQUESTS = Counter(
     "duly_http_requests", "Requests the web app answered, by status class.", ["method", "status"]
 )

@@ -585,6 +585,55 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
             (212, 5, "more than 200 aliases (*name) in one file"),
         ],
     ),
+    (
+        "org-crm-id-twice.yaml",
+        [(7, 24, "hubspot id '90011' is also ana's; each CRM owner id names one user")],
+    ),
+    (
+        "source-fetch-outside-hubspot.yaml",
+        [(6, 12, "only a hubspot source can fetch records")],
+    ),
+    (
+        "source-secret-in-file.yaml",
+        [
+            (
+                3,
+                9,
+                "give the name of the DULY_* environment variable that holds the secret (e.g. "
+                "DULY_HUBSPOT_CLIENT_SECRET), never the secret itself",
+            )
+        ],
+    ),
+    (
+        "source-template-does-not-parse.yaml",
+        [
+            (7, 15, "expression does not parse: unexpected end of the expression"),
+            (9, 16, "template does not parse: unexpected '}' (template line 1)"),
+            (13, 19, "template does not parse: unexpected '}' (template line 1)"),
+        ],
+    ),
+    (
+        "source-unknown-crm.yaml",
+        [
+            (
+                2,
+                6,
+                "expected one of hubspot, salesforce, pipedrive, standard-webhooks or duly, "
+                "found 'zoho'",
+            )
+        ],
+    ),
+    (
+        "source-without-secret.yaml",
+        [
+            (
+                2,
+                6,
+                "a pipedrive source needs 'secret': the name of the DULY_* variable holding the "
+                "webhook's HTTP Basic credentials, as user:password",
+            )
+        ],
+    ),
 ]
 
 

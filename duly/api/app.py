@@ -28,7 +28,7 @@ from duly.api.deps import current_user
 from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
 from duly.api.openapi import documented_openapi
-from duly.api.routes import alerts, events, instances, me, reports, tasks
+from duly.api.routes import alerts, events, instances, me, reports, sources, tasks
 from duly.api.routes import definitions as definitions_routes
 from duly.api.web.login_limit import LoginLimiter
 from duly.language.loader import Definitions, load_definitions
@@ -109,6 +109,7 @@ def create_app(
     app.state.duly = context
     app.state.login_limiter = login_limiter or LoginLimiter()
     app.include_router(events.router)  # signed, not authenticated
+    app.include_router(sources.router)  # signed by each CRM's own scheme
     for module in (instances, tasks, alerts, definitions_routes, me, reports):
         # Who is asking, before anything else about the request: an unauthenticated caller
         # gets 401, never a validation message (the user is resolved once per request)

@@ -26,10 +26,11 @@ from duly.language.model import CalendarSpec, MonitorSpec, OrgSpec
 from duly.language.monitors import check_monitor
 from duly.language.org import check_org
 from duly.language.source import Source, collection_paused, parse_yaml
+from duly.language.sources import SourceSpec, check_source
 from duly.language.validation import validate_model
 
 YAML_SUFFIXES = (".yaml", ".yml")
-KINDS = ("processes", "calendars", "monitors")
+KINDS = ("processes", "calendars", "monitors", "sources")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Definitions:
     processes: dict[str, CompiledProcess] = field(default_factory=dict)
     calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
     monitors: dict[str, MonitorSpec] = field(default_factory=dict)
+    sources: dict[str, SourceSpec] = field(default_factory=dict)
     org: OrgSpec = field(default_factory=OrgSpec)
     files: list[str] = field(default_factory=list)
 
@@ -48,6 +50,7 @@ class _Files:
     processes: list[Path] = field(default_factory=list)
     calendars: list[Path] = field(default_factory=list)
     monitors: list[Path] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)
     org: Path | None = None
     templates: list[Path] = field(default_factory=list)
 
@@ -120,6 +123,7 @@ def _classify(path: Path, files: _Files, problems: list[Problem]) -> None:
         ("process:", "processes"),
         ("calendar:", "calendars"),
         ("monitor:", "monitors"),
+        ("source:", "sources"),
     ):
         if any(line.startswith(key) for line in head.splitlines()):
             getattr(files, kind).append(path)
@@ -132,8 +136,8 @@ def _classify(path: Path, files: _Files, problems: list[Problem]) -> None:
             str(path),
             1,
             1,
-            "not a duly definition: expected a top-level 'process', 'calendar', 'monitor', or "
-            "'users'/'teams' key",
+            "not a duly definition: expected a top-level 'process', 'calendar', 'monitor', "
+            "'source', or 'users'/'teams' key",
         )
     )
 
@@ -176,6 +180,8 @@ class _Build:
             self.load_process(path, context)
         for path in self.chosen.monitors:
             self.load_monitor(path, context)
+        for path in self.chosen.sources:
+            self.load_source(path)
         if self.problems:
             raise DefinitionError(self.problems)
         return self.result
@@ -263,6 +269,21 @@ class _Build:
         self.problems.extend(problems)
         if not problems:
             self.result.monitors[spec.monitor] = spec
+
+    def load_source(self, path: Path) -> None:
+        source, _ = self.read(path)
+        if source is None:
+            return
+        spec, problems = validate_model(SourceSpec, source, "a source")
+        self.problems.extend(problems)
+        if spec is None:
+            return
+        problems = check_source(spec, source)
+        if spec.source in self.result.sources:
+            problems.append(source.problem(("source",), f"source '{spec.source}' is defined twice"))
+        self.problems.extend(problems)
+        if not problems:
+            self.result.sources[spec.source] = spec
 
 
 def _process_names(paths: list[Path]) -> set[str]:

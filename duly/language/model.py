@@ -411,6 +411,14 @@ class Channels(Spec):
     webhook: WebhookChannel | None = None
 
 
+def _id_text(value: Any) -> Any:
+    # CRM ids are numbers in HubSpot and Pipedrive: `hubspot: 12345` unquoted means "12345"
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+CrmId = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
+
+
 class UserSpec(Spec):
     """One person."""
 
@@ -422,6 +430,11 @@ class UserSpec(Spec):
         default=None,
         description="IANA time zone this person reads times in, e.g. Europe/Lisbon; "
         "unset: each process's calendar zone",
+    )
+    crm_ids: dict[str, CrmId] = Field(
+        default_factory=dict,
+        description="this person's owner id in each CRM, by CRM or source name "
+        '(e.g. {hubspot: "12345"}): how a CRM record\'s owner becomes this user',
     )
 
 

@@ -32,7 +32,7 @@ def check_org(org: OrgSpec, source: Source) -> list[Problem]:
         user_ref(("teams", team_id, "manager"), team.manager)
         for index, member in enumerate(team.members):
             user_ref(("teams", team_id, "members", index), member)
-    return problems
+    return problems + check_crm_ids(org, source)
 
 
 def manager_of(org: OrgSpec, user: str) -> str | None:
@@ -40,4 +40,29 @@ def manager_of(org: OrgSpec, user: str) -> str | None:
     for team in org.teams.values():
         if user in team.members or user == team.manager:
             return team.manager
+    return None
+
+
+def check_crm_ids(org: OrgSpec, source: Source) -> list[Problem]:
+    """Problems with owner ids: one CRM id naming two users would assign at random."""
+    problems: list[Problem] = []
+    seen: dict[tuple[str, str], str] = {}
+    for user_id, user in org.users.items():
+        for crm, crm_id in user.crm_ids.items():
+            other = seen.setdefault((crm, crm_id), user_id)
+            if other != user_id:
+                problems.append(
+                    source.problem(
+                        ("users", user_id, "crm_ids", crm),
+                        f"{crm} id '{crm_id}' is also {other}'s; each CRM owner id names one user",
+                    )
+                )
+    return problems
+
+
+def user_for_crm_id(org: OrgSpec, crm: str, crm_id: str) -> str | None:
+    """The user whose `crm_ids[crm]` is `crm_id`, or None when nobody's is."""
+    for user_id, user in org.users.items():
+        if user.crm_ids.get(crm) == crm_id:
+            return user_id
     return None

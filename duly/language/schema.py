@@ -7,13 +7,15 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from duly.language.model import CalendarSpec, MonitorSpec, OrgSpec, ProcessSpec
+from duly.language.sources import SourceSpec
 
-FileKind = Literal["process", "calendar", "org", "monitor"]
+FileKind = Literal["process", "calendar", "org", "monitor", "source"]
 MODELS: dict[str, type[BaseModel]] = {
     "process": ProcessSpec,
     "calendar": CalendarSpec,
     "org": OrgSpec,
     "monitor": MonitorSpec,
+    "source": SourceSpec,
 }
 
 

@@ -205,6 +205,12 @@ def did_you_mean(word: str, candidates: list[str]) -> str:
 
 
 def _pattern_message(pattern: str, found: Any) -> str:
+    if pattern.startswith("^DULY_"):
+        # never echo the value: it may be the secret itself
+        return (
+            "give the name of the DULY_* environment variable that holds the secret (e.g. "
+            "DULY_HUBSPOT_CLIENT_SECRET), never the secret itself"
+        )
     if "\\." in pattern:
         return (
             f"{_describe(found)} is not an event type; "

@@ -1,7 +1,7 @@
 """Alerts know their task and are resolved with it; facts keep who closed a reassigned task.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-03 05:20:00.000000
 
 `alerts` gains `task_id`, `resolved_at`, `resolved_by`, `resolution` and `late_seconds`;
@@ -20,7 +20,7 @@ from alembic import op
 import duly.store.types
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Facts keep when duly received the event as well as when it happened (`received_at`).
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2026-12-03 05:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import duly.store.types
 
 revision: str = "0008"
-down_revision: str | None = "0004"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
