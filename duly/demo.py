@@ -61,6 +61,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from duly import temporal_binaries
 from duly.client import ClientError, complete_task, send_event
+from duly.demo_progress import DemoProgress, ProgressCallback
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
@@ -286,6 +287,7 @@ async def run_demo(
     scale: float = 1.0,
     reset: bool = False,
     force: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> DemoResult:
     """Fill the settings' database with `weeks` weeks of history; see the module docstring.
 
@@ -297,6 +299,8 @@ async def run_demo(
         scale: Multiplies how much work arrives (1.0: about 55 instances a week).
         reset: Delete the instances already in the database first.
         force: Add to a database that already has instances.
+        progress: Told where the run is each time simulated time moves on
+            (`duly.demo_progress.reporter` shows it to a person).
 
     Returns:
         What was written.
@@ -333,7 +337,14 @@ async def run_demo(
         real_start = datetime.now(UTC)
         try:
             completions, events, emails = await _simulate(
-                settings, definitions, processes, engine, weeks=weeks, seed=seed, scale=scale
+                settings,
+                definitions,
+                processes,
+                engine,
+                weeks=weeks,
+                seed=seed,
+                scale=scale,
+                progress=progress,
             )
         except BaseException:
             # Interrupted or failed: leave no half history dated a year ahead, and nothing
@@ -358,6 +369,7 @@ async def _simulate(
     weeks: int,
     seed: int,
     scale: float,
+    progress: ProgressCallback | None = None,
 ) -> tuple[int, int, int]:
     """Run the weeks on the time-skipping server; (tasks completed, events sent, emails)."""
     from worker import ACTIVITY_THREADS, build_worker
@@ -390,6 +402,7 @@ async def _simulate(
                         weeks=weeks,
                         seed=seed,
                         scale=scale,
+                        progress=progress,
                     )
                     await driver.run()
         finally:
@@ -482,6 +495,7 @@ class _Driver:
         weeks: int,
         seed: int,
         scale: float,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.env = env
         self.definitions = definitions
@@ -498,7 +512,9 @@ class _Driver:
         self.bad_weeks: dict[tuple[str, int], bool] = {}
         self.completions = 0
         self.events = 0
+        self.started = 0  # instances the arrivals started
         self.start = datetime.now(UTC)
+        self.progress = progress
 
     def schedule(self, at: datetime, kind: str, **args: Any) -> None:
         self.order += 1
@@ -525,6 +541,7 @@ class _Driver:
             now = await self.now()
             while self.queue and self.queue[0].at <= now:
                 await self.perform(heapq.heappop(self.queue))
+            self.report(now, end)
             if now >= end:
                 break
             nxt = min(self.queue[0].at if self.queue else end, end)
@@ -538,6 +555,20 @@ class _Driver:
             await self.look_for_tasks(target)
         await self.close_remaining()
         self.acknowledge_alerts(end)
+
+    def report(self, now: datetime, end: datetime) -> None:
+        """Tell `progress` how much of the simulated period is covered."""
+        if self.progress is None:
+            return
+        day = timedelta(days=1)
+        self.progress(
+            DemoProgress(
+                done=(min(now, end) - self.start) / day,
+                total=(end - self.start) / day,
+                instances=self.started,
+                completions=self.completions,
+            )
+        )
 
     # --- arrivals --------------------------------------------------------------------------
 
@@ -619,6 +650,7 @@ class _Driver:
     async def arrive(self, process: str, number: int, at: datetime) -> None:
         event, data = self.arrival_data(process, number)
         await self.send(event, data, f"{process}/{number}/start")
+        self.started += 1
         rng = _rng(self.seed, "later", process, number)
         calendar = self.processes[process].calendar
         later = business_time.add_business_seconds
