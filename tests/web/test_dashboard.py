@@ -114,7 +114,15 @@ async def test_a_manager_sees_her_teams_consistency_and_follows_a_breach_to_its_
     team_options = await page.get_by_label("Team").locator("option").all_text_contents()
     assert team_options == ["all my teams", "inbound-sales"]
     await expect(page.locator("#chart-funnel svg")).to_contain_text("call-customer")
-    await expect(page.locator("#chart-outcomes svg")).to_contain_text("reached")
+    await expect(page.locator("#chart-outcomes svg.chart")).to_contain_text("reached")
+    # the outcomes' key: each outcome's colour and whole name, in a table
+    key = page.locator("#chart-outcomes table.outcome-key")
+    await expect(key.locator('tr[data-outcome="reached"]')).to_contain_text("reached")
+    reached = await page.locator(
+        '#chart-outcomes rect[data-outcome="reached"]'
+    ).first.get_attribute("fill")
+    swatch = key.locator('tr[data-outcome="reached"] svg rect')
+    await expect(swatch).to_have_attribute("fill", reached or "?")
 
     # a breach links to its instance
     breach = page.locator("#breaches tbody a").first
