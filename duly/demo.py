@@ -256,6 +256,8 @@ class DemoResult:
             f"  alerts: {alerts or 'none'}",
             f"  {self.emails} process emails caught by the demo's SMTP sink; "
             f"{self.deliveries_marked} notifications marked not sent",
+            "  see it in the web app (duly up) or `duly instances`; the Temporal Web UI does not "
+            "show it: it ran on a time-skipping test server, gone with the demo",
         ]
         return "\n".join(lines)
 

@@ -61,6 +61,13 @@ STALE_STOP_TIMEOUT = 20.0  # seconds a stale dev server gets to exit and free it
 PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 
 
+UI_SCOPE = (
+    "what runs on this server; `duly demo`'s history is not there (it ran on a time-skipping "
+    "test server): see it in the web app"
+)
+"""What the Temporal Web UI shows, said beside its address."""
+
+
 PLAIN_GRPC = {
     "temporal_tls": False,
     "temporal_tls_cert": None,
@@ -683,7 +690,7 @@ def banner(
     pid = server.process.pid if server.process else "?"
     rows = [
         ("Temporal gRPC", f"{server.address} (namespace {settings.temporal_namespace})"),
-        ("Temporal Web UI", server.ui_url),
+        ("Temporal Web UI", f"{server.ui_url} ({UI_SCOPE})"),
         ("Temporal state", f"{server.db_file} (dev server pid {pid}, log {server.log_file})"),
         ("Database", make_url(settings.database_url).render_as_string(hide_password=True)),
         ("Definitions", f"{settings.definitions}: {processes or 'no processes'}"),

@@ -237,6 +237,7 @@ def test_the_command_shows_progress_and_logs_the_engine_to_a_file_unless_verbose
     assert "demo: week 1 of 2 simulated" in outcome.output
     assert "demo: week 2 of 2 simulated (100%)" in outcome.output
     assert "duly demo wrote" in outcome.output
+    assert "the Temporal Web UI does not show it" in outcome.output
     engine_lines = [line for line in outcome.output.splitlines() if "[info     ]" in line]
     log_file = tmp_path / "demo.log"
     if verbose:

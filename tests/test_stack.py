@@ -147,6 +147,9 @@ async def test_up_runs_an_instance_stops_cleanly_on_ctrl_c_and_resumes_it(tmp_pa
         banner = first.text()
         assert f"Temporal gRPC:   127.0.0.1:{grpc_port}" in banner
         assert f"http://127.0.0.1:{ui_port}" in banner
+        # beside the UI's address: the demo's history is not in it
+        ui_line = next(line for line in banner.splitlines() if "Temporal Web UI:" in line)
+        assert "`duly demo`'s history is not there" in ui_line
         assert "duly start quote-follow-up --data" in banner
         web = f"http://127.0.0.1:{first.web_port}"
         assert "Web app:" in banner and web in banner
