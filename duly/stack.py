@@ -230,7 +230,7 @@ class DevServer:
             StackError: A port it needs is taken (by something other than such a leftover), or
                 another `duly up` is running on this data folder.
         """
-        await replace_stale_servers(self.db_file, (self.port, self.ui_port))
+        await replace_stale_servers(self.db_file)
         for port, what in ((self.port, "Temporal gRPC"), (self.ui_port, "Temporal Web UI")):
             if not port_is_free(port):
                 holder = _holder_text(port)
@@ -393,16 +393,17 @@ def _same_file(a: str | None, b: Path) -> bool:
     return os.path.abspath(a) == os.path.abspath(b)
 
 
-async def replace_stale_servers(db_file: Path, ports: tuple[int, ...]) -> list[int]:
+async def replace_stale_servers(db_file: Path) -> list[int]:
     """Stop the dev servers left running on `db_file` by a `duly up` that is gone.
 
     A server on that file whose parent is a live duly belongs to a running `duly up`: that is
-    refused. Returns the pids stopped.
+    refused. Returns the pids stopped, once they have ended and their ports are free.
 
     Raises:
         StackError: Another `duly up` runs on this data folder, or a leftover would not stop.
     """
-    stale = []
+    stale: list[int] = []
+    ports: set[int] = set()
     for server in dev_servers():
         if not _same_file(server.option("--db-filename"), db_file):
             continue
@@ -412,6 +413,11 @@ async def replace_stale_servers(db_file: Path, ports: tuple[int, ...]) -> list[i
                 "it first, or give this one another --data-dir"
             )
         stale.append(server.pid)
+        ports.update(
+            int(port)
+            for port in (server.option("--port"), server.option("--ui-port"))
+            if port is not None and port.isdigit()
+        )
     for pid in stale:
         log.warning("stopping a Temporal dev server left running by an earlier duly", pid=pid)
         with contextlib.suppress(ProcessLookupError):
@@ -433,7 +439,7 @@ async def replace_stale_servers(db_file: Path, ports: tuple[int, ...]) -> list[i
     return stale
 
 
-def _gone(pids: list[int], ports: tuple[int, ...]) -> bool:
+def _gone(pids: list[int], ports: set[int]) -> bool:
     """Whether none of `pids` runs any more and every port is free again."""
     alive = {server.pid for server in dev_servers()}
     return not alive.intersection(pids) and all(port_is_free(port) for port in ports)
