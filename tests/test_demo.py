@@ -226,7 +226,7 @@ def logging_restored():
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_the_command_shows_progress_and_logs_the_engine_to_a_file_unless_verbose(
-    tmp_path: Path, verbose: bool, logging_restored: None
+    tmp_path: Path, verbose: bool, logging_restored: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
     args = ["demo", "--weeks", "1", "--scale", "0.3", "--data-dir", str(tmp_path)]
     outcome = CliRunner().invoke(
@@ -245,6 +245,9 @@ def test_the_command_shows_progress_and_logs_the_engine_to_a_file_unless_verbose
         assert not log_file.exists()
     else:
         assert engine_lines == []
+        # not even the SDK's core, which writes to the terminal itself unless told otherwise
+        terminal = capfd.readouterr()
+        assert "sdk_core" not in terminal.out + terminal.err
         assert f"the engine's log goes to {log_file}" in outcome.output
         logged = log_file.read_text()
         assert logged.count("[info     ]") > 20 and "task_opened" in logged
