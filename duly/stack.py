@@ -456,36 +456,29 @@ def _holder_text(port: int) -> str:
     return ""
 
 
-def watch_stdout(stop: asyncio.Event) -> Callable[[], None]:
-    """Set `stop` when stdout is a pipe and its reader goes away; returns an undo function.
+STDOUT_CHECK_INTERVAL = 0.5  # seconds between looks at whether stdout's reader is gone
+
+
+async def watch_stdout(stop: asyncio.Event, interval: float = STDOUT_CHECK_INTERVAL) -> None:
+    """Set `stop` once stdout is a pipe nobody reads any more; return when `stop` is set.
 
     `duly up | tee log`, then Ctrl-C, ends `tee` too: duly stops as on Ctrl-C, and what it
     would still print (and log, when stderr is the same pipe) goes to /dev/null instead of
-    failing.
+    failing. It looks every `interval` seconds: the state of the pipe, not a wake-up that a
+    write racing the reader's exit could make it miss.
     """
     try:
         fd = sys.stdout.fileno()
-        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
     except (OSError, ValueError, AttributeError):
-        return lambda: None
-    if not is_pipe:
-        return lambda: None
-    loop = asyncio.get_running_loop()
-
-    def closed() -> None:
-        # A pipe's write end reports an error (and so "readable") once no one reads it
-        loop.remove_reader(fd)
-        silence_broken_pipes()
-        log.info("stdout closed; stopping duly")
-        stop.set()
-
-    loop.add_reader(fd, closed)
-
-    def undo() -> None:
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(fd)
-
-    return undo
+        return  # no real stdout: nothing to watch
+    while not stop.is_set():
+        if _reader_gone(fd):
+            silence_broken_pipes()
+            log.info("stdout closed; stopping duly")
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 def silence_broken_pipes() -> None:
@@ -506,7 +499,10 @@ def _reader_gone(fd: int) -> bool:
     """Whether `fd` is a pipe whose read end is closed (a write would fail with EPIPE)."""
     import select
 
-    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+    except OSError:
         return False
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
@@ -539,7 +535,15 @@ async def run_stack(
     # The worker module sits at the top level, beside duly/ (it is `python worker.py` too)
     from worker import prepare_database, run_worker, stop_on_signals
 
-    say = echo or _print
+    stop = asyncio.Event()
+
+    def say(text: str) -> None:
+        try:
+            (echo or _print)(text)
+        except BrokenPipeError:  # stdout's reader is gone: stop, as on Ctrl-C, without it
+            silence_broken_pipes()
+            stop.set()
+
     services = SERVICES if services is None else services
     host, port = split_address(settings.temporal_address)
     if host not in (LOOPBACK, "localhost"):
@@ -559,9 +563,8 @@ async def run_stack(
         log_file=settings.data_dir / "temporal.log",
         namespace=settings.temporal_namespace,
     )
-    stop = asyncio.Event()
     restore_signals = stop_on_signals(stop)
-    unwatch = watch_stdout(stop)
+    watching = asyncio.create_task(watch_stdout(stop))
     tasks: dict[asyncio.Task[Any], str] = {}
     try:
         await server.start()
@@ -594,7 +597,7 @@ async def run_stack(
             await _stop_tasks(tasks)
         finally:  # whatever went wrong above, the dev server stops with duly
             code = await server.stop()
-            unwatch()
+            watching.cancel()
             restore_signals()
             engine.dispose()
         if server.process is not None:
@@ -737,7 +740,4 @@ def example_data(key_template: str) -> dict[str, Any]:
 
 
 def _print(text: str) -> None:
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:  # stdout's reader is gone: carry on (and stop) without it
-        silence_broken_pipes()
+    print(text, flush=True)

@@ -426,7 +426,7 @@ def test_when_its_stdout_pipe_closes_duly_stops_and_its_dev_server_with_it(tmp_p
         )
         assert up.process.returncode == 0, up.errors()
         assert "Traceback" not in up.errors()
-        wait_for(up.server_gone_and_ports_free, "the dev server gone, ports 7233/8233 free")
+        wait_for(up.server_gone_and_ports_free, "the dev server gone, ports free", detail=up.errors)
     finally:
         up.cleanup()
 
@@ -438,8 +438,10 @@ def test_ctrl_c_after_the_pipe_closed_still_stops_the_dev_server(tmp_path):
         up.close_reader()
         with contextlib.suppress(ProcessLookupError):
             up.process.send_signal(signal.SIGINT)  # the terminal's Ctrl-C reaches duly too
-        wait_for(lambda: up.process.poll() is not None, "duly up ended after Ctrl-C")
-        wait_for(up.server_gone_and_ports_free, "the dev server gone, ports free")
+        wait_for(
+            lambda: up.process.poll() is not None, "duly up ended after Ctrl-C", detail=up.errors
+        )
+        wait_for(up.server_gone_and_ports_free, "the dev server gone, ports free", detail=up.errors)
     finally:
         up.cleanup()
 
