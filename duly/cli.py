@@ -297,6 +297,14 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     raise typer.Exit(1)
 
 
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", help="Print the engine's log of the demo here, not in <data dir>/demo.log."
+    ),
+]
+
+
 @app.command()
 def up(
     definitions: DefinitionsOption = Path("definitions"),
@@ -326,6 +334,7 @@ def up(
             help="First fill an empty database with weeks of history (see `duly demo`).",
         ),
     ] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run everything on this machine (Temporal dev server, worker) until Ctrl-C.
 
@@ -343,7 +352,7 @@ def up(
     configure_logging(settings)
     if demo:
         _quiet_demo_logs()
-    _run(run_stack(settings, demo=demo))
+    _run(run_stack(settings, demo=demo, demo_verbose=verbose))
 
 
 def _quiet_demo_logs() -> None:
@@ -376,6 +385,7 @@ def demo(
     force: Annotated[
         bool, typer.Option("--force", help="Add to a database that already has instances.")
     ] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Fill a fresh install with weeks of history, run by the real engine on simulated time.
 
@@ -386,21 +396,41 @@ def demo(
     Nothing is sent: process emails go to an in-memory sink, notifications are marked unsent.
     """
     from duly.demo import DemoRefused, run_demo
+    from duly.demo_progress import reporter
+    from duly.logs import configure
 
     settings = _settings(definitions=definitions, data_dir=data_dir)
     loaded = load_or_exit(definitions)
-    _quiet_logging()
+    log_file = None if verbose else demo_log(settings)
+    configure(settings, log_file=log_file)
     _quiet_demo_logs()
+    if log_file is not None:
+        typer.echo(f"the engine's log goes to {log_file} (--verbose prints it here)", err=True)
+    progress = reporter()
     try:
         result = _run(
             run_demo(
-                settings, loaded, weeks=weeks, seed=seed, scale=scale, reset=reset, force=force
+                settings,
+                loaded,
+                weeks=weeks,
+                seed=seed,
+                scale=scale,
+                reset=reset,
+                force=force,
+                progress=progress,
             )
         )
     except DemoRefused as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    finally:
+        progress.close()
     typer.echo(result.summary())
+
+
+def demo_log(settings: Settings) -> Path:
+    """Where `duly demo` (and `duly up --demo`) write the engine's log: <data dir>/demo.log."""
+    return settings.data_dir / "demo.log"
 
 
 class SummaryFormat(StrEnum):
