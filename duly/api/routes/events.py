@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -10,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from duly.api.deps import Context
-from duly.api.errors import Malformed
+from duly.api.json_body import read_json
 from duly.api.routes import problems
 from duly.api.schemas import EventIn, EventOut
 from duly.api.services import events
@@ -49,14 +48,12 @@ async def receive_event(
 
     Signed with HMAC-SHA256 (see docs/events.md); 401 when unsigned, badly signed or older than
     the replay window. A resent event id answers 200 with status `duplicate` and changes
-    nothing.
+    nothing. Data over duly's limits (docs/events.md, "Limits") answers 422 naming the field,
+    before anything is recorded or started.
     """
     body = await request.body()
     events.check_signature(context, timestamp, signature, body)
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Malformed(f"the request body is not valid JSON: {exc}") from None
+    document = read_json(body)
     try:
         event = EventIn.model_validate(document)
     except ValidationError as exc:
