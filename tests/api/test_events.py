@@ -314,3 +314,13 @@ async def test_odd_keys_either_work_end_to_end_or_are_422(api: Api) -> None:
 
 def quote_path(address: str) -> str:
     return url_quote(address, safe="/")
+
+
+async def test_the_422_in_the_docs_is_what_the_api_answers(offline_api: Api) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    limits = docs.split("## Limits", 1)[1]
+    example = json.loads(limits.split("```json\n", 1)[1].split("```", 1)[0])
+    data = {"quote": {"id": "Q-1"}, "contact": {"notes": ["a", "b", "c", "x" * 70_000]}}
+    response = await offline_api.event({"id": "evt-docs", "type": "quote.sent", "data": data})
+    assert response.status_code == 422
+    assert response.json() == example
