@@ -40,6 +40,8 @@ Loc = tuple[str | int, ...]
 
 # a JSON string (escapes included), or one of the characters that shape a document
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
+# the same without separators: enough to measure nesting, far fewer tokens
+_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _INT_DIGITS = 19  # len(str(2**63)): longer integer text cannot fit, whatever its digits
 
@@ -88,7 +90,7 @@ class _Unreadable:
 
 
 def _parse_int(text: str) -> int | _Unreadable:
-    if len(text.lstrip("-")) > _INT_DIGITS:
+    if len(text) > _INT_DIGITS and len(text.lstrip("-")) > _INT_DIGITS:
         return _Unreadable("number", f"an integer of {len(text.lstrip('-')):,} digits")
     return int(text)
 
@@ -127,10 +129,24 @@ def parse_json(text: str | bytes, *, loc: Loc = (), level: int = 0) -> Any:
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    _check_nesting(text, loc, level)
+    if _deepest(text, level) > MAX_DEPTH:
+        _check_nesting(text, loc, level)  # the slower scan that finds the path
     return json.loads(
         text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
     )
+
+
+def _deepest(text: str, level: int) -> int:
+    """The deepest nesting level in the text (strings skipped), measured by scanning."""
+    depth = deepest = level - 1
+    for match in _BRACKETS.finditer(text):
+        head = match.group()[0]
+        if head in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif head in "]}":
+            depth -= 1
+    return deepest
 
 
 def _check_nesting(text: str, loc: Loc, level: int) -> None:
@@ -187,70 +203,82 @@ def check_event(data: Any, *, loc: Loc = ("data",), level: int = 1) -> None:
         )
 
 
+# where a value sits, as a chain (its container's node, its key or index): the tuple of keys is
+# built only for a refusal, so checking a large value allocates little
+_Node = tuple[Any, str | int] | None
+
+
+def _loc(prefix: Loc, node: _Node) -> Loc:
+    parts: list[str | int] = []
+    while node is not None:
+        node, part = node
+        parts.append(part)
+    return (*prefix, *reversed(parts))
+
+
 def _check_value(value: Any, loc: Loc, level: int) -> None:
     # iterative (an explicit stack), so a deep value from Python code cannot recurse either
-    stack: list[tuple[Any, Loc, int]] = [(value, loc, level)]
+    stack: list[tuple[Any, _Node, int]] = [(value, None, level)]
     while stack:
-        item, where, depth = stack.pop()
-        if isinstance(item, dict | list) and depth > MAX_DEPTH:
-            raise _too_deep(where)
+        item, node, depth = stack.pop()
+        problem: tuple[str, str] | None = None
         if isinstance(item, dict):
+            if depth > MAX_DEPTH:
+                raise _too_deep(_loc(loc, node))
             if len(item) > MAX_KEYS:
-                raise EventLimitError(
+                problem = (
                     "keys",
                     f"an object of {len(item):,} keys; at most {MAX_KEYS:,} are taken",
-                    where,
                 )
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise EventLimitError("type", f"a key of type {type(key).__name__}", where)
-                _check_key(key, (*where, key))
-                stack.append((child, (*where, key), depth + 1))
+            else:
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        problem = ("type", f"a key of type {type(key).__name__}")
+                        break
+                    if wrong := _string_problem(key, MAX_KEY_CHARS, "a key"):
+                        raise EventLimitError("string", wrong, _loc(loc, (node, key)))
+                    stack.append((child, (node, key), depth + 1))
         elif isinstance(item, list):
+            if depth > MAX_DEPTH:
+                raise _too_deep(_loc(loc, node))
             if len(item) > MAX_ITEMS:
-                raise EventLimitError(
+                problem = (
                     "items",
                     f"an array of {len(item):,} items; at most {MAX_ITEMS:,} are taken",
-                    where,
                 )
-            stack.extend((child, (*where, i), depth + 1) for i, child in enumerate(item))
+            else:
+                stack.extend((child, (node, i), depth + 1) for i, child in enumerate(item))
         elif isinstance(item, str):
-            _check_string(item, where, MAX_STRING_CHARS, "a string")
+            if wrong := _string_problem(item, MAX_STRING_CHARS, "a string"):
+                problem = ("string", wrong)
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):
             if not MIN_INT <= item <= MAX_INT:
-                raise EventLimitError("number", "an integer outside the signed 64-bit range", where)
+                problem = ("number", "an integer outside the signed 64-bit range")
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise EventLimitError("number", f"{item!r}, which is not a JSON number", where)
+                problem = ("number", f"{item!r}, which is not a JSON number")
         elif isinstance(item, _Unreadable):
-            raise EventLimitError(
+            problem = (
                 item.kind,
                 f"{item.reason}; numbers must be finite, and integers must fit 64 bits",
-                where,
             )
         else:
-            raise EventLimitError(
-                "type", f"a {type(item).__name__}, which is not a JSON value", where
-            )
+            problem = ("type", f"a {type(item).__name__}, which is not a JSON value")
+        if problem is not None:
+            raise EventLimitError(*problem, _loc(loc, node))
 
 
-def _check_key(key: str, loc: Loc) -> None:
-    _check_string(key, loc, MAX_KEY_CHARS, "a key")
-
-
-def _check_string(text: str, loc: Loc, most: int, what: str) -> None:
+def _string_problem(text: str, most: int, what: str) -> str | None:
+    """What is wrong with a string value or key, if anything."""
     if len(text) > most:
-        raise EventLimitError(
-            "string", f"{what} of {len(text):,} characters; at most {most:,} are taken", loc
-        )
+        return f"{what} of {len(text):,} characters; at most {most:,} are taken"
     if "\x00" in text:
         # PostgreSQL stores no NUL in text or JSON
-        raise EventLimitError("string", f"{what} holding a NUL character (\\u0000)", loc)
+        return f"{what} holding a NUL character (\\u0000)"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise EventLimitError(
-            "string", f"{what} holding an unpaired surrogate (not Unicode text)", loc
-        ) from None
+        return f"{what} holding an unpaired surrogate (not Unicode text)"
+    return None

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from duly.api.deps import Context, CurrentUser, DbSession
 from duly.api.json_body import read_json
@@ -46,7 +47,7 @@ async def start_instance(
     cannot name an instance). Data over duly's event limits answers 422 naming the field.
     """
     # read here, not by FastAPI: its JSON reading fails on hostile input (deep, huge numbers)
-    document = read_json(await request.body())
+    document = await run_in_threadpool(read_json, await request.body())
     try:
         start = StartInstanceRequest.model_validate(document)
     except ValidationError as exc:
