@@ -228,10 +228,21 @@ def _quiet_logging() -> None:
 
 
 def _json_object(text: str, what: str = "--data") -> dict[str, Any]:
-    """Parse a JSON object from the command line, or exit 1 saying what is wrong."""
+    """Parse a JSON object from the command line, or exit 1 saying what is wrong.
+
+    The object is event data: it must keep duly's event limits (`duly.event_limits`), checked
+    here before anything is started or sent.
+    """
+    from duly.event_limits import EventLimitError, check_event, parse_json
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = parse_json(text, loc=("data",), level=1)
+        if isinstance(value, dict):
+            check_event(value)
+    except EventLimitError as exc:
+        typer.echo(f"{what} is over duly's limits: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
         typer.echo(f"{what} is not valid JSON: {exc}", err=True)
         raise typer.Exit(1) from None
     if not isinstance(value, dict):
@@ -678,7 +689,7 @@ def state(
         str,
         typer.Argument(
             help="An instance id as `duly start` prints it, or <process>/<business key> for "
-            "the key's latest instance."
+            "the key's latest instance (the same addresses as `duly show`)."
         ),
     ],
     definitions: DefinitionsOption = Path("definitions"),
@@ -1096,7 +1107,13 @@ def instances(
 
 @app.command()
 def show(
-    instance: Annotated[str, typer.Argument(help="The instance id, as `duly instances` shows it.")],
+    instance: Annotated[
+        str,
+        typer.Argument(
+            help="The instance id, as `duly instances` shows it, or <process>/<business key> "
+            "for the key's latest instance (the same addresses as `duly state`)."
+        ),
+    ],
     acting: ActingOption = None,
     as_json: JsonOption = False,
     definitions: DefinitionsOption = Path("definitions"),
