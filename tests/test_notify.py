@@ -50,11 +50,13 @@ SECRET_ENV = "DULY_TEST_NOTIFY_SECRET"
 INSTANCE = "quote-follow-up/Q-1"
 T0 = datetime(2026, 11, 18, 14, 0, tzinfo=UTC)
 DUE = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # 17:00 in New York
+# Quick polls and retries; a send timeout and lease far beyond a loaded machine's slowest send,
+# so that only the tests about timeouts and leases (which set their own) ever meet them.
 FAST = DeliveryPolicy(
     batch_size=10,
     poll_interval=0.02,
-    lease=2.0,
-    send_timeout=0.3,
+    lease=60.0,
+    send_timeout=10.0,
     first_retry=0.05,
     max_retry=0.2,
     max_attempts=20,
@@ -456,7 +458,7 @@ async def test_channels_down_for_a_while_get_each_notification_once_after_they_r
 ) -> None:
     # The SMTP server is not there yet, Slack answers 500 twice, the webhook hangs twice
     receiver.faults = {"/slack/ana": ["500", "500"], "/hooks/ana": ["hang", "hang"]}
-    receiver.hang_seconds = 0.8  # past the 0.3 s send timeout
+    receiver.hang_seconds = 0.8  # past the 0.3 s send timeout below
     inbox, port = Inbox(), free_port()
     settings = Settings(smtp_host="127.0.0.1", smtp_port=port, smtp_from="duly@acme.test")
     started = time.monotonic()
@@ -464,7 +466,8 @@ async def test_channels_down_for_a_while_get_each_notification_once_after_they_r
     assert time.monotonic() - started < 2
 
     stop = asyncio.Event()
-    running = asyncio.create_task(Deliverer(sessions, settings, policy=FAST).run(stop))
+    policy = replace(FAST, send_timeout=0.3)
+    running = asyncio.create_task(Deliverer(sessions, settings, policy=policy).run(stop))
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     try:
         await until(

@@ -93,7 +93,10 @@ async def test_a_signed_event_starts_an_instance_and_a_resent_one_changes_nothin
     assert instance.startswith(f"quote-follow-up/{number}/")
     task = await api.open_task(instance, "call-customer")
     # the row is written before the workflow has taken the task in
-    before = await api.state(instance, lambda s: s.task is not None)
+    # settled: the task open and the SLA audit written (that write lands a moment later)
+    before = await api.state(
+        instance, lambda s: s.task is not None and s.sla_events_written == len(s.sla_events)
+    )
     handle = api.client.get_workflow_handle(workflow_of(instance, task=False))
 
     again = await api.event(event)
