@@ -95,11 +95,16 @@ def resolve(
     zone = ZoneInfo(zone_name)
     if query.since is not None or query.until is not None:
         until = query.until or now
+        # checked before any arithmetic: near the ends of `datetime` it would overflow
+        if any(t is not None and not EARLIEST <= t <= LATEST for t in (query.since, until)):
+            raise ReportError(
+                f"the period must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+            )
         # `until` alone: the default number of weeks before it
         since = query.since or until - timedelta(weeks=query.weeks or DEFAULT_WEEKS)
         if since >= until:
             raise ReportError(f"the period is empty: since {since} is not before until {until}")
-        if since < EARLIEST or until > LATEST:
+        if since < EARLIEST:
             raise ReportError(
                 f"the period must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
             )

@@ -143,6 +143,7 @@ async def test_a_period_given_by_its_end_alone_or_out_of_range_is_answered_clear
     for since, until in (
         ("0001-01-01T03:00:00Z", "0001-02-01T00:00:00Z"),
         (None, "9999-12-31T23:00:00Z"),
+        (None, "0001-01-01T00:00:00+14:00"),  # weeks back from it would overflow
     ):
         params = {
             "process": "quote-follow-up",
