@@ -143,3 +143,9 @@ async def slack_commands(request: Request, context: Context) -> Response:
 
     _in_background(run())
     return Response(status_code=200)
+
+
+async def background_done() -> None:
+    """Wait for the Slack work running in the background (tests; a graceful shutdown)."""
+    while _running:
+        await asyncio.gather(*list(_running), return_exceptions=True)
