@@ -107,10 +107,14 @@ def alert_blocks(
     ]
 
 
+def note(what: str) -> dict[str, Any]:
+    """A context line saying what happened."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": f"*{slack_escape(what)}*"}]}
+
+
 def closed_blocks(base: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
     """The message with its buttons replaced by a line saying what happened."""
-    line = {"type": "context", "elements": [{"type": "mrkdwn", "text": f"*{slack_escape(what)}*"}]}
-    return [*_without_actions(base), line]
+    return [*_without_actions(base), note(what)]
 
 
 def what_happened(task: Task, names: dict[str, str], zone: Any) -> str | None:

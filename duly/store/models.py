@@ -525,8 +525,9 @@ class WebSession(SQLModel, table=True):
 class SlackMessage(SQLModel, table=True):
     """A message the Slack app posted, kept so duly can update it (`chat.update`) later.
 
-    Keyed by the delivery it sent, so a retried send records it once. `closed_at` is set once
-    the message has been updated to say the task or alert moved on (its buttons removed).
+    Keyed by the delivery it sent, so a retried send records it once. `last_line` is what the
+    last update added (a breach, say, with the buttons kept); `closed_at` is set once the
+    message has been updated to say the task or alert moved on (its buttons removed).
     """
 
     __tablename__ = "slack_messages"
@@ -538,6 +539,9 @@ class SlackMessage(SQLModel, table=True):
     channel: str = Field(max_length=50, description="the Slack conversation id (D0123...)")
     ts: str = Field(max_length=50, description="the message's Slack timestamp, its id")
     posted_at: datetime = Field(sa_type=UtcDateTime)
+    last_line: str | None = Field(
+        default=None, max_length=300, description="what the last update said it came to"
+    )
     closed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -285,3 +286,43 @@ async def test_a_retried_request_changes_nothing_twice(world: SlackWorld) -> Non
     with world.api.sessions() as session:
         assert len(session.exec(select(Task).where(Task.instance_id == instance_id)).all()) >= 1
     assert world.api.row(Task, task.id).outcome == "reached"
+
+
+async def test_a_breach_marks_the_reps_message_and_completion_closes_the_managers(
+    world: SlackWorld,
+) -> None:
+    instance_id = await world.api.start("lead-follow-up", lead(owner="ana"))
+    task = await world.api.open_task(instance_id, "first-call")
+    await world.deliver()
+    (rep_message,) = world.api.rows(
+        SlackMessage, SlackMessage.task_id == task.id, SlackMessage.user_id == "ana"
+    )
+    assert task.due_at is not None
+    await world.api.sleep_until(task.due_at + timedelta(minutes=1))
+    await world.api.until(
+        lambda: world.api.rows(Alert, Alert.task_id == task.id, Alert.level == "breach"),
+        "the breach alert",
+    )
+    await world.deliver()  # Maria's breach message, with her buttons
+    await world.rounds_until(
+        lambda: world.api.row(SlackMessage, rep_message.delivery_key).last_line, "the breach line"
+    )
+    marked = [c.body for c in world.slack.of("chat.update") if c.body["ts"] == rep_message.ts]
+    assert marked[-1]["text"].startswith("Past due since ")
+    still = [a for a in actions_of(marked[-1]["blocks"]) if "action_id" in a]
+    assert len(still) == 3  # the rep can still complete it from the message
+    assert world.api.row(SlackMessage, rep_message.delivery_key).closed_at is None
+    (manager_message,) = world.api.rows(
+        SlackMessage, SlackMessage.task_id == task.id, SlackMessage.user_id == "maria"
+    )
+
+    _, url = world.response_url()
+    click = {"action_id": f"{blocks.COMPLETE}:reached", "type": "button", "value": task.id}
+    await world.interact(block_actions("ana", click, url))
+    await world.rounds_until(
+        lambda: world.api.row(SlackMessage, manager_message.delivery_key).closed_at is not None,
+        "the update of Maria's message",
+    )
+    closed = [c.body for c in world.slack.of("chat.update") if c.body["ts"] == manager_message.ts]
+    assert closed[-1]["text"].startswith("Already completed (reached) by Ana Silva at")
+    assert actions_of(closed[-1]["blocks"]) == []

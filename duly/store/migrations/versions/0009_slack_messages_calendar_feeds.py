@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
         sa.Column("ts", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
         sa.Column("posted_at", duly.store.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("last_line", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
         sa.Column("closed_at", duly.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("delivery_key"),
     )
