@@ -10,6 +10,7 @@ idempotency key for chat.postMessage).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlmodel import Session, col, select
 from duly.notify.outbox import Outgoing
 from duly.slack import blocks
 from duly.slack.config import web_client
+from duly.store.crud import insert_if_absent
 from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, SlackMessage, Task, Team, TeamMember, User
 from duly.store.types import utc_now
@@ -88,11 +90,10 @@ async def send_app_message(item: Outgoing, sessions: SessionFactory, api_url: st
             f"the environment variable {item.secret_env} (bot_token of the Slack app in "
             "org.yaml) is not set where the worker runs; set it to the app's bot token"
         )
-    with sessions() as session:
-        posted = session.get(SlackMessage, item.key)
-        if posted is not None:
-            return f"already posted to {posted.channel} at {posted.ts}"
-        message_blocks, task, alert = interactive(session, item)
+    prepared = await asyncio.to_thread(_prepare, sessions, item)
+    if isinstance(prepared, str):
+        return prepared
+    message_blocks, task_id, alert_id = prepared
     client = web_client(token, api_url)
     try:
         response = await client.chat_postMessage(
@@ -105,17 +106,32 @@ async def send_app_message(item: Outgoing, sessions: SessionFactory, api_url: st
     except (SlackClientError, OSError, TimeoutError) as exc:
         raise SlackSendError(f"Slack chat.postMessage: {str(exc) or type(exc).__name__}") from exc
     channel, ts = str(response["channel"]), str(response["ts"])
-    with write_session(sessions) as session:
-        if session.get(SlackMessage, item.key) is None:
-            session.add(
-                SlackMessage(
-                    delivery_key=item.key,
-                    user_id=item.user_id,
-                    task_id=task.id if task is not None else (alert.task_id if alert else None),
-                    alert_id=alert.id if alert is not None else None,
-                    channel=channel,
-                    ts=ts,
-                    posted_at=utc_now(),
-                )
-            )
+    row = SlackMessage(
+        delivery_key=item.key,
+        user_id=item.user_id,
+        task_id=task_id,
+        alert_id=alert_id,
+        channel=channel,
+        ts=ts,
+        posted_at=utc_now(),
+    )
+    await asyncio.to_thread(_remember, sessions, row)
     return f"Slack chat.postMessage to {item.target}: {ts}"
+
+
+def _prepare(
+    sessions: SessionFactory, item: Outgoing
+) -> str | tuple[list[dict[str, Any]], str | None, int | None]:
+    """What was posted already (a description), or the blocks and the task and alert ids."""
+    with sessions() as session:
+        posted = session.get(SlackMessage, item.key)
+        if posted is not None:
+            return f"already posted to {posted.channel} at {posted.ts}"
+        message_blocks, task, alert = interactive(session, item)
+        task_id = task.id if task is not None else (alert.task_id if alert else None)
+        return message_blocks, task_id, alert.id if alert is not None else None
+
+
+def _remember(sessions: SessionFactory, row: SlackMessage) -> None:
+    with write_session(sessions) as session:
+        insert_if_absent(session=session, row=row)

@@ -10,6 +10,7 @@ only after Slack took the update, so a failed update is tried again next time.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -159,10 +160,19 @@ def pending(sessions: SessionFactory) -> list[Update]:
     return found
 
 
+def _record(sessions: SessionFactory, update: Update) -> None:
+    with write_session(sessions) as session:
+        row = session.get(SlackMessage, update.message.delivery_key)
+        if row is not None and row.closed_at is None:
+            row.last_line = update.line[:300]
+            row.closed_at = utc_now() if update.final else None
+            session.add(row)
+
+
 async def refresh(sessions: SessionFactory, api_url: str) -> int:
     """Update every posted message whose task or alert moved on; returns how many were updated."""
     updated = 0
-    for update in pending(sessions):
+    for update in await asyncio.to_thread(pending, sessions):
         token = os.environ.get(update.token_variable, "")
         if not token:
             continue
@@ -174,12 +184,7 @@ async def refresh(sessions: SessionFactory, api_url: str) -> int:
         except SlackClientError as exc:
             _log.warning("slack_update_failed", message=message.delivery_key, error=str(exc))
             continue
-        with write_session(sessions) as session:
-            row = session.get(SlackMessage, message.delivery_key)
-            if row is not None and row.closed_at is None:
-                row.last_line = update.line[:300]
-                row.closed_at = utc_now() if update.final else None
-                session.add(row)
+        await asyncio.to_thread(_record, sessions, update)
         updated += 1
     return updated
 
