@@ -192,10 +192,12 @@ def modal_values(task: Task, state: dict[str, Any]) -> tuple[str, str | None, di
     """The outcome, note and typed fields of a `view_submission`'s `view.state.values`."""
 
     def element(block: str) -> dict[str, Any]:
-        value = state.get(block, {}).get("value", {})
+        entry = state.get(block)
+        value = entry.get("value") if isinstance(entry, dict) else None
         return value if isinstance(value, dict) else {}
 
-    outcome = (element("outcome").get("selected_option") or {}).get("value", "")
+    selected = element("outcome").get("selected_option")
+    outcome = selected.get("value", "") if isinstance(selected, dict) else ""
     note = element("note").get("value") or None
     fields: dict[str, Any] = {}
     for name, kind in task.fields.items():

@@ -226,7 +226,10 @@ async def reassign(request: SlackRequest, alert_id: int, to: str) -> str | None:
 
 async def handle_block_actions(request: SlackRequest, payload: dict[str, Any]) -> None:
     """Run each action of a `block_actions` payload and answer the user when needed."""
-    for action in payload.get("actions", []):
+    actions = payload.get("actions")
+    for action in actions if isinstance(actions, list) else []:
+        if not isinstance(action, dict):
+            continue
         action_id = str(action.get("action_id", ""))
         said: str | None
         if action_id.startswith(f"{blocks.COMPLETE}:"):
@@ -238,7 +241,8 @@ async def handle_block_actions(request: SlackRequest, payload: dict[str, Any]) -
         elif action_id == blocks.ACKNOWLEDGE:
             said = await acknowledge(request, _int(action.get("value")))
         elif action_id.startswith(f"{blocks.REASSIGN}:"):
-            to = str((action.get("selected_option") or {}).get("value", ""))
+            selected = action.get("selected_option")
+            to = str(selected.get("value", "")) if isinstance(selected, dict) else ""
             said = await reassign(request, _int(action_id.split(":", 1)[1]), to)
         else:
             continue  # link buttons also send an action; there is nothing to do

@@ -326,3 +326,28 @@ async def test_a_breach_marks_the_reps_message_and_completion_closes_the_manager
     closed = [c.body for c in world.slack.of("chat.update") if c.body["ts"] == manager_message.ts]
     assert closed[-1]["text"].startswith("Already completed (reached) by Ana Silva at")
     assert actions_of(closed[-1]["blocks"]) == []
+
+
+async def test_signed_payloads_of_the_wrong_shape_are_refused_or_ignored_never_a_500(
+    world: SlackWorld,
+) -> None:
+    shapes: list[Any] = [
+        {"type": "view_submission", "user": "U0ANA", "view": "x"},
+        {"type": "view_submission", "view": {"callback_id": blocks.MODAL, "state": []}},
+        {"type": "block_actions", "user": [], "actions": "complete"},
+        {"type": "block_actions", "actions": [1, {"action_id": blocks.REASSIGN + ":x"}]},
+        [],
+    ]
+    for shape in shapes:
+        body = urlencode({"payload": json.dumps(shape)}).encode()
+        response = await world.http.post(
+            "/api/slack/interactions", content=body, headers=signed(body)
+        )
+        assert response.status_code in (200, 400), (shape, response.text)
+    not_json = b"payload=%7Bnope"
+    response = await world.http.post(
+        "/api/slack/interactions", content=not_json, headers=signed(not_json)
+    )
+    assert response.status_code == 400
+    assert "payload" in response.json()["detail"]
+    await background_done()

@@ -7,7 +7,6 @@ from starlette.concurrency import run_in_threadpool
 
 from duly.api.deps import Context
 from duly.api.errors import NotFound
-from duly.api.routes import problems
 from duly.calendar_feed import feed, feed_owner
 
 router = APIRouter(tags=["calendar"])
@@ -15,8 +14,8 @@ router = APIRouter(tags=["calendar"])
 
 @router.get(
     "/calendar/{user}/{filename}",
-    responses={**problems(404), 200: {"content": {"text/calendar": {}}}},
     response_class=Response,
+    include_in_schema=False,  # a URL for calendar apps, not part of the JSON API
 )
 async def calendar_feed(user: str, filename: str, context: Context) -> Response:
     """The user's open tasks as events at their due times (iCalendar).

@@ -47,6 +47,11 @@ def _in_background(work: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_running.discard)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (a payload missing a part)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _form(body: bytes) -> dict[str, str]:
     try:
         fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=100)
@@ -81,8 +86,8 @@ async def slack_interactions(request: Request, context: Context) -> Response:
     slack = interactions.SlackRequest(
         context=context,
         bot_token=token,
-        slack_user=str((payload.get("user") or {}).get("id", "")),
-        response_url=payload.get("response_url") or None,
+        slack_user=str(_object(payload.get("user")).get("id", "")),
+        response_url=str(payload.get("response_url") or "") or None,
     )
     kind = payload.get("type")
     if kind == "block_actions":
@@ -96,7 +101,7 @@ async def _submission(
     context: Context, slack: interactions.SlackRequest, payload: dict[str, Any]
 ) -> Response:
     """Check the modal's values at once (errors show under the fields), then complete."""
-    view = payload.get("view") or {}
+    view = _object(payload.get("view"))
     if view.get("callback_id") != blocks.MODAL:
         return Response(status_code=200)
     task_id = str(view.get("private_metadata", ""))
@@ -108,7 +113,7 @@ async def _submission(
     task = await run_in_threadpool(load)
     if task is None:
         return JSONResponse({"response_action": "errors", "errors": {"outcome": "no such task"}})
-    state = (view.get("state") or {}).get("values") or {}
+    state = _object(_object(view.get("state")).get("values"))
     outcome, note, fields = blocks.modal_values(task, state)
     errors = blocks.modal_errors(task, outcome, fields)
     if errors:
