@@ -63,6 +63,12 @@ class SlackServer:
     calls: list[Call] = field(default_factory=list)
     failures: dict[str, list[web.Response]] = field(default_factory=dict)
     next_ts: int = 1000
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Keep calls of `method` waiting until the returned event is set."""
+        self.held[method] = asyncio.Event()
+        return self.held[method]
 
     def fail(self, method: str, *responses: web.Response) -> None:
         """Answer the next calls of `method` with these, in order."""
@@ -80,6 +86,8 @@ class SlackServer:
             body = {key: values[-1] for key, values in parse_qs(raw).items()}
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         self.calls.append(Call(method, body, token))
+        if method in self.held:
+            await self.held.pop(method).wait()
         queued = self.failures.get(method)
         if queued:
             return queued.pop(0)

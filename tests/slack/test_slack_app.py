@@ -351,3 +351,18 @@ async def test_signed_payloads_of_the_wrong_shape_are_refused_or_ignored_never_a
     assert response.status_code == 400
     assert "payload" in response.json()["detail"]
     await background_done()
+
+
+async def test_slack_gets_its_answer_while_the_work_is_still_running(world: SlackWorld) -> None:
+    instance_id = await world.api.start("lead-follow-up", lead(owner="ana", source="referral"))
+    task = await world.api.open_task(instance_id, "qualify")
+    release = world.slack.hold("views.open")  # Slack's API is slow today
+    _, url = world.response_url()
+    click = {"action_id": blocks.OPEN_MODAL, "type": "button", "value": task.id}
+    body = urlencode({"payload": json.dumps(block_actions("ana", click, url))}).encode()
+    response = await world.http.post("/api/slack/interactions", content=body, headers=signed(body))
+    assert response.status_code == 200  # answered while views.open has not returned
+    await world.api.until(lambda: world.slack.of("views.open"), "the views.open call")
+    assert not release.is_set()
+    release.set()
+    await background_done()
