@@ -1554,3 +1554,30 @@ def _import(
         f"imported: {counted(done.accepted, 'instance')} started or reached, "
         f"{counted(done.duplicates, 'record')} received before"
     )
+
+
+@app.command("calendar-url")
+def calendar_url(
+    user: Annotated[str, typer.Argument(help="The user id (a key under users: in org.yaml).")],
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Make a new URL; the old one stops working.")
+    ] = False,
+    definitions: DefinitionsOption = Path("definitions"),
+) -> None:
+    """Print a user's secret calendar-feed URL (their open tasks at their due times, .ics).
+
+    Anyone with the URL sees the user's open task titles: share it like a password, and
+    `--rotate` it when it leaked.
+    """
+    from duly.api.auth import principal_of
+    from duly.calendar_feed import ensure_feed, feed_url
+
+    def go(work: Work) -> str:
+        with work.context.write() as session:
+            principal_of(session=session, user_id=user)  # an active user, or a clear refusal
+            generation = ensure_feed(session=session, user_id=user, rotate=rotate)
+        return feed_url(work.context.settings, user, generation)
+
+    typer.echo(_with_work(go, None, definitions, None))
+    if rotate:
+        typer.echo(f"{user}'s previous calendar URL no longer works", err=True)

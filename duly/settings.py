@@ -74,6 +74,7 @@ class Settings(BaseSettings):
             write-back idempotent (an upsert); empty: plain creates (see docs/language.md).
         pipedrive_api_token: A Pipedrive API token.
         pipedrive_api_url: Pipedrive's API root (your company domain works too).
+        slack_api_url: Slack's Web API root, for the Slack app (org.yaml `slack:`).
     """
 
     model_config = SettingsConfigDict(env_prefix="DULY_", extra="ignore")
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
     salesforce_external_id_field: str = "Duly_Key__c"
     pipedrive_api_token: str = Field(default="", repr=False)
     pipedrive_api_url: str = "https://api.pipedrive.com"
+    slack_api_url: str = "https://slack.com/api/"
 
     @model_validator(mode="before")
     @classmethod

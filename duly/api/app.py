@@ -29,7 +29,9 @@ from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
 from duly.api.openapi import documented_openapi
 from duly.api.routes import alerts, events, instances, me, reports, sources, tasks
+from duly.api.routes import calendar as calendar_routes
 from duly.api.routes import definitions as definitions_routes
+from duly.api.routes import slack as slack_routes
 from duly.api.web.login_limit import LoginLimiter
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, get_settings
@@ -110,6 +112,8 @@ def create_app(
     app.state.login_limiter = login_limiter or LoginLimiter()
     app.include_router(events.router)  # signed, not authenticated
     app.include_router(sources.router)  # signed by each CRM's own scheme
+    app.include_router(slack_routes.router)  # signed with the Slack app's signing secret
+    app.include_router(calendar_routes.router)  # a secret per-user URL, for calendar apps
     for module in (instances, tasks, alerts, definitions_routes, me, reports):
         # Who is asking, before anything else about the request: an unauthenticated caller
         # gets 401, never a validation message (the user is resolved once per request)

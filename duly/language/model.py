@@ -436,6 +436,25 @@ class UserSpec(Spec):
         description="this person's owner id in each CRM, by CRM or source name "
         '(e.g. {hubspot: "12345"}): how a CRM record\'s owner becomes this user',
     )
+    slack_id: str | None = Field(
+        default=None,
+        pattern=r"^[UW][A-Z0-9]{2,}$",
+        description="this person's Slack member id (U0123ABCD): the Slack app (org `slack:`) "
+        "sends them direct messages, and their clicks in Slack act as them",
+    )
+
+
+class SlackApp(Spec):
+    """The org's Slack app: the NAMES of the variables holding its secrets, never the secrets."""
+
+    bot_token: str = Field(
+        pattern=r"^DULY_[A-Z0-9_]+$",
+        description="the environment variable holding the app's bot token (xoxb-...)",
+    )
+    signing_secret: str = Field(
+        pattern=r"^DULY_[A-Z0-9_]+$",
+        description="the environment variable holding the app's signing secret",
+    )
 
 
 class TeamSpec(Spec):
@@ -451,6 +470,9 @@ class OrgSpec(Spec):
 
     users: dict[Annotated[str, Field(pattern=ID_PATTERN)], UserSpec] = Field(default_factory=dict)
     teams: dict[Annotated[str, Field(pattern=ID_PATTERN)], TeamSpec] = Field(default_factory=dict)
+    slack: SlackApp | None = Field(
+        default=None, description="the Slack app that messages users with a `slack_id`"
+    )
 
 
 # --- monitors ------------------------------------------------------------------------------------

@@ -32,7 +32,31 @@ def check_org(org: OrgSpec, source: Source) -> list[Problem]:
         user_ref(("teams", team_id, "manager"), team.manager)
         for index, member in enumerate(team.members):
             user_ref(("teams", team_id, "members", index), member)
-    return problems + check_crm_ids(org, source)
+    return problems + check_crm_ids(org, source) + check_slack_ids(org, source)
+
+
+def check_slack_ids(org: OrgSpec, source: Source) -> list[Problem]:
+    """A `slack_id` needs the org's Slack app, and names one person only."""
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for user_id, user in org.users.items():
+        if not user.slack_id:
+            continue
+        path = ("users", user_id, "slack_id")
+        if org.slack is None:
+            problems.append(
+                source.problem(
+                    path,
+                    "slack_id needs the org's Slack app: add `slack: {bot_token: DULY_..., "
+                    "signing_secret: DULY_...}` at the top of org.yaml (see docs/connect.md)",
+                )
+            )
+        if user.slack_id in seen:
+            problems.append(
+                source.problem(path, f"slack_id {user.slack_id} is also {seen[user.slack_id]}'s")
+            )
+        seen.setdefault(user.slack_id, user_id)
+    return problems
 
 
 def manager_of(org: OrgSpec, user: str) -> str | None:

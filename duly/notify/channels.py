@@ -32,6 +32,7 @@ import httpx
 from duly.notify.outbox import Outgoing
 from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from duly.settings import Settings
+from duly.store.db import SessionFactory
 
 USER_AGENT = "duly-notify/1"
 
@@ -48,11 +49,13 @@ class ChannelContext:
         settings: duly's settings (SMTP server and From address).
         http: The HTTP client for webhooks.
         timeout: Seconds a send may take (SMTP: each socket operation).
+        sessions: duly's database, for the Slack app (which remembers what it posted).
     """
 
     settings: Settings
     http: httpx.AsyncClient
     timeout: float
+    sessions: SessionFactory | None = None
 
 
 Sender = Callable[[Outgoing, ChannelContext], Awaitable[str]]
@@ -166,8 +169,14 @@ async def _post(context: ChannelContext, url: str, body: bytes, headers: dict[st
 
 
 async def post_slack(item: Outgoing, context: ChannelContext) -> str:
-    """POST `{"text": ...}` to a Slack-compatible incoming webhook."""
+    """POST `{"text": ...}` to a Slack-compatible incoming webhook, or DM through the Slack app.
+
+    A target that is a Slack member id (org.yaml `slack_id`) goes through the app
+    (`duly.slack.sender`), with buttons.
+    """
     assert item.target is not None
+    if is_app_target(item.target):
+        return await send_slack_app(item, context)
     return await _post(context, item.target, json_body(item.payload), {KEY_HEADER: item.key})
 
 
@@ -190,6 +199,25 @@ async def post_webhook(item: Outgoing, context: ChannelContext) -> str:
             )
         headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
     return await _post(context, item.target, body, headers)
+
+
+async def send_slack_app(item: Outgoing, context: ChannelContext) -> str:
+    """Send a delivery as a direct message from the org's Slack app."""
+    from duly.slack.sender import SlackSendError, send_app_message  # slack_sdk only when used
+
+    if not outbound_allowed(context.settings.slack_api_url, context.settings):
+        raise DeliveryError(refused_host(context.settings.slack_api_url))
+    if context.sessions is None:
+        raise DeliveryError("the Slack app needs duly's database to remember what it posted")
+    try:
+        return await send_app_message(item, context.sessions, context.settings.slack_api_url)
+    except SlackSendError as exc:
+        raise DeliveryError(str(exc)) from exc
+
+
+def is_app_target(target: str) -> bool:
+    """Whether a `slack` target is a Slack member id (the app) rather than a webhook URL."""
+    return "://" not in target
 
 
 SENDERS: dict[str, Sender] = {

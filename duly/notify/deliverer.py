@@ -37,6 +37,7 @@ from duly.notify import outbox
 from duly.notify.channels import ChannelContext, DeliveryError, send
 from duly.notify.outbox import Outgoing
 from duly.settings import Settings
+from duly.slack.updates import refresh_slack
 from duly.store.db import SessionFactory, make_engine, session_factory, write_session
 from duly.store.types import utc_now
 
@@ -108,7 +109,7 @@ class Deliverer:
         self.policy = policy or DeliveryPolicy()
         self._owns_http = http is None
         self.http = http or httpx.AsyncClient(follow_redirects=False)
-        self.context = ChannelContext(settings, self.http, self.policy.send_timeout)
+        self.context = ChannelContext(settings, self.http, self.policy.send_timeout, sessions)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish the batch in hand and return.
@@ -148,6 +149,7 @@ class Deliverer:
                 _log.error("notification_not_recorded", delivery=item.key, exc_info=outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
+        await refresh_slack(self.sessions, self.context.settings)
         return len(claimed)
 
     def _claim(self) -> list[Outgoing]:

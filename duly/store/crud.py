@@ -171,6 +171,8 @@ def sync_org(*, session: Session, org: OrgSpec) -> None:
     session.exec(delete(UserChannel).where(col(UserChannel.user_id).not_in(list(org.users))))
     for user_id, spec in org.users.items():
         _sync_channels(session, user_id, spec.channels)
+        if org.slack is not None and spec.slack_id:  # the Slack app replaces a Slack webhook
+            _set_channel(session, user_id, "slack", spec.slack_id, org.slack.bot_token)
 
     for team_id, team_spec in org.teams.items():
         name = team_spec.name or team_id
@@ -217,8 +219,14 @@ def _sync_channels(session: Session, user_id: str, channels: Channels) -> None:
         )
     )
     for channel, (target, secret_env) in wanted.items():
-        row = UserChannel(user_id=user_id, channel=channel, target=target, secret_env=secret_env)
-        if not insert_if_absent(session=session, row=row):
-            stored = session.get_one(UserChannel, (user_id, channel))
-            stored.target, stored.secret_env = target, secret_env
-            session.add(stored)
+        _set_channel(session, user_id, channel, target, secret_env)
+
+
+def _set_channel(
+    session: Session, user_id: str, channel: str, target: str, secret_env: str | None
+) -> None:
+    row = UserChannel(user_id=user_id, channel=channel, target=target, secret_env=secret_env)
+    if not insert_if_absent(session=session, row=row):
+        stored = session.get_one(UserChannel, (user_id, channel))
+        stored.target, stored.secret_env = target, secret_env
+        session.add(stored)

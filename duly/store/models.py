@@ -517,3 +517,45 @@ class WebSession(SQLModel, table=True):
     user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", max_length=100, index=True)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
     expires_at: datetime = Field(sa_type=UtcDateTime)
+
+
+# --- Slack app and calendar feeds --------------------------------------------------------------
+
+
+class SlackMessage(SQLModel, table=True):
+    """A message the Slack app posted, kept so duly can update it (`chat.update`) later.
+
+    Keyed by the delivery it sent, so a retried send records it once. `last_line` is what the
+    last update added (a breach, say, with the buttons kept); `closed_at` is set once the
+    message has been updated to say the task or alert moved on (its buttons removed).
+    """
+
+    __tablename__ = "slack_messages"
+
+    delivery_key: str = Field(primary_key=True, max_length=300)
+    user_id: str = Field(max_length=100, index=True)
+    task_id: str | None = Field(default=None, max_length=300, index=True)
+    alert_id: int | None = Field(default=None, index=True)
+    channel: str = Field(max_length=50, description="the Slack conversation id (D0123...)")
+    ts: str = Field(max_length=50, description="the message's Slack timestamp, its id")
+    posted_at: datetime = Field(sa_type=UtcDateTime)
+    last_line: str | None = Field(
+        default=None, max_length=300, description="what the last update said it came to"
+    )
+    closed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class CalendarFeed(SQLModel, table=True):
+    """A user's calendar feed: the generation its secret URL is derived from (`duly.calendar`).
+
+    Rotating the URL moves to the next generation, and every older URL stops working. The
+    secret itself is never stored: it is an HMAC of the generation under duly's link key.
+    """
+
+    __tablename__ = "calendar_feeds"
+
+    user_id: str = Field(
+        primary_key=True, foreign_key="users.id", ondelete="CASCADE", max_length=100
+    )
+    generation: int = Field(default=1)
+    rotated_at: datetime = Field(sa_type=UtcDateTime)
