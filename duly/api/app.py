@@ -32,6 +32,7 @@ from duly.api.routes import alerts, events, instances, me, reports, sources, tas
 from duly.api.routes import definitions as definitions_routes
 from duly.api.web.login_limit import LoginLimiter
 from duly.language.loader import Definitions, load_definitions
+from duly.published import PublishedDefinitions
 from duly.settings import Settings, get_settings
 from duly.store.db import make_engine, migrate, session_factory
 from duly.temporal_client import connect
@@ -88,7 +89,11 @@ def create_app(
         temporal = TemporalProvider(
             client_factory or (lambda: connect(address, namespace, settings=settings, metrics=True))
         )
-    context = ApiContext(settings, definitions, session_factory(database), temporal)
+    sessions = session_factory(database)
+    # every request reads the newest published set (the loaded one until something is published)
+    context = ApiContext(
+        settings, definitions, sessions, temporal, PublishedDefinitions(sessions, definitions)
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -32,6 +32,7 @@ router = APIRouter(tags=["events"])
 )
 async def receive_event(
     request: Request,
+    response: Response,
     context: Context,
     timestamp: Annotated[
         str | None,
@@ -49,7 +50,8 @@ async def receive_event(
 
     Signed with HMAC-SHA256 (see docs/events.md); 401 when unsigned, badly signed or older than
     the replay window. A resent event id answers 200 with status `duplicate` and changes
-    nothing.
+    nothing. An event no published process listens to answers 202 with status `unheard`: it is
+    kept for admins to replay, and its id is not consumed.
     """
     body = await request.body()
     events.check_signature(context, timestamp, signature, body)
@@ -63,4 +65,7 @@ async def receive_event(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
-    return await events.receive_event(context, event)
+    received = await events.receive_event(context, event)
+    if received.status == "unheard":
+        response.status_code = 202  # kept, not delivered: the sender may resend the same id
+    return received

@@ -15,6 +15,7 @@ from duly import client as duly_client
 from duly.api.context import ApiContext
 from duly.api.errors import NotAuthenticated, Unavailable, translated
 from duly.api.schemas import EventIn, EventOut
+from duly.api.services import unheard
 from duly.api.signing import SignatureError, verify
 from duly.store.crud import insert_if_absent
 from duly.store.models import InboundEvent
@@ -55,6 +56,8 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
     """
     if await run_in_threadpool(_received, context, event.id):
         return EventOut(status="duplicate", event_id=event.id, instances=[])
+    if unheard.is_unheard(context, event.type):  # kept for replay; the id stays unconsumed
+        return await unheard.keep(context, event)
     client = await context.temporal.get()
     with translated():
         touched = await duly_client.send_event(
