@@ -27,7 +27,7 @@ from duly.language.loader import load_definitions
 from duly.settings import Settings
 from duly.store.crud import VersionConflicts
 from duly.store.db import session_factory, write_session
-from duly.store.models import Definition, Instance, PublishedSet
+from duly.store.models import Definition, InboundEvent, Instance, PublishedSet
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -92,7 +92,9 @@ async def live(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
                 yield Api(http, sessions, definitions, time_skipping_env, tokens), settings
-            await end_everything(time_skipping_env.client, sessions, definitions)
+            # what is published at the end knows every process that ran
+            now = published.PublishedDefinitions(sessions).current()
+            await end_everything(time_skipping_env.client, sessions, now)
     db.dispose()
 
 
@@ -210,3 +212,60 @@ def test_publish_is_all_or_nothing_in_the_store(engine: Any, folder: Path) -> No
         assert list(versions) == [1]  # the valid half of the refused publish was not kept
     live = published.PublishedDefinitions(sessions)
     assert live.current().processes["lead-follow-up"].version == 1
+
+
+def unheard_count(event_type: str) -> float:
+    from duly.unheard import UNHEARD_EVENTS
+
+    value: float = UNHEARD_EVENTS.labels(event_type)._value.get()
+    return value
+
+
+async def test_an_event_no_process_listens_to_is_kept_and_replayed_once_one_does(
+    live: tuple[Api, Settings], folder: Path
+) -> None:
+    api, settings = live
+    kind = f"partner.referral{uuid.uuid4().hex[:6]}"
+    counted_before = unheard_count(kind)
+    event = {"id": f"evt-{uuid.uuid4()}", "type": kind, "data": quote("Q-UNHEARD")}
+    first = await api.event(event)
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "unheard"
+    assert f"no process listens to {kind}" in first.json()["detail"]
+    again = await api.event(event)  # the id was not consumed: not a duplicate
+    assert (again.status_code, again.json()["status"]) == (202, "unheard")
+    assert api.row(InboundEvent, event["id"]) is None
+    assert unheard_count(kind) == counted_before + 2
+    metrics = await api.http.get("/metrics")
+    assert f'duly_unheard_events_total{{type="{kind}"}}' in metrics.text
+
+    listed = await api.get("/api/unheard", "sam")
+    (row,) = [r for r in listed.json() if r["id"] == event["id"]]
+    assert (row["times"], row["heard_now"], row["replayed_at"]) == (2, False, None)
+    assert (await api.get("/api/unheard", "ana")).status_code == 403
+    nothing = await api.post("/api/unheard/replay", "sam")
+    assert nothing.json() == []  # still nobody listens: nothing is replayed
+
+    # an admin adds a process that starts on it, publishes, and replays
+    text = (folder / QUOTE).read_text()
+    text = text.replace("process: quote-follow-up", "process: partner-referral", 1)
+    text = text.replace("event: quote.sent", f"event: {kind}", 1)
+    (folder / "processes" / "partner-referral.yaml").write_text(text)
+    assert (await api.post("/api/publish", "sam")).status_code == 200
+    listed = await api.get("/api/unheard", "sam", params={"pending": True})
+    assert [r["heard_now"] for r in listed.json() if r["id"] == event["id"]] == [True]
+
+    replayed = await api.post("/api/unheard/replay", "sam")
+    assert replayed.status_code == 200, replayed.text
+    (item,) = replayed.json()
+    assert (item["event_id"], item["status"]) == (event["id"], "accepted")
+    (instance_id,) = item["instances"]
+    assert instance_id.startswith("partner-referral/Q-UNHEARD/")
+    await api.until(lambda: api.row(Instance, instance_id), "the replayed instance")
+    assert (await api.post("/api/unheard/replay", "sam")).json() == []  # replayed once
+    resent = await api.event(event)
+    assert (resent.status_code, resent.json()["status"]) == (200, "duplicate")
+
+    listing = await asyncio.to_thread(cli, settings, "unheard")
+    assert listing.exit_code == 0, listing.output
+    assert f"{event['id']}  {kind}  x2" in listing.output and "replayed accepted" in listing.output
