@@ -22,7 +22,11 @@ router = APIRouter(tags=["events"])
 @router.post(
     "/api/events",
     response_model=EventOut,
-    responses=problems(400, 401, 413, 422, 503),
+    response_model_exclude_none=True,  # `detail` only when an event was not delivered
+    responses={
+        **problems(400, 401, 413, 422, 503),
+        202: {"model": EventOut, "description": "no published process listens to its type"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
