@@ -203,6 +203,7 @@ async def _monitors(
     if definitions is None:
         yield
         return
+    from duly.monitors.following import follow as follow_published
     from duly.monitors.scheduler import Periodic, cron_trigger, scheduling
     from duly.summary import SCHEDULE_CRON, SCHEDULE_JOB, ScheduledStart
 
@@ -214,9 +215,19 @@ async def _monitors(
     summary = Periodic(
         SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), start, misfire_grace=start.misfire_grace
     )
+    live = published.PublishedDefinitions(session_factory(engine), definitions)
     try:
-        async with scheduling(client, engine, definitions, task_queue=queue, periodic=[summary]):
-            yield
+        async with scheduling(
+            client, engine, live.current(), task_queue=queue, periodic=[summary]
+        ) as scheduler:
+            # an admin's `duly publish` reaches the monitors without a restart
+            following = asyncio.create_task(follow_published(scheduler, live, task_queue=queue))
+            try:
+                yield
+            finally:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
     finally:
         engine.dispose()
 
