@@ -18,7 +18,6 @@ import hashlib
 import json
 import tempfile
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,13 +384,20 @@ def publish_if_same(
     if not Path(root).is_dir():
         return None
     plan_ = plan(session, root)
-    if _hashes(plan_.definitions.processes.values()) != _hashes(definitions.processes.values()):
+    if _fingerprint(plan_.definitions) != _fingerprint(definitions):
         return None
     return publish_plan(session, plan_, by=by).revision
 
 
-def _hashes(processes: Iterable[CompiledProcess]) -> dict[str, str]:
-    return {p.name: p.hash for p in processes}
+def _fingerprint(definitions: Definitions) -> str:
+    """What a set runs on: its processes' hashes, its monitors, sources and org."""
+    content = {
+        "processes": {p.name: p.hash for p in definitions.processes.values()},
+        "monitors": {n: m.model_dump(mode="json") for n, m in definitions.monitors.items()},
+        "sources": {n: s.model_dump(mode="json") for n, s in definitions.sources.items()},
+        "org": definitions.org.model_dump(mode="json"),
+    }
+    return content_hash({"content": json.dumps(content, sort_keys=True, default=str)})
 
 
 # --- the validate warning ----------------------------------------------------------------------
