@@ -32,7 +32,10 @@ UNHEARD_EVENTS = Counter(
 
 
 def heard(definitions: Definitions, event_type: str) -> bool:
-    """Whether some published process starts on, or reacts to, an event type."""
+    """Whether a published process starts on, or reacts to, an event type (or a gauge reads it)."""
+    monitors = definitions.monitors.values()
+    if any(m.gauge is not None and m.gauge.event == event_type for m in monitors):
+        return True
     return any(
         _triggered_by(process, event_type) or listens_to(process, event_type)
         for process in definitions.processes.values()
