@@ -266,6 +266,11 @@ async def test_an_event_no_process_listens_to_is_kept_and_replayed_once_one_does
     resent = await api.event(event)
     assert (resent.status_code, resent.json()["status"]) == (200, "duplicate")
 
+    # a type no process names that reaches a live instance (a data update) is delivered
+    update = {"id": f"evt-{uuid.uuid4()}", "type": "quote.touched", "data": quote("Q-UNHEARD")}
+    touched = await api.event(update)
+    assert (touched.status_code, touched.json()["instances"]) == (200, [instance_id])
+
     listing = await asyncio.to_thread(cli, settings, "unheard")
     assert listing.exit_code == 0, listing.output
     assert f"{event['id']}  {kind}  x2" in listing.output and "replayed accepted" in listing.output

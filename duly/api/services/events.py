@@ -56,8 +56,6 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
     """
     if await run_in_threadpool(_received, context, event.id):
         return EventOut(status="duplicate", event_id=event.id, instances=[])
-    if unheard.is_unheard(context, event.type):  # kept for replay; the id stays unconsumed
-        return await unheard.keep(context, event)
     client = await context.temporal.get()
     with translated():
         touched = await duly_client.send_event(
@@ -68,6 +66,9 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
             ),
             task_queue=context.settings.task_queue,
         )
+    if not touched and unheard.is_unheard(context, event.type):
+        # no process names it and no live instance took it: kept for replay, id unconsumed
+        return await unheard.keep(context, event)
     if not await run_in_threadpool(_record, context, event, touched):
         # received twice at once: the other request recorded it (delivery was idempotent)
         return EventOut(status="duplicate", event_id=event.id, instances=[])
