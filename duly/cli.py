@@ -623,8 +623,6 @@ def event(
     settings = _settings(definitions=definitions, temporal_address=temporal)
     _quiet_logging()
     loaded = published_or_exit(settings)
-    if keep_if_unheard(settings, loaded, message):
-        return
 
     async def go() -> list[str]:
         client = await connect(settings=settings)
@@ -633,6 +631,8 @@ def event(
     touched = _run(go())
     for instance_id in touched:
         typer.echo(instance_id)
+    if not touched and keep_if_unheard(settings, loaded, message):
+        return
     if not touched:
         typer.echo(f"event {message.id} ({type}) reached no instance", err=True)
 

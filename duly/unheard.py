@@ -4,9 +4,9 @@ An event whose type no published process starts on or reacts to (`trigger`, `on:
 `completed_by:`, clocks, a monitor's gauge), and that reached no live instance either (a data
 update for a running instance is delivered as ever), is not recorded as received: it is kept
 in `unheard_events` (once per id; a resend counts `times`), counted in `/metrics`, and answered
-202 so the sender knows. Once
-a process listens to its type (after `duly publish`), an admin replays it: it goes through the
-same receive path as any event, and is marked replayed so it runs once.
+202 so the sender knows. Once a process listens to its type (after `duly publish`), an admin
+replays it: it goes through the same receive path as any event, and is marked replayed so it
+runs once.
 """
 
 from __future__ import annotations

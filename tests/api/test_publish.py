@@ -27,7 +27,7 @@ from duly.language.loader import load_definitions
 from duly.settings import Settings
 from duly.store.crud import VersionConflicts
 from duly.store.db import session_factory, write_session
-from duly.store.models import Definition, InboundEvent, Instance, PublishedSet
+from duly.store.models import Definition, InboundEvent, Instance, PublishedSet, UnheardEvent
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -246,6 +246,21 @@ async def test_an_event_no_process_listens_to_is_kept_and_replayed_once_one_does
     nothing = await api.post("/api/unheard/replay", "sam")
     assert nothing.json() == []  # still nobody listens: nothing is replayed
 
+    # `duly event` answers the same way and keeps it too
+    by_cli = await asyncio.to_thread(
+        cli,
+        settings,
+        "event",
+        kind,
+        "--id",
+        "evt-cli-unheard",
+        "--data",
+        '{"quote": {"id": "Q-C"}}',
+    )
+    assert by_cli.exit_code == 0, by_cli.output
+    assert f"evt-cli-unheard: no process listens to {kind}" in by_cli.output
+    assert api.row(UnheardEvent, "evt-cli-unheard") is not None
+
     # an admin adds a process that starts on it, publishes, and replays
     text = (folder / QUOTE).read_text()
     text = text.replace("process: quote-follow-up", "process: partner-referral", 1)
@@ -257,8 +272,10 @@ async def test_an_event_no_process_listens_to_is_kept_and_replayed_once_one_does
 
     replayed = await api.post("/api/unheard/replay", "sam")
     assert replayed.status_code == 200, replayed.text
-    (item,) = replayed.json()
-    assert (item["event_id"], item["status"]) == (event["id"], "accepted")
+    items = {item["event_id"]: item for item in replayed.json()}
+    assert sorted(items) == sorted([event["id"], "evt-cli-unheard"])
+    item = items[event["id"]]
+    assert item["status"] == "accepted"
     (instance_id,) = item["instances"]
     assert instance_id.startswith("partner-referral/Q-UNHEARD/")
     await api.until(lambda: api.row(Instance, instance_id), "the replayed instance")
