@@ -223,10 +223,21 @@ def _quiet_logging() -> None:
 
 
 def _json_object(text: str, what: str = "--data") -> dict[str, Any]:
-    """Parse a JSON object from the command line, or exit 1 saying what is wrong."""
+    """Parse a JSON object from the command line, or exit 1 saying what is wrong.
+
+    The object is event data: it must keep duly's event limits (`duly.event_limits`), checked
+    here before anything is started or sent.
+    """
+    from duly.event_limits import EventLimitError, check_event, parse_json
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = parse_json(text, loc=("data",), level=1)
+        if isinstance(value, dict):
+            check_event(value)
+    except EventLimitError as exc:
+        typer.echo(f"{what} is over duly's limits: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
         typer.echo(f"{what} is not valid JSON: {exc}", err=True)
         raise typer.Exit(1) from None
     if not isinstance(value, dict):
@@ -292,6 +303,14 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     raise typer.Exit(1)
 
 
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", help="Print the engine's log of the demo here, not in <data dir>/demo.log."
+    ),
+]
+
+
 @app.command()
 def up(
     definitions: DefinitionsOption = Path("definitions"),
@@ -321,6 +340,7 @@ def up(
             help="First fill an empty database with weeks of history (see `duly demo`).",
         ),
     ] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run everything on this machine (Temporal dev server, worker) until Ctrl-C.
 
@@ -338,7 +358,7 @@ def up(
     configure_logging(settings)
     if demo:
         _quiet_demo_logs()
-    _run(run_stack(settings, demo=demo))
+    _run(run_stack(settings, demo=demo, demo_verbose=verbose))
 
 
 def _quiet_demo_logs() -> None:
@@ -371,6 +391,7 @@ def demo(
     force: Annotated[
         bool, typer.Option("--force", help="Add to a database that already has instances.")
     ] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Fill a fresh install with weeks of history, run by the real engine on simulated time.
 
@@ -381,21 +402,41 @@ def demo(
     Nothing is sent: process emails go to an in-memory sink, notifications are marked unsent.
     """
     from duly.demo import DemoRefused, run_demo
+    from duly.demo_progress import reporter
+    from duly.logs import configure
 
     settings = _settings(definitions=definitions, data_dir=data_dir)
     loaded = load_or_exit(definitions)
-    _quiet_logging()
+    log_file = None if verbose else demo_log(settings)
+    configure(settings, log_file=log_file)
     _quiet_demo_logs()
+    if log_file is not None:
+        typer.echo(f"the engine's log goes to {log_file} (--verbose prints it here)", err=True)
+    progress = reporter()
     try:
         result = _run(
             run_demo(
-                settings, loaded, weeks=weeks, seed=seed, scale=scale, reset=reset, force=force
+                settings,
+                loaded,
+                weeks=weeks,
+                seed=seed,
+                scale=scale,
+                reset=reset,
+                force=force,
+                progress=progress,
             )
         )
     except DemoRefused as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    finally:
+        progress.close()
     typer.echo(result.summary())
+
+
+def demo_log(settings: Settings) -> Path:
+    """Where `duly demo` (and `duly up --demo`) write the engine's log: <data dir>/demo.log."""
+    return settings.data_dir / "demo.log"
 
 
 class SummaryFormat(StrEnum):
@@ -643,7 +684,7 @@ def state(
         str,
         typer.Argument(
             help="An instance id as `duly start` prints it, or <process>/<business key> for "
-            "the key's latest instance."
+            "the key's latest instance (the same addresses as `duly show`)."
         ),
     ],
     definitions: DefinitionsOption = Path("definitions"),
@@ -1055,7 +1096,13 @@ def instances(
 
 @app.command()
 def show(
-    instance: Annotated[str, typer.Argument(help="The instance id, as `duly instances` shows it.")],
+    instance: Annotated[
+        str,
+        typer.Argument(
+            help="The instance id, as `duly instances` shows it, or <process>/<business key> "
+            "for the key's latest instance (the same addresses as `duly state`)."
+        ),
+    ],
     acting: ActingOption = None,
     as_json: JsonOption = False,
     definitions: DefinitionsOption = Path("definitions"),

@@ -4,18 +4,26 @@ What the `duly` command and the web API call. An instance runs as the workflow
 `<process>/<business key>`, where the key is the process's `trigger.key` template rendered on
 the data of the event that concerns it: the same rule routes the starting event and every later
 one. A key may start again once its instance ended, so an instance's own id adds the first run
-id's prefix: `<process>/<business key>/<run>`; tasks are `<instance id>/<step>/<visit>`.
+id's tail: `<process>/<business key>/<run>`; tasks are `<instance id>/<step>/<visit>`.
+
+Every command and API route addresses an instance the same way (`parse_address`): its instance
+id, or `<process>/<business key>` for the key's latest instance. A business key never holds a
+`/` (nor anything else a URL path would change: see `check_key`), so the two forms cannot be
+mistaken for one another, and an instance id always names one instance, whichever run of it
+(after a continue-as-new) is current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -24,6 +32,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from duly.event_limits import check_event
 from duly.language.compiler import CompiledProcess
 from duly.language.expressions import ExpressionError, render
 from duly.language.loader import Definitions
@@ -53,6 +62,13 @@ COMPLETE_TASK_UPDATE = "complete_task"
 REASSIGN_TASK_UPDATE = "reassign_task"
 STATE_QUERY = "state"
 VISIBILITY_ATTEMPTS = 6
+MAX_KEY_CHARS = 200
+"""Characters in a business key: the workflow id (process, `/`, key) stays far below
+Temporal's 1,000-byte id limit, whatever the script the key is written in."""
+# What a business key may not hold: each would change what an instance id in a URL path names
+# (`/` separates the id's parts, `\\` is a `/` to browsers, `?` and `#` end a path, `%` starts
+# an escape); dot segments are normalised away by clients.
+KEY_FORBIDDEN = {"/": "a '/'", "\\": "a '\\'", "?": "a '?'", "#": "a '#'", "%": "a '%'"}
 
 
 class ClientError(Exception):
@@ -69,6 +85,13 @@ class UnknownProcess(ClientError):
 
 class MissingKey(ClientError):
     """The data does not carry the business key of the instance."""
+
+
+class InvalidKey(MissingKey):
+    """The data gives a business key that cannot name an instance (a `/` in it, too long...).
+
+    A kind of `MissingKey`: the data does not carry a usable key, and callers treat both alike.
+    """
 
 
 class AlreadyRunning(ClientError):
@@ -89,6 +112,51 @@ class InstanceNotFound(ClientError):
     def __init__(self, instance: str) -> None:
         self.instance_id = instance
         super().__init__(f"no instance {instance!r}")
+
+
+class NotAnAddress(InstanceNotFound):
+    """The text cannot name an instance at all."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.args = (
+            f"{text!r} is not an instance: give its id, <process>/<business key>/<run> (as "
+            "`duly instances` lists it), or <process>/<business key> for the key's latest "
+            "instance",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Address(NamedTuple):
+    """What an instance address names.
+
+    Attributes:
+        workflow_id: `<process>/<business key>`.
+        instance_id: The instance id, or None for the key's latest instance.
+    """
+
+    workflow_id: str
+    instance_id: str | None
+
+
+def parse_address(text: str) -> Address:
+    """Read an instance address, the one form every command and API route takes.
+
+    `<process>/<business key>/<run>` names one instance; `<process>/<business key>` the key's
+    latest one. (An id with more parts was made before keys were refused a `/`: it is taken as
+    an instance id, its workflow everything before the last part.)
+
+    Raises:
+        NotAnAddress: Fewer than two non-empty parts.
+    """
+    parts = text.split("/")
+    if len(parts) < 2 or not all(parts):
+        raise NotAnAddress(text)
+    if len(parts) == 2:
+        return Address(workflow_id=text, instance_id=None)
+    return Address(workflow_id=workflow_of(text, task=False), instance_id=text)
 
 
 class TaskRejected(ClientError):
@@ -124,6 +192,7 @@ def business_key(process: CompiledProcess, data: dict[str, Any]) -> str:
     Raises:
         MissingKey: The key renders empty (the data lacks the field it names), or a process
             without a trigger got no `key` in its data.
+        InvalidKey: The key cannot name an instance (see `check_key`).
     """
     trigger = process.spec.trigger
     if trigger is None:
@@ -133,7 +202,7 @@ def business_key(process: CompiledProcess, data: dict[str, Any]) -> str:
                 f"{process.name} has no trigger, so its data must carry the business key "
                 'itself: add "key" to the data, e.g. {"key": "ACME-42", ...}'
             )
-        return str(key).strip()
+        return check_key(process.name, str(key).strip(), "data.key")
     try:
         key = render(trigger.key, data).strip()
     except ExpressionError as exc:
@@ -142,6 +211,38 @@ def business_key(process: CompiledProcess, data: dict[str, Any]) -> str:
         raise MissingKey(
             f"{process.name}: the business key {trigger.key!r} is empty on this data: "
             "the data lacks the field it names"
+        )
+    return check_key(process.name, key, trigger.key)
+
+
+def check_key(process: str, key: str, source: str) -> str:
+    """The key, if it can name an instance unambiguously wherever instance ids go.
+
+    At most `MAX_KEY_CHARS` characters, no control characters, none of `/`, backslash, `?`,
+    `#`, `%`, and not `.` or `..`.
+
+    Args:
+        process: The process, for the message.
+        key: The rendered business key.
+        source: Where it came from (the `trigger.key` template), for the message.
+
+    Raises:
+        InvalidKey: Which key, and why.
+    """
+    shown = repr(key if len(key) <= 60 else key[:60] + "...")
+    problem = None
+    if len(key) > MAX_KEY_CHARS:
+        problem = f"it is {len(key):,} characters long; at most {MAX_KEY_CHARS} are taken"
+    elif key in (".", ".."):
+        problem = "'.' and '..' are not keys"
+    elif bad := next((c for c in key if c in KEY_FORBIDDEN), None):
+        problem = f"it holds {KEY_FORBIDDEN[bad]}, which instance ids (and URLs) cannot carry"
+    elif bad := next((c for c in key if unicodedata.category(c) in ("Cc", "Cs")), None):
+        problem = f"it holds the control character U+{ord(bad):04X}"
+    if problem is not None:
+        raise InvalidKey(
+            f"{process}: the business key {shown} (from {source}) cannot name an instance: "
+            f"{problem}"
         )
     return key
 
@@ -204,9 +305,11 @@ async def start_instance(
 
     Raises:
         UnknownProcess: No such process.
+        EventLimitError: The data is over one of duly's limits (`duly.event_limits`).
         MissingKey: The data does not give the business key.
         AlreadyRunning: An instance for the key is still running.
     """
+    check_event(data)
     compiled = definitions.processes.get(process)
     if compiled is None:
         raise UnknownProcess(process, list(definitions.processes))
@@ -261,8 +364,10 @@ async def send_event(
         The ids of the instances started or signalled (`<process>/<business key>/<run>`).
 
     Raises:
+        EventLimitError: The data is over one of duly's limits (`duly.event_limits`).
         MissingKey: The event triggers a process but its data does not give the business key.
     """
+    check_event(event.data)  # before Temporal is asked anything
     starts: list[str] = []
     signals: list[str] = []
     for name, process in sorted(definitions.processes.items()):
@@ -416,38 +521,48 @@ async def _task_update(
 async def instance_state(client: Client, instance: str) -> InstanceState:
     """The live state of an instance (or its last state, once it has ended).
 
+    The instance's current run answers, however often it has continued as new.
+
     Args:
         client: A connected Temporal client.
-        instance: An instance id (`<process>/<key>/<run>`), or a workflow id
-            (`<process>/<key>`) for the key's latest instance.
+        instance: An instance address (`parse_address`): an instance id
+            (`<process>/<key>/<run>`), or `<process>/<key>` for the key's latest instance.
 
     Raises:
         InstanceNotFound: No such instance.
         ClientError: The instance could not answer.
     """
+    address = parse_address(instance)
     try:
-        return await _query_state(client, instance)
-    except InstanceNotFound:
-        if instance.count("/") < 2:
-            raise
-    workflow = workflow_of(instance, task=False)
-    try:
-        latest = await _query_state(client, workflow)
+        # the workflow id alone reaches its newest run: the current run of the newest instance
+        latest = await _query_state(client, address.workflow_id)
     except InstanceNotFound:
         raise InstanceNotFound(instance) from None
-    if latest.instance_id == instance:
+    if address.instance_id is None or latest.instance_id == address.instance_id:
         return latest
-    # An earlier instance of a key that started again: find its run (visibility lags a little
-    # behind a start, so look a few times)
+    # An earlier instance of a key that started again: find its last run (visibility lags a
+    # little behind a start, so look a few times)
+    run = await _last_run(client, address.workflow_id, address.instance_id)
+    return await _query_state(client, address.workflow_id, run_id=run)
+
+
+async def _last_run(client: Client, workflow: str, instance: str) -> str:
+    """The run id of an ended instance's last run: the one that did not continue as new.
+
+    Raises:
+        InstanceNotFound: No run of the workflow belongs to the instance.
+    """
     quoted = workflow.replace("\\", "\\\\").replace('"', '\\"')
     for attempt in range(VISIBILITY_ATTEMPTS):
         async for execution in client.list_workflows(f'WorkflowId = "{quoted}"'):
+            if execution.status is WorkflowExecutionStatus.CONTINUED_AS_NEW:
+                continue  # a run its instance left for a newer one: its state is stale
             handle = client.get_workflow_handle(workflow, run_id=execution.run_id)
-            # listings leave first_run_id empty; describe fills it in (it differs after a
-            # continue-as-new)
+            # listings leave first_run_id empty; describe fills it in (it differs from the run
+            # id after a continue-as-new)
             first_run = (await handle.describe()).raw_info.first_run_id or execution.run_id
             if instance_id(workflow, first_run) == instance:
-                return await _query_state(client, workflow, run_id=execution.run_id)
+                return execution.run_id
         if attempt + 1 < VISIBILITY_ATTEMPTS:
             await asyncio.sleep(0.5)
     raise InstanceNotFound(instance)

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import heapq
+import logging
 import math
 import random
 import re
@@ -57,10 +59,18 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, bindparam, case, delete, func, update
 from sqlmodel import Session, col, select
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from duly import temporal_binaries
 from duly.client import ClientError, complete_task, send_event
+from duly.demo_progress import DemoProgress, ProgressCallback
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
@@ -255,6 +265,8 @@ class DemoResult:
             f"  alerts: {alerts or 'none'}",
             f"  {self.emails} process emails caught by the demo's SMTP sink; "
             f"{self.deliveries_marked} notifications marked not sent",
+            "  see it in the web app (duly up) or `duly instances`; the Temporal Web UI does not "
+            "show it: it ran on a time-skipping test server, gone with the demo",
         ]
         return "\n".join(lines)
 
@@ -286,6 +298,7 @@ async def run_demo(
     scale: float = 1.0,
     reset: bool = False,
     force: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> DemoResult:
     """Fill the settings' database with `weeks` weeks of history; see the module docstring.
 
@@ -297,6 +310,8 @@ async def run_demo(
         scale: Multiplies how much work arrives (1.0: about 55 instances a week).
         reset: Delete the instances already in the database first.
         force: Add to a database that already has instances.
+        progress: Told where the run is each time simulated time moves on
+            (`duly.demo_progress.reporter` shows it to a person).
 
     Returns:
         What was written.
@@ -333,7 +348,14 @@ async def run_demo(
         real_start = datetime.now(UTC)
         try:
             completions, events, emails = await _simulate(
-                settings, definitions, processes, engine, weeks=weeks, seed=seed, scale=scale
+                settings,
+                definitions,
+                processes,
+                engine,
+                weeks=weeks,
+                seed=seed,
+                scale=scale,
+                progress=progress,
             )
         except BaseException:
             # Interrupted or failed: leave no half history dated a year ahead, and nothing
@@ -358,6 +380,7 @@ async def _simulate(
     weeks: int,
     seed: int,
     scale: float,
+    progress: ProgressCallback | None = None,
 ) -> tuple[int, int, int]:
     """Run the weeks on the time-skipping server; (tasks completed, events sent, emails)."""
     from worker import ACTIVITY_THREADS, build_worker
@@ -369,6 +392,7 @@ async def _simulate(
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=str(temporal_binaries.test_server_path()),
             data_converter=pydantic_data_converter,
+            runtime=_runtime(),
         )
         try:
             with ThreadPoolExecutor(
@@ -390,11 +414,30 @@ async def _simulate(
                         weeks=weeks,
                         seed=seed,
                         scale=scale,
+                        progress=progress,
                     )
                     await driver.run()
         finally:
             await env.shutdown()
         return driver.completions, driver.events, len(caught)
+
+
+@functools.cache
+def _runtime() -> Runtime:
+    """A Temporal runtime whose core logs go through Python's logging, not to the terminal.
+
+    The test server lacks a capability the SDK's core warns about at each start: the warning
+    belongs in the demo's log file with the rest of the engine's lines.
+    """
+    forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=forwarding,
+            )
+        )
+    )
 
 
 def _discard(engine: Engine, *, after: datetime) -> None:
@@ -482,6 +525,7 @@ class _Driver:
         weeks: int,
         seed: int,
         scale: float,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.env = env
         self.definitions = definitions
@@ -498,7 +542,9 @@ class _Driver:
         self.bad_weeks: dict[tuple[str, int], bool] = {}
         self.completions = 0
         self.events = 0
+        self.started = 0  # instances the arrivals started
         self.start = datetime.now(UTC)
+        self.progress = progress
 
     def schedule(self, at: datetime, kind: str, **args: Any) -> None:
         self.order += 1
@@ -525,6 +571,7 @@ class _Driver:
             now = await self.now()
             while self.queue and self.queue[0].at <= now:
                 await self.perform(heapq.heappop(self.queue))
+            self.report(now, end)
             if now >= end:
                 break
             nxt = min(self.queue[0].at if self.queue else end, end)
@@ -538,6 +585,20 @@ class _Driver:
             await self.look_for_tasks(target)
         await self.close_remaining()
         self.acknowledge_alerts(end)
+
+    def report(self, now: datetime, end: datetime) -> None:
+        """Tell `progress` how much of the simulated period is covered."""
+        if self.progress is None:
+            return
+        day = timedelta(days=1)
+        self.progress(
+            DemoProgress(
+                done=(min(now, end) - self.start) / day,
+                total=(end - self.start) / day,
+                instances=self.started,
+                completions=self.completions,
+            )
+        )
 
     # --- arrivals --------------------------------------------------------------------------
 
@@ -619,6 +680,7 @@ class _Driver:
     async def arrive(self, process: str, number: int, at: datetime) -> None:
         event, data = self.arrival_data(process, number)
         await self.send(event, data, f"{process}/{number}/start")
+        self.started += 1
         rng = _rng(self.seed, "later", process, number)
         calendar = self.processes[process].calendar
         later = business_time.add_business_seconds

@@ -6,6 +6,10 @@ stderr is one JSON object. Context bound with `structlog.contextvars` lands on e
 inside it: `ActivityLogContext` binds each activity's process, instance, step and task (read
 from its input) plus the activity's name, workflow id and attempt, so any log line an activity
 writes, in duly's code or a library's, says what it was working on.
+
+Given a `log_file`, the same lines go to that file instead of stderr (`duly demo` keeps the
+engine's thousands of lines out of the terminal that way). A stderr nobody reads any more (a
+closed pipe) never stops the program: the lines that cannot be written are dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import structlog
 from pydantic import BaseModel
@@ -26,14 +31,27 @@ from temporalio.worker import (
 
 from duly.settings import Settings
 
+_file: TextIO | None = None
+"""The log file `configure` opened, if any (None: log to stderr)."""
 
-def configure(settings: Settings, *, level: int = logging.INFO) -> None:
+
+def configure(
+    settings: Settings, *, level: int = logging.INFO, log_file: Path | None = None
+) -> None:
     """Log with structlog to stderr: readable text, or JSON lines when `DULY_LOG_FORMAT=json`.
 
     Args:
         settings: duly's settings (`log_format`).
         level: The lowest level duly logs (a `logging` level); libraries log warnings and up.
+        log_file: Append the lines to this file instead (created with its folder if missing).
     """
+    global _file
+    if _file is not None:
+        _file.close()
+        _file = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        _file = log_file.open("a", encoding="utf-8", buffering=1)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -53,7 +71,7 @@ def configure(settings: Settings, *, level: int = logging.INFO) -> None:
             else structlog.dev.plain_traceback
         )
         renderer = structlog.dev.ConsoleRenderer(
-            colors=sys.stderr.isatty(), exception_formatter=formatter
+            colors=_file is None and sys.stderr.isatty(), exception_formatter=formatter
         )
     structlog.configure(
         processors=[*shared, renderer],
@@ -77,18 +95,41 @@ def configure(settings: Settings, *, level: int = logging.INFO) -> None:
     root.setLevel(logging.WARNING)
 
 
+def _target() -> TextIO:
+    # The log file, else whatever sys.stderr is now (test runners swap it between phases)
+    return _file if _file is not None else sys.stderr
+
+
 def _stderr_logger(*_: Any) -> structlog.PrintLogger:
-    # Whatever sys.stderr is when a logger is made (test runners swap it between phases)
-    return structlog.PrintLogger(sys.stderr)
+    return _SafePrintLogger(_target())
+
+
+class _SafePrintLogger(structlog.PrintLogger):
+    """A PrintLogger that drops a line it cannot write (its reader gone) instead of raising."""
+
+    def msg(self, message: str) -> None:
+        """Write the line, if the stream still takes it."""
+        try:
+            super().msg(message)
+        except (BrokenPipeError, ValueError):  # a closed pipe, or a closed file
+            pass
+
+    log = debug = info = warn = warning = fatal = failure = err = error = critical = exception = msg
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time (test runners swap it)."""
+    """Writes to the log file, or whatever `sys.stderr` is at the time (test runners swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Write the record to the current stderr."""
-        self.stream = sys.stderr
+        """Write the record to the current target."""
+        self.stream = _target()
         super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Drop a record the stream no longer takes (a closed pipe) without a traceback."""
+        if isinstance(sys.exc_info()[1], BrokenPipeError | ValueError):
+            return
+        super().handleError(record)
 
 
 def context_of(message: object) -> dict[str, Any]:

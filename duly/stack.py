@@ -10,16 +10,27 @@ One command runs everything on this machine, bound to 127.0.0.1:
 4. run the worker, with the periodic monitors' scheduler (and every service in `SERVICES`), in
    this process;
 5. on SIGINT/SIGTERM stop the services, then the worker, then the dev server.
+
+The dev server never outlives `duly up`: on Linux it asks the kernel for SIGTERM when its parent
+dies (`PR_SET_PDEATHSIG`), so a `duly up` killed outright takes it along; when duly's stdout is a
+pipe whose reader goes away (`duly up | tee log`, then Ctrl-C), duly stops as on Ctrl-C instead
+of failing on its next line; and a server an older or crashed `duly up` left running on the same
+data folder (recognised by its command line in /proc) is stopped and replaced at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
+import os
 import re
+import signal
 import socket
+import stat
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +57,15 @@ STARTUP_TIMEOUT = 60.0  # seconds for the dev server to answer (a first start cr
 SERVER_STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL for the dev server
 RUN_MARK = "--- duly up "  # starts each run's section of the dev server's log
 SERVICE_STOP_TIMEOUT = 10.0  # seconds a service gets to return once `stop` is set
+STALE_STOP_TIMEOUT = 20.0  # seconds a stale dev server gets to exit and free its ports
+PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
+
+
+UI_SCOPE = (
+    "what runs on this server; `duly demo`'s history is not there (it ran on a time-skipping "
+    "test server): see it in the web app"
+)
+"""What the Temporal Web UI shows, said beside its address."""
 
 
 PLAIN_GRPC = {
@@ -204,13 +224,18 @@ class DevServer:
     async def start(self) -> None:
         """Start the server process (its output goes to the log file).
 
+        A server an earlier `duly up` on the same data folder left running is stopped first.
+
         Raises:
-            StackError: A port it needs is taken.
+            StackError: A port it needs is taken (by something other than such a leftover), or
+                another `duly up` is running on this data folder.
         """
+        await replace_stale_servers(self.db_file)
         for port, what in ((self.port, "Temporal gRPC"), (self.ui_port, "Temporal Web UI")):
             if not port_is_free(port):
+                holder = _holder_text(port)
                 raise StackError(
-                    f"port {port} ({what}) on {LOOPBACK} is in use: is another `duly up` "
+                    f"port {port} ({what}) on {LOOPBACK} is in use{holder}: is another `duly up` "
                     "running? Stop it, or choose other ports with --temporal and --ui-port"
                 )
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
@@ -218,13 +243,15 @@ class DevServer:
             out.write(f"\n{RUN_MARK}{datetime.now(UTC).isoformat()} {' '.join(self.command())}\n")
             out.flush()
             # Its own session: Ctrl-C in the terminal reaches only `duly up`, which stops the
-            # worker before the server, instead of both at once.
+            # worker before the server, instead of both at once. The kernel stops it should
+            # duly die without stopping it (killed, or crashed).
             self.process = await asyncio.create_subprocess_exec(
                 *self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         log.info("temporal dev server started", pid=self.process.pid, address=self.address)
 
@@ -298,12 +325,197 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     return True
 
 
+# --- a dev server never outlives duly ---------------------------------------------------------
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the child get SIGTERM when duly dies; None off Linux.
+
+    The C library's `prctl` is looked up here, before the fork: the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # duly died between the fork and the prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A Temporal dev server process found in /proc."""
+
+    pid: int
+    parent: int
+    argv: list[str]
+
+    def option(self, name: str) -> str | None:
+        """The value after `name` on its command line."""
+        for here, value in zip(self.argv, self.argv[1:], strict=False):
+            if here == name:
+                return value
+        return None
+
+
+def dev_servers() -> list[ServerProcess]:
+    """The live `temporal server start-dev` processes of this machine (Linux /proc; else [])."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if "start-dev" not in argv or "server" not in argv:
+                continue
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended while we looked
+        if fields[0] != "Z":  # a zombie is gone, only not yet reaped
+            found.append(ServerProcess(int(entry.name), int(fields[1]), argv[:-1] or argv))
+    return found
+
+
+def _is_duly(pid: int) -> bool:
+    """Whether a live process is a duly command (`duly ...`, or Python running duly.cli)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return any(Path(arg).name == "duly" or "duly.cli" in arg for arg in argv)
+
+
+def _same_file(a: str | None, b: Path) -> bool:
+    if a is None:
+        return False
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+async def replace_stale_servers(db_file: Path) -> list[int]:
+    """Stop the dev servers left running on `db_file` by a `duly up` that is gone.
+
+    A server on that file whose parent is a live duly belongs to a running `duly up`: that is
+    refused. Returns the pids stopped, once they have ended and their ports are free.
+
+    Raises:
+        StackError: Another `duly up` runs on this data folder, or a leftover would not stop.
+    """
+    stale: list[int] = []
+    ports: set[int] = set()
+    for server in dev_servers():
+        if not _same_file(server.option("--db-filename"), db_file):
+            continue
+        if server.parent != os.getpid() and _is_duly(server.parent):
+            raise StackError(
+                f"another `duly up` (pid {server.parent}) is running on {db_file.parent}: stop "
+                "it first, or give this one another --data-dir"
+            )
+        stale.append(server.pid)
+        ports.update(
+            int(port)
+            for port in (server.option("--port"), server.option("--ui-port"))
+            if port is not None and port.isdigit()
+        )
+    for pid in stale:
+        log.warning("stopping a Temporal dev server left running by an earlier duly", pid=pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = asyncio.get_running_loop().time() + STALE_STOP_TIMEOUT
+    killed = False
+    while stale and not _gone(stale, ports):
+        if asyncio.get_running_loop().time() > deadline:
+            if killed:
+                raise StackError(
+                    f"a Temporal dev server left running (pid {', '.join(map(str, stale))}) "
+                    f"does not stop; end it with `kill -9`"
+                )
+            for pid in stale:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed, deadline = True, deadline + STALE_STOP_TIMEOUT
+        await asyncio.sleep(0.1)
+    return stale
+
+
+def _gone(pids: list[int], ports: set[int]) -> bool:
+    """Whether none of `pids` runs any more and every port is free again."""
+    alive = {server.pid for server in dev_servers()}
+    return not alive.intersection(pids) and all(port_is_free(port) for port in ports)
+
+
+def _holder_text(port: int) -> str:
+    """`, by a Temporal dev server (pid N, data ...)` when one listens on the port, else ''."""
+    for server in dev_servers():
+        if server.option("--port") == str(port) or server.option("--ui-port") == str(port):
+            return (
+                f", by a Temporal dev server (pid {server.pid}, "
+                f"state {server.option('--db-filename') or 'in memory'})"
+            )
+    return ""
+
+
+STDOUT_CHECK_INTERVAL = 0.5  # seconds between looks at whether stdout's reader is gone
+
+
+async def watch_stdout(stop: asyncio.Event, interval: float = STDOUT_CHECK_INTERVAL) -> None:
+    """Set `stop` once stdout is a pipe nobody reads any more; return when `stop` is set.
+
+    `duly up | tee log`, then Ctrl-C, ends `tee` too: duly stops as on Ctrl-C, and what it
+    would still print (and log, when stderr is the same pipe) goes to /dev/null instead of
+    failing. It looks every `interval` seconds: the state of the pipe, not a wake-up that a
+    write racing the reader's exit could make it miss.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):
+        return  # no real stdout: nothing to watch
+    while not stop.is_set():
+        if _reader_gone(fd):
+            silence_broken_pipes()
+            log.info("stdout closed; stopping duly")
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+def silence_broken_pipes() -> None:
+    """Point stdout and stderr, when they are a pipe nobody reads any more, at /dev/null."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            if not _reader_gone(fd):
+                continue
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            continue
+
+
+def _reader_gone(fd: int) -> bool:
+    """Whether `fd` is a pipe whose read end is closed (a write would fail with EPIPE)."""
+    import select
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+    except OSError:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & select.POLLERR for _, event in poller.poll(0))
+
+
 async def run_stack(
     settings: Settings,
     *,
     echo: Callable[[str], None] | None = None,
     services: list[StackService] | None = None,
     demo: bool = False,
+    demo_verbose: bool = False,
 ) -> None:
     """Run the embedded stack until SIGINT/SIGTERM, then stop it cleanly.
 
@@ -314,6 +526,7 @@ async def run_stack(
         services: Extra services; defaults to `SERVICES`.
         demo: First fill an empty database with `duly demo`'s weeks of history (a database
             that has instances is left as it is).
+        demo_verbose: Log the demo's engine to stderr, not to `<data_dir>/demo.log`.
 
     Raises:
         DefinitionError: The definitions are invalid (nothing was started).
@@ -322,7 +535,15 @@ async def run_stack(
     # The worker module sits at the top level, beside duly/ (it is `python worker.py` too)
     from worker import prepare_database, run_worker, stop_on_signals
 
-    say = echo or _print
+    stop = asyncio.Event()
+
+    def say(text: str) -> None:
+        try:
+            (echo or _print)(text)
+        except BrokenPipeError:  # stdout's reader is gone: stop, as on Ctrl-C, without it
+            silence_broken_pipes()
+            stop.set()
+
     services = SERVICES if services is None else services
     host, port = split_address(settings.temporal_address)
     if host not in (LOOPBACK, "localhost"):
@@ -333,7 +554,7 @@ async def run_stack(
     definitions = load_definitions(settings.definitions)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if demo:
-        await _demo_if_empty(settings, definitions, say)
+        await _demo_if_empty(settings, definitions, say, verbose=demo_verbose)
     engine = prepare_database(settings, definitions)
     server = DevServer(
         port=port,
@@ -342,8 +563,8 @@ async def run_stack(
         log_file=settings.data_dir / "temporal.log",
         namespace=settings.temporal_namespace,
     )
-    stop = asyncio.Event()
     restore_signals = stop_on_signals(stop)
+    watching = asyncio.create_task(watch_stdout(stop))
     tasks: dict[asyncio.Task[Any], str] = {}
     try:
         await server.start()
@@ -370,21 +591,30 @@ async def run_stack(
                 raise StackError(f"{_why_ended(task, tasks[task], server)}; stopping duly")
     finally:
         stop.set()
-        if server.process is not None:
-            say("stopping duly...")
-        await _stop_tasks(tasks)
-        code = await server.stop()
-        restore_signals()
-        engine.dispose()
+        try:
+            if server.process is not None:
+                say("stopping duly...")
+            await _stop_tasks(tasks)
+        finally:  # whatever went wrong above, the dev server stops with duly
+            code = await server.stop()
+            watching.cancel()
+            restore_signals()
+            engine.dispose()
         if server.process is not None:
             say(f"stopped (Temporal dev server exit code {code})")
 
 
 async def _demo_if_empty(
-    settings: Settings, definitions: Definitions, say: Callable[[str], None]
+    settings: Settings, definitions: Definitions, say: Callable[[str], None], *, verbose: bool
 ) -> None:
-    """`duly up --demo`: run the demo into the database when it has no instances yet."""
+    """`duly up --demo`: run the demo into the database when it has no instances yet.
+
+    Its progress shows on stderr; the engine's log goes to `<data_dir>/demo.log` unless
+    `verbose`, then back to stderr for the stack.
+    """
     from duly.demo import existing_instances, run_demo
+    from duly.demo_progress import reporter
+    from duly.logs import configure
     from worker import prepare_database
 
     engine = prepare_database(settings, definitions)
@@ -395,8 +625,22 @@ async def _demo_if_empty(
     if held:
         say(f"--demo: the database already has {held} instances; starting without the demo")
         return
-    say("--demo: writing six weeks of history with `duly demo` first (a minute or two)...")
-    say((await run_demo(settings, definitions)).summary())
+    log_file = None if verbose else settings.data_dir / "demo.log"
+    say(
+        "--demo: writing six weeks of history with `duly demo` first (a minute or two)"
+        + (f"; the engine's log goes to {log_file}" if log_file else "")
+        + "..."
+    )
+    if log_file is not None:
+        configure(settings, log_file=log_file)
+    progress = reporter()
+    try:
+        result = await run_demo(settings, definitions, progress=progress)
+    finally:
+        progress.close()
+        if log_file is not None:
+            configure(settings)
+    say(result.summary())
 
 
 def _why_ended(task: asyncio.Task[Any], part: str, server: DevServer) -> str:
@@ -455,7 +699,7 @@ def banner(
     pid = server.process.pid if server.process else "?"
     rows = [
         ("Temporal gRPC", f"{server.address} (namespace {settings.temporal_namespace})"),
-        ("Temporal Web UI", server.ui_url),
+        ("Temporal Web UI", f"{server.ui_url} ({UI_SCOPE})"),
         ("Temporal state", f"{server.db_file} (dev server pid {pid}, log {server.log_file})"),
         ("Database", make_url(settings.database_url).render_as_string(hide_password=True)),
         ("Definitions", f"{settings.definitions}: {processes or 'no processes'}"),

@@ -65,9 +65,14 @@ def fresh_log_configuration() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The Java time-skipping test server: timers fire as soon as nothing else can happen."""
+    """The Java time-skipping test server: timers fire as soon as nothing else can happen.
+
+    A fresh server for every test (it starts in about 0.1 s): an instance one test leaves
+    running, whose worker is gone, would otherwise hold the shared server's time still when its
+    next timer fires, and a later test's `env.sleep` would wait on it until it timed out.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(temporal_binaries.test_server_path()),
         data_converter=pydantic_data_converter,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +15,9 @@ from typer.testing import CliRunner
 
 from duly.cli import app
 from duly.demo import NOT_SENT, SHIPPED, DemoRefused, assign_profiles, per_rep, run_demo
+from duly.demo_progress import Bar, DemoProgress, WeekLines, reporter
 from duly.language.loader import Definitions
+from duly.logs import configure
 from duly.settings import Settings
 from duly.store.db import make_engine
 from duly.store.models import Alert, Delivery, Instance, SlaEventRow, StepFact, Task
@@ -32,8 +36,16 @@ async def test_a_short_demo_writes_every_process_with_per_rep_differences(
 ) -> None:
     settings = Settings(data_dir=tmp_path, definitions=ROOT / "definitions")
     before = datetime.now(UTC)
-    result = await run_demo(settings, definitions, weeks=1, seed=3, scale=0.6)
+    seen: list[DemoProgress] = []
+    result = await run_demo(settings, definitions, weeks=1, seed=3, scale=0.6, progress=seen.append)
     engine = make_engine(settings.database_url)
+
+    # it said how far it was all along: the simulated period covered, the instances started
+    assert len(seen) > 10
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    assert seen[-1].fraction == 1.0 and seen[-1].weeks_total == 2
+    assert seen[-1].instances == sum(result.instances.values())
+    assert seen[-1].completions <= result.completions
 
     # every shipped process ran, and wrote its fact rows through the real activities
     facts = dict(_rows(engine, select(StepFact.process, func.count()).group_by(StepFact.process)))
@@ -162,3 +174,81 @@ async def test_an_interrupted_demo_leaves_no_half_history_and_nothing_to_send(
     for model in (Instance, Task, StepFact, Alert, Delivery):
         assert _rows(engine, select(func.count()).select_from(model)) == [0], model
     engine.dispose()
+
+
+# --- how far it is, and where the engine's log goes ------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _progress(days: float, instances: int) -> DemoProgress:
+    return DemoProgress(done=days, total=14.0, instances=instances, completions=instances * 2)
+
+
+def test_off_a_terminal_it_prints_a_line_per_simulated_week() -> None:
+    out = io.StringIO()
+    lines = reporter(out)
+    assert isinstance(lines, WeekLines)
+    for tenth in range(0, 141):  # the driver reports far more often than once a week
+        lines(_progress(tenth / 10, tenth))
+    lines(_progress(14.0, 140))  # reported again at the end: nothing new to say
+    printed = out.getvalue().splitlines()
+    assert [line.split(" simulated")[0] for line in printed] == [
+        "demo: week 1 of 2",
+        "demo: week 2 of 2",
+    ]
+    assert "(50%), 70 instances started, 140 tasks completed" in printed[0]
+    assert "(100%), 140 instances started" in printed[1]
+
+
+def test_on_a_terminal_it_draws_a_bar_of_weeks_and_instances() -> None:
+    screen = Terminal()
+    bar = reporter(screen)
+    assert isinstance(bar, Bar)
+    for day in range(15):
+        bar(_progress(day, day * 3))
+    bar.close()
+    drawn = screen.getvalue()
+    assert "Simulating" in drawn and "\r" in drawn  # redrawn in place
+    assert "week 2/2, 42 instances" in drawn
+    assert "100%" in drawn
+    assert drawn.count("\n") == 1  # one line, ended once
+
+
+@pytest.fixture
+def logging_restored():
+    yield
+    configure(Settings(), level=logging.WARNING)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_command_shows_progress_and_logs_the_engine_to_a_file_unless_verbose(
+    tmp_path: Path, verbose: bool, logging_restored: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--weeks", "1", "--scale", "0.3", "--data-dir", str(tmp_path)]
+    outcome = CliRunner().invoke(
+        app,
+        [*args, "--definitions", str(ROOT / "definitions")] + (["--verbose"] if verbose else []),
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert "demo: week 1 of 2 simulated" in outcome.output
+    assert "demo: week 2 of 2 simulated (100%)" in outcome.output
+    assert "duly demo wrote" in outcome.output
+    assert "the Temporal Web UI does not show it" in outcome.output
+    engine_lines = [line for line in outcome.output.splitlines() if "[info     ]" in line]
+    log_file = tmp_path / "demo.log"
+    if verbose:
+        assert len(engine_lines) > 20  # the engine's log, here
+        assert not log_file.exists()
+    else:
+        assert engine_lines == []
+        # not even the SDK's core, which writes to the terminal itself unless told otherwise
+        terminal = capfd.readouterr()
+        assert "sdk_core" not in terminal.out + terminal.err
+        assert f"the engine's log goes to {log_file}" in outcome.output
+        logged = log_file.read_text()
+        assert logged.count("[info     ]") > 20 and "task_opened" in logged
+        assert "\x1b[" not in logged  # plain text, no terminal colours

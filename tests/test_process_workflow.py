@@ -94,6 +94,17 @@ class Engine:
             await asyncio.sleep(0.05)
         raise AssertionError(f"state never satisfied the check: {state}")
 
+    async def sleep_past_wait(self, handle: WorkflowHandle[Any, Any], step: str) -> None:
+        """Let the time-skipping server's clock run past the wake instant of a wait step.
+
+        Tests run on today's date, so a "1 business day" wait may span a weekend or the
+        holidays: sleep to the instant the instance says, not a fixed number of days.
+        """
+        state = await self.until(handle, lambda s: s.step == step and s.wake_at is not None)
+        assert state.wake_at is not None
+        now = await self.env.get_current_time()
+        await self.env.sleep(max(state.wake_at - now, timedelta(0)) + timedelta(minutes=1))
+
     async def open_task(self, handle: WorkflowHandle[Any, Any], step: str) -> InstanceState:
         return await self.until(handle, lambda s: s.task is not None and s.task.step == step)
 
@@ -326,8 +337,7 @@ async def test_a_loop_past_max_visits_ends_with_loop_limit(engine: Engine) -> No
     handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
     for _ in range(10):
         await engine.complete(handle, "call-customer", "voicemail")
-        await engine.until(handle, lambda s: s.step == "wait-a-day")
-        await engine.env.sleep(timedelta(days=4))
+        await engine.sleep_past_wait(handle, "wait-a-day")
     result = await handle.result()
     assert result.result == "loop-limit"
     state = await engine.state(handle)
@@ -462,7 +472,7 @@ async def test_a_long_instance_continues_as_new_and_keeps_its_state(engine: Engi
     for visit in range(1, 4):
         await engine.complete(handle, "call-customer", "voicemail")
         await engine.until(handle, lambda s, v=visit: s.visits.get("wait-a-day") == v)
-        await engine.env.sleep(timedelta(days=4))
+        await engine.sleep_past_wait(handle, "wait-a-day")
     state = await engine.open_task(handle, "call-customer")
     description = await handle.describe()
     assert description.run_id != started.result_run_id  # a new run carries on

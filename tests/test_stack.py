@@ -2,11 +2,15 @@
 
 import asyncio
 import contextlib
+import json
 import os
 import re
+import select
 import signal
 import socket
+import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from duly import client as duly_client
 from duly.settings import Settings
-from duly.stack import READY_LINE
+from duly.stack import READY_LINE, DevServer, port_is_free
 from duly.temporal_client import connect
 from workflows.messages import EventInput
 
@@ -143,6 +147,9 @@ async def test_up_runs_an_instance_stops_cleanly_on_ctrl_c_and_resumes_it(tmp_pa
         banner = first.text()
         assert f"Temporal gRPC:   127.0.0.1:{grpc_port}" in banner
         assert f"http://127.0.0.1:{ui_port}" in banner
+        # beside the UI's address: the demo's history is not in it
+        ui_line = next(line for line in banner.splitlines() if "Temporal Web UI:" in line)
+        assert "`duly demo`'s history is not there" in ui_line
         assert "duly start quote-follow-up --data" in banner
         web = f"http://127.0.0.1:{first.web_port}"
         assert "Web app:" in banner and web in banner
@@ -323,3 +330,188 @@ def _quote(key: str, amount: int = 100) -> dict:
         "contact": {"name": "Ann Lee", "email": "ann@example.com"},
         "owner": "sam",
     }
+
+
+# --- the dev server never outlives duly -----------------------------------------------------------
+
+LEFTOVER = (
+    "import json, subprocess, sys\n"
+    "out = open(sys.argv[2], 'a')\n"
+    "server = subprocess.Popen(json.loads(sys.argv[1]), stdin=subprocess.DEVNULL, stdout=out,\n"
+    "                          stderr=subprocess.STDOUT, start_new_session=True)\n"
+    "print(server.pid)\n"
+)
+"""Starts a dev server and exits at once: the server is left behind, as a crashed duly leaves it."""
+
+
+def wait_for(
+    condition, what: str, timeout: float = STOP_TIMEOUT + STARTUP_TIMEOUT, detail=None
+) -> None:
+    """Poll `condition` until it holds; fail with `what` (and `detail()`) after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not true after {timeout} s: {what}\n{detail() if detail else ''}")
+        time.sleep(0.05)
+
+
+class PipedUp:
+    """`duly up` with stdout a pipe this test reads, then closes, as `| tee` does."""
+
+    def __init__(self, data_dir: Path, grpc_port: int, ui_port: int, stderr: Path) -> None:
+        self.settings = Up(data_dir, grpc_port, ui_port)
+        self.ports = (grpc_port, ui_port)
+        reader, writer = os.pipe()
+        self.reader: int | None = reader
+        self.stderr = stderr.open("wb")
+        self.process = subprocess.Popen(
+            [*DULY, "up"],
+            cwd=ROOT,
+            env=self.settings.env,
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=self.stderr,
+        )
+        os.close(writer)
+        self.server_pid: int | None = None
+        self.text = ""
+
+    def wait_ready(self) -> None:
+        assert self.reader is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while READY_LINE not in self.text:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.reader], [], [], max(left, 0))
+            chunk = os.read(self.reader, 65536) if ready else b""
+            if not chunk:
+                pytest.fail(f"duly up not ready (or ended):\n{self.text}\n{self.errors()}")
+            self.text += chunk.decode()
+        found = re.search(r"dev server pid (\d+)", self.text)
+        assert found, self.text
+        self.server_pid = int(found.group(1))
+
+    def close_reader(self) -> None:
+        assert self.reader is not None
+        os.close(self.reader)
+        self.reader = None
+
+    def errors(self) -> str:
+        self.stderr.flush()
+        return Path(self.stderr.name).read_text(errors="replace")
+
+    def server_gone_and_ports_free(self) -> bool:
+        assert self.server_pid is not None
+        return not is_dev_server(self.server_pid) and all(port_is_free(p) for p in self.ports)
+
+    def cleanup(self) -> None:
+        if self.reader is not None:
+            os.close(self.reader)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.server_pid is not None and is_dev_server(self.server_pid):
+            os.kill(self.server_pid, signal.SIGKILL)
+        self.stderr.close()
+
+
+def test_when_its_stdout_pipe_closes_duly_stops_and_its_dev_server_with_it(tmp_path):
+    up = PipedUp(tmp_path / "data", free_port(), free_port(), tmp_path / "stderr")
+    try:
+        up.wait_ready()
+        up.close_reader()  # `duly up | tee log`, and tee is gone (Ctrl-C ends both)
+        wait_for(
+            lambda: up.process.poll() is not None,
+            "duly up stopped once its stdout closed",
+            detail=up.errors,
+        )
+        assert up.process.returncode == 0, up.errors()
+        assert "Traceback" not in up.errors()
+        wait_for(up.server_gone_and_ports_free, "the dev server gone, ports free", detail=up.errors)
+    finally:
+        up.cleanup()
+
+
+def test_ctrl_c_after_the_pipe_closed_still_stops_the_dev_server(tmp_path):
+    up = PipedUp(tmp_path / "data", free_port(), free_port(), tmp_path / "stderr")
+    try:
+        up.wait_ready()
+        up.close_reader()
+        with contextlib.suppress(ProcessLookupError):
+            up.process.send_signal(signal.SIGINT)  # the terminal's Ctrl-C reaches duly too
+        wait_for(
+            lambda: up.process.poll() is not None, "duly up ended after Ctrl-C", detail=up.errors
+        )
+        wait_for(up.server_gone_and_ports_free, "the dev server gone, ports free", detail=up.errors)
+    finally:
+        up.cleanup()
+
+
+def test_a_killed_duly_takes_its_dev_server_along(tmp_path):
+    up = PipedUp(tmp_path / "data", free_port(), free_port(), tmp_path / "stderr")
+    try:
+        up.wait_ready()
+        up.process.kill()  # no chance to stop anything itself
+        up.process.wait()
+        wait_for(up.server_gone_and_ports_free, "the dev server gone after duly was killed")
+    finally:
+        up.cleanup()
+
+
+def test_a_dev_server_left_running_on_the_data_folder_is_replaced(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    grpc_port, ui_port = free_port(), free_port()
+    leftover = DevServer(
+        port=grpc_port,
+        ui_port=ui_port,
+        db_file=data_dir / "temporal.db",
+        log_file=data_dir / "temporal.log",
+    )
+    spawned = subprocess.run(
+        [sys.executable, "-c", LEFTOVER, json.dumps(leftover.command()), str(leftover.log_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=STARTUP_TIMEOUT,
+    )
+    old_pid = int(spawned.stdout)
+    up: PipedUp | None = None
+    try:
+        wait_for(lambda: not port_is_free(grpc_port), "the leftover server listening")
+        assert os.getppid() != old_pid and is_dev_server(old_pid)
+        up = PipedUp(data_dir, grpc_port, ui_port, tmp_path / "stderr")
+        up.wait_ready()
+        assert up.server_pid != old_pid
+        assert not process_alive(old_pid) or not is_dev_server(old_pid)
+        assert "left running" in up.errors()
+        up.process.send_signal(signal.SIGINT)
+        wait_for(lambda: up.process.poll() is not None, "duly up stopped on Ctrl-C")
+        assert up.process.returncode == 0, up.errors()
+        wait_for(up.server_gone_and_ports_free, "the new dev server gone, ports free")
+    finally:
+        if up is not None:
+            up.cleanup()
+        if is_dev_server(old_pid):
+            os.kill(old_pid, signal.SIGKILL)
+
+
+def test_a_running_duly_up_on_the_same_data_folder_is_not_replaced(tmp_path):
+    data_dir = tmp_path / "data"
+    first = PipedUp(data_dir, free_port(), free_port(), tmp_path / "stderr-1")
+    try:
+        first.wait_ready()
+        second = Up(data_dir, free_port(), free_port())
+        done = subprocess.run(
+            [*DULY, "up"],
+            cwd=ROOT,
+            env=second.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+        )
+        assert done.returncode == 1
+        assert f"another `duly up` (pid {first.process.pid}) is running" in done.stderr
+        assert first.server_pid is not None and is_dev_server(first.server_pid)
+    finally:
+        first.cleanup()

@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent / "definitions"
 W46 = datetime(2026, 11, 10, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
 W47 = datetime(2026, 11, 17, 15, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # Monday of 2026-W48
-FAST = DeliveryPolicy(batch_size=10, poll_interval=0.02, lease=2.0, send_timeout=0.5)
+# quick polls; a send timeout and lease no loaded machine meets, so each summary is sent once
+FAST = DeliveryPolicy(batch_size=10, poll_interval=0.02, lease=60.0, send_timeout=10.0)
 
 
 @pytest.fixture

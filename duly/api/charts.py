@@ -9,10 +9,13 @@ page's CSS makes the chart as wide as its card.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
+
+from duly.language.model import ProcessSpec, TaskStep
 
 OK = "#2e9e5b"
 BAD = "#d64545"
@@ -33,8 +36,12 @@ PALETTE = (
     "#c2185b",
     "#7cb342",
     "#5d4037",
+    "#f06292",
+    "#455a64",
 )
-"""Outcome colours, in order of first appearance."""
+"""Outcome colours, given to a process's outcomes in the order it declares them."""
+NO_OUTCOME = "(none)"
+"""The label of a visit that closed without an outcome."""
 
 
 def _pct(value: float | None) -> str:
@@ -204,7 +211,7 @@ def funnel_chart(steps: Sequence[FunnelBar], *, title: str = "Funnel by step") -
         bar = max(plot * min(share, 1.0), 2.0)
         body.append(
             f'<text x="{label_w - 10}" y="{y + 19}" text-anchor="end" fill="{TEXT}">'
-            f"{escape(_short(step.label, 19))}<title>{escape(step.label)}</title></text>"
+            f"<title>{escape(step.label)}</title>{escape(_short(step.label, 19))}</text>"
             f'<rect x="{label_w}" y="{y + 5}" width="{plot}" height="{row - 10}" rx="4" '
             f'fill="#f1f3f7"/>'
             f'<rect x="{label_w}" y="{y + 5}" width="{bar:.1f}" height="{row - 10}" rx="4" '
@@ -228,39 +235,81 @@ class OutcomeSlice:
     count: int
 
 
+def declared_outcomes(spec: ProcessSpec) -> list[str]:
+    """Every outcome a process's task steps can record, in a fixed order.
+
+    The outcomes of its task steps as the file lists them, then an `on:` event ending a task
+    (`event:<type>`, in the file's order), then an instance ending under it (`event:`), then no
+    outcome. It depends on the definition only, never on the rows a view shows, so each
+    outcome keeps its colour in every view of the process (a rep's, a team's, an admin's).
+    """
+    names: list[str] = []
+    for step in spec.steps.values():
+        if isinstance(step, TaskStep):
+            names += step.outcomes
+    names += [f"event:{event}" for event in spec.on]
+    names += ["event:", NO_OUTCOME]
+    return list(dict.fromkeys(names))
+
+
+def outcome_colours(declared: Sequence[str], shown: Iterable[str] = ()) -> dict[str, str]:
+    """A colour per outcome: the palette in declared order; one not declared, by its name.
+
+    Args:
+        declared: The process's outcomes (`declared_outcomes`): distinct colours while the
+            palette lasts.
+        shown: Outcomes to colour besides (say, from an older version of the process): each
+            gets a palette colour chosen by a hash of its name, the same in every view.
+    """
+    colours = {name: PALETTE[index % len(PALETTE)] for index, name in enumerate(declared)}
+    for name in shown:
+        if name not in colours:
+            digest = hashlib.sha256(name.encode()).digest()
+            colours[name] = PALETTE[int.from_bytes(digest[:4], "big") % len(PALETTE)]
+    return colours
+
+
 def outcome_chart(
-    steps: Sequence[tuple[str, Sequence[OutcomeSlice]]], *, title: str = "Outcomes by step"
+    steps: Sequence[tuple[str, Sequence[OutcomeSlice]]],
+    *,
+    declared: Sequence[str] = (),
+    title: str = "Outcomes by step",
 ) -> Markup:
-    """One 100% stacked bar per step, a legend of the outcomes beneath."""
+    """One 100% stacked bar per step, then a table of the outcomes: colour, full name, count.
+
+    Args:
+        steps: Each step with its outcomes' counts.
+        declared: The process's outcomes in declared order (`declared_outcomes`), which fixes
+            each one's colour whatever this view shows.
+        title: The chart's accessible title.
+    """
     width, row = 480, 30
     label_w, total_w = 132, 40
     plot = width - label_w - total_w
-    colours: dict[str, str] = {}
-    for _, slices in steps:
-        for piece in slices:
-            colours.setdefault(piece.outcome, PALETTE[len(colours) % len(PALETTE)])
-    columns, column_w = 3, (width - label_w + 10) // 3
-    legend_rows = (len(colours) + columns - 1) // columns
-    height = row * max(len(steps), 1) + 12 + 22 * legend_rows
+    colours = outcome_colours(declared, (piece.outcome for _, s in steps for piece in s))
+    height = row * max(len(steps), 1) + 8
     body = []
     described = []
+    totals: dict[str, int] = {}
     for index, (step, slices) in enumerate(steps):
         y = 4 + row * index
         total = sum(piece.count for piece in slices)
         body.append(
             f'<text x="{label_w - 10}" y="{y + 19}" text-anchor="end" fill="{TEXT}">'
-            f"{escape(_short(step, 19))}<title>{escape(step)}</title></text>"
+            f"<title>{escape(step)}</title>{escape(_short(step, 19))}</text>"
         )
         x = float(label_w)
         parts = []
         for piece in slices:
+            totals[piece.outcome] = totals.get(piece.outcome, 0) + piece.count
             if not total or not piece.count:
                 continue
             share = piece.count / total
             w = plot * share
             body.append(
                 f'<rect x="{x:.1f}" y="{y + 5}" width="{w:.1f}" height="{row - 10}" '
-                f'fill="{colours[piece.outcome]}"><title>{escape(piece.outcome)}: '
+                f'fill="{colours[piece.outcome]}" data-outcome="{escape(piece.outcome)}">'
+                f"<title>{escape(step)}: {escape(piece.outcome)}, "
                 f"{piece.count} ({_pct(share)})</title></rect>"
             )
             if w > 34:
@@ -272,16 +321,29 @@ def outcome_chart(
             x += w
         body.append(f'<text x="{label_w + plot + 8}" y="{y + 19}" fill="{MUTED}">{total}</text>')
         described.append(f"{step}: " + ", ".join(parts))
-    legend_y = row * max(len(steps), 1) + 14
-    for index, (outcome, colour) in enumerate(colours.items()):
-        lx = label_w + (index % columns) * column_w
-        ly = legend_y + 22 * (index // columns)
-        body.append(
-            f'<rect x="{lx}" y="{ly}" width="11" height="11" rx="2" fill="{colour}"/>'
-            f'<text x="{lx + 16}" y="{ly + 10}" fill="{TEXT}" font-size="11">'
-            f"{escape(_short(outcome, 17))}<title>{escape(outcome)}</title></text>"
+    chart = _svg(width, height, title, "; ".join(described), body, "chart-outcomes")
+    return chart + _outcome_key(totals, colours)
+
+
+def _outcome_key(totals: dict[str, int], colours: dict[str, str]) -> Markup:
+    """The chart's key as a table: each outcome's colour, full name, visits and share."""
+    rank = {name: index for index, name in enumerate(colours)}
+    visits = sum(totals.values())
+    rows = []
+    for name in sorted(totals, key=lambda n: rank[n]):
+        swatch = (
+            '<svg class="swatch" viewBox="0 0 12 12" width="12" height="12" aria-hidden="true">'
+            f'<rect width="12" height="12" rx="2" fill="{colours[name]}"/></svg>'
         )
-    return _svg(width, height, title, "; ".join(described), body, "chart-outcomes")
+        share = _pct(totals[name] / visits) if visits else _pct(None)
+        rows.append(
+            f'<tr data-outcome="{escape(name)}"><td>{swatch} {escape(name)}</td>'
+            f'<td class="num">{totals[name]}</td><td class="num">{share}</td></tr>'
+        )
+    return Markup(
+        '<table class="table outcome-key"><thead><tr><th>Outcome</th><th class="num">Visits'
+        '</th><th class="num">Share</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+    )
 
 
 def _short(text: str, limit: int) -> str:

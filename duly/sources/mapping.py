@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, TemplateError
+from pydantic import ValidationError
 
 from duly.api.schemas import EventIn
 from duly.language import expressions
@@ -158,9 +159,13 @@ def map_change(source: SourceSpec, change: Change, org: OrgSpec) -> EventIn | Ig
             data["owner"] = user
         else:
             data.pop("owner", None)  # unmapped: the process's fallback assigns the work
-    return EventIn(
-        id=event_id(source.source, key),
-        type=rule.type,
-        data=data,
-        occurred_at=parse_moment(when) if when else None,
-    )
+    try:
+        return EventIn(
+            id=event_id(source.source, key),
+            type=rule.type,
+            data=data,
+            occurred_at=parse_moment(when) if when else None,
+        )
+    except ValidationError as exc:  # e.g. an occurred time in the future
+        reasons = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise MappingError(f"{change.object} {change.object_id}: {reasons}") from None

@@ -24,6 +24,7 @@ from activities.process import ProcessActivities, all_activities
 from duly.api.app import create_app
 from duly.api.auth import issue_token
 from duly.api.signing import signed_headers
+from duly.api.web.session import SESSION_COOKIE, open_session
 from duly.language.loader import Definitions
 from duly.settings import Settings
 from duly.store.crud import sync_org
@@ -207,6 +208,13 @@ async def offline_api(definitions: Definitions, tmp_path: Path) -> AsyncIterator
     async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
         yield Api(http, sessions, definitions, None, tokens)
     db.dispose()
+
+
+def signed_in_as(api: Api, user: str) -> None:
+    """Give the client a session of `user`'s, opened as signing in does."""
+    with write_session(api.sessions) as session:
+        session_id = open_session(session=session, user_id=user)
+    api.http.cookies.set(SESSION_COOKIE, session_id)
 
 
 def quote(number: str | None = None, owner: str = "ana", **extra: Any) -> dict[str, Any]:

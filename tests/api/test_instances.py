@@ -74,3 +74,28 @@ async def test_starting_is_refused_clearly(api: Api) -> None:
     twice = await api.post("/api/instances", "sam", {"process": "quote-follow-up", "data": data})
     assert twice.status_code == 409
     assert "already has a running instance" in twice.json()["detail"]
+
+
+async def test_an_instance_is_addressed_by_its_id_or_by_its_keys_latest_instance(api: Api) -> None:
+    data = quote(owner="ana")
+    number = data["quote"]["id"]
+    first = await api.start("quote-follow-up", data)
+    task = await api.open_task(first)
+    by_key = await api.get(f"/api/instances/quote-follow-up/{number}", "ana")
+    assert by_key.status_code == 200, by_key.text
+    assert by_key.json()["instance"]["id"] == first
+    assert by_key.json()["state"]["task"]["task_id"] == task.id
+
+    await api.post(f"/api/tasks/{task.id}/complete", "ana", {"outcome": "lost"})
+    await api.until(lambda: api.row(Instance, first).status == "completed")
+    again = await api.start("quote-follow-up", data)
+    await api.open_task(again)
+    latest = (await api.get(f"/api/instances/quote-follow-up/{number}", "ana")).json()
+    assert latest["instance"]["id"] == again and latest["state"]["instance_id"] == again
+    earlier = (await api.get(f"/api/instances/{first}", "ana")).json()
+    assert earlier["instance"]["status"] == "completed" and earlier["state"] is None
+
+    for text in ("quote-follow-up", "quote-follow-up//x"):
+        refused = await api.get(f"/api/instances/{text}", "ana")
+        assert refused.status_code == 404
+        assert "is not an instance: give its id" in refused.json()["detail"]

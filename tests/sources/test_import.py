@@ -30,9 +30,10 @@ def contacts_csv(folder: Path, rows: list[tuple[str, str, str]]) -> Path:
 
 
 def test_dry_run_prints_what_would_start_and_what_is_past_due(tmp_path: Path) -> None:
-    soon = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    # a contact created a minute ago is still within its one business hour
+    recent = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     path = contacts_csv(
-        tmp_path, [("501", "90011", "2026-01-06T15:00:00+00:00"), ("502", "90012", soon)]
+        tmp_path, [("501", "90011", "2026-01-06T15:00:00+00:00"), ("502", "90012", recent)]
     )
     result = CliRunner().invoke(
         app,
@@ -55,6 +56,22 @@ def test_dry_run_prints_what_would_start_and_what_is_past_due(tmp_path: Path) ->
     assert "lead-follow-up first-call: PAST DUE 2026-01-06T16:00:00+00:00" in out
     assert "lead-follow-up first-call: due " in out
     assert "dry run: 2 instances would start, 1 already past due, 0 records skipped" in out
+
+
+def test_a_record_dated_in_the_future_is_refused_with_its_line(tmp_path: Path) -> None:
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    path = contacts_csv(
+        tmp_path, [("501", "90011", "2026-01-06T15:00:00+00:00"), ("502", "90012", later)]
+    )
+    result = CliRunner().invoke(
+        app,
+        ["import", str(path), "--source", "hubspot", "--object", "contact", "--dry-run",
+         "--definitions", str(ROOT / "definitions")],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert f"{path}:3: contact 502: occurred_at {later}" in result.output
+    assert "in the future" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_import_needs_the_object_when_the_source_maps_several(tmp_path: Path) -> None:

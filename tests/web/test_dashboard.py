@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import uvicorn
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from duly.api.app import create_app
 from duly.api.auth import issue_token
@@ -27,6 +27,8 @@ from duly.demo import run_demo
 from duly.language.loader import Definitions
 from duly.settings import Settings
 from duly.store.db import make_engine, session_factory, write_session
+
+from .harness import PHONE
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +114,15 @@ async def test_a_manager_sees_her_teams_consistency_and_follows_a_breach_to_its_
     team_options = await page.get_by_label("Team").locator("option").all_text_contents()
     assert team_options == ["all my teams", "inbound-sales"]
     await expect(page.locator("#chart-funnel svg")).to_contain_text("call-customer")
-    await expect(page.locator("#chart-outcomes svg")).to_contain_text("reached")
+    await expect(page.locator("#chart-outcomes svg.chart")).to_contain_text("reached")
+    # the outcomes' key: each outcome's colour and whole name, in a table
+    key = page.locator("#chart-outcomes table.outcome-key")
+    await expect(key.locator('tr[data-outcome="reached"]')).to_contain_text("reached")
+    reached = await page.locator(
+        '#chart-outcomes rect[data-outcome="reached"]'
+    ).first.get_attribute("fill")
+    swatch = key.locator('tr[data-outcome="reached"] svg rect')
+    await expect(swatch).to_have_attribute("fill", reached or "?")
 
     # a breach links to its instance
     breach = page.locator("#breaches tbody a").first
@@ -159,3 +169,41 @@ async def test_a_manager_asking_for_another_team_is_told_why_not(
     await expect(page.locator("main")).to_contain_text("team support is not one you manage")
     answer = await page.request.get(f"{demo_site.url}/dashboard?team=support")
     assert answer.status == 403
+
+
+async def test_on_a_phone_wide_tables_scroll_inside_their_card(
+    demo_site: DemoSite, browser: Browser
+) -> None:
+    context = await browser.new_context(viewport=PHONE)
+    try:
+        page = await signed_in(context, demo_site, "maria", "/dashboard?process=quote-follow-up")
+        await expect(page.locator("#reps tbody tr").first).to_be_visible()
+        # the page itself never scrolls sideways: nothing sticks out on the right
+        page_width = await page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= PHONE["width"], page_width
+        for table_id, heading in (("reps", "#reps-title"), ("breaches", "#breaches-title")):
+            table = page.locator(f"#{table_id}")
+            card = page.locator(f"section.card:has(#{table_id})")
+            card_box = await card.bounding_box()
+            assert card_box is not None
+            right = card_box["x"] + card_box["width"]
+            assert 0 <= card_box["x"] and right <= PHONE["width"]
+            # the table scrolls, wider than the card, its columns kept whole (no word a line);
+            # the card itself does not: its heading stays put
+            scroll = await table.evaluate(
+                "t => [t.scrollWidth, t.clientWidth, getComputedStyle(t).overflowX]"
+            )
+            assert scroll[0] > scroll[1] and scroll[2] == "auto", (table_id, scroll)
+            assert await card.evaluate("c => c.scrollWidth <= c.clientWidth")
+            first_cell = table.locator("tbody tr").first.locator("td").nth(1)
+            cell_box = await first_cell.bounding_box()
+            assert cell_box is not None and cell_box["height"] < 48, cell_box  # one line
+            before = await page.locator(heading).bounding_box()
+            await table.evaluate("t => { t.scrollLeft = t.scrollWidth }")
+            last = table.locator("thead th").last
+            box = await last.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= right + 1, box
+            assert await page.locator(heading).bounding_box() == before
+        assert page.problems == []  # type: ignore[attr-defined]
+    finally:
+        await context.close()

@@ -13,13 +13,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from api.conftest import SECRET, Api, quote
+from api.conftest import SECRET, Api, quote, signed_in_as
 from sqlmodel import select
 
 from activities.messages import EscalateInput, OpenTaskInput, StartInstanceInput
 from activities.process import ProcessActivities
 from duly import timefmt
-from duly.api.web.session import SESSION_COOKIE
 from duly.notify.ack_links import ack_secret, make_token
 from duly.settings import Settings
 from duly.store.models import Alert, Delivery, User
@@ -155,7 +154,7 @@ async def test_alert_times_read_in_the_process_zone_or_the_readers_own(
 ) -> None:
     breach_for_maria(offline_api, tmp_path)
     http = offline_api.http
-    http.cookies.set(SESSION_COOKIE, offline_api.tokens["maria"])
+    signed_in_as(offline_api, "maria")
     page = await http.get("/alerts")
     # raised at the due instant: shown in the calendar's zone, labelled
     in_new_york = timefmt.local(DUE, NEW_YORK)
@@ -178,7 +177,7 @@ async def test_the_instance_page_renders_titles_and_says_when_a_wait_wakes(api: 
     data["contact"]["name"] = "Dana <Ng>"
     instance = await api.start("quote-follow-up", data)
     task = await api.open_task(instance, "call-customer")
-    api.http.cookies.set(SESSION_COOKIE, api.tokens["ana"])
+    signed_in_as(api, "ana")
     page = await api.http.get(f"/instances/{instance}")
     assert page.status_code == 200
     diagram = page.text.split('id="diagram"')[1].split("</section>")[0]

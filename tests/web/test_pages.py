@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import httpx
-from api.conftest import Api, lead, quote
+from api.conftest import Api, lead, quote, signed_in_as
 
-from duly.api.web.session import SESSION_COOKIE, csrf_token, open_session
+from duly.api.web.session import SESSION_COOKIE, csrf_token
 from duly.store.db import write_session
 from duly.store.models import Task
 
@@ -33,13 +33,6 @@ async def sign_in(api: Api, user: str, token: str | None = None) -> httpx.Respon
             "token": token or api.tokens[user],
         },
     )
-
-
-def signed_in_as(api: Api, user: str) -> None:
-    """Give the client a session of `user`'s, opened as signing in does."""
-    with write_session(api.sessions) as session:
-        session_id = open_session(session=session, user_id=user)
-    api.http.cookies.set(SESSION_COOKIE, session_id)
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -112,7 +105,6 @@ async def test_forms_without_the_sessions_csrf_token_are_refused(offline_api: Ap
 
 async def test_a_new_token_ends_the_sessions_made_with_the_old_one(offline_api: Api) -> None:
     from duly.api.auth import issue_token
-    from duly.store.db import write_session
 
     await sign_in(offline_api, "ben")
     assert (await offline_api.http.get("/inbox")).status_code == 200

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from duly.api.deps import Context, CurrentUser, DbSession
+from duly.api.json_body import read_json
 from duly.api.routes import problems
 from duly.api.schemas import (
     MAX_PAGE,
@@ -26,16 +30,31 @@ router = APIRouter(tags=["instances"])
     response_model=StartInstanceResponse,
     status_code=201,
     responses=problems(400, 401, 403, 404, 409, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": StartInstanceRequest.model_json_schema()}},
+        }
+    },
 )
 async def start_instance(
-    request: StartInstanceRequest, context: Context, user: CurrentUser
+    request: Request, context: Context, user: CurrentUser
 ) -> StartInstanceResponse:
     """Start an instance of a process on data (managers: their teams' processes; admins: any).
 
     The business key comes from the data by the process's `trigger.key`: 409 while an
-    instance for the key is still running, 422 when the data lacks it.
+    instance for the key is still running, 422 when the data lacks it (or gives a key that
+    cannot name an instance). Data over duly's event limits answers 422 naming the field.
     """
-    return await instances.start_instance(context, user, request)
+    # read here, not by FastAPI: its JSON reading fails on hostile input (deep, huge numbers)
+    document = await run_in_threadpool(read_json, await request.body())
+    try:
+        start = StartInstanceRequest.model_validate(document)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
+    return await instances.start_instance(context, user, start)
 
 
 @router.get("/api/instances", response_model=Page[InstancePublic], responses=problems(401))

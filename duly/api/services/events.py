@@ -14,9 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from duly import client as duly_client
 from duly.api.context import ApiContext
 from duly.api.errors import NotAuthenticated, Unavailable, translated
+from duly.api.json_body import refusal
 from duly.api.schemas import EventIn, EventOut
 from duly.api.services import unheard
 from duly.api.signing import SignatureError, verify
+from duly.event_limits import EventLimitError
 from duly.store.crud import insert_if_absent
 from duly.store.models import InboundEvent
 from workflows.messages import EventInput
@@ -51,21 +53,27 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
     data updates.
 
     Raises:
-        Invalid: The event triggers a process but its data does not give the business key.
+        RequestValidationError: The data is over one of duly's limits (422, naming the field);
+            nothing was recorded or started.
+        Invalid: The event triggers a process but its data does not give the business key
+            (or gives one that cannot name an instance).
         Unavailable: Temporal did not answer; the event was not recorded, so resending works.
     """
     if await run_in_threadpool(_received, context, event.id):
         return EventOut(status="duplicate", event_id=event.id, instances=[])
     client = await context.temporal.get()
-    with translated():
-        touched = await duly_client.send_event(
-            client,
-            context.definitions,
-            EventInput(
-                id=event.id, type=event.type, data=event.data, occurred_at=event.occurred_at
-            ),
-            task_queue=context.settings.task_queue,
-        )
+    try:
+        with translated():
+            touched = await duly_client.send_event(
+                client,
+                context.definitions,
+                EventInput(
+                    id=event.id, type=event.type, data=event.data, occurred_at=event.occurred_at
+                ),
+                task_queue=context.settings.task_queue,
+            )
+    except EventLimitError as exc:  # checked before Temporal is asked anything
+        raise refusal(exc) from None
     if not touched and unheard.is_unheard(context, event.type):
         # no process names it and no live instance took it: kept for replay, id unconsumed
         return await unheard.keep(context, event)

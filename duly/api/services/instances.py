@@ -75,23 +75,53 @@ def list_instances(
     )
 
 
+def find_instance(*, session: Session, address: str) -> Instance | None:
+    """The instance row an address names (`duly.client.parse_address`), if there is one.
+
+    An instance id names that instance; `<process>/<business key>` the key's latest one.
+
+    Raises:
+        NotFound: The text cannot name an instance at all.
+    """
+    try:
+        target = duly_client.parse_address(address)
+    except duly_client.NotAnAddress as exc:
+        raise NotFound(str(exc)) from None
+    if target.instance_id is not None:
+        return session.get(Instance, target.instance_id)
+    return session.exec(
+        select(Instance)
+        .where(col(Instance.workflow_id) == target.workflow_id)
+        .order_by(col(Instance.started_at).desc(), col(Instance.id).desc())
+    ).first()
+
+
 def instance_record(
     *, session: Session, principal: Principal, definitions: Definitions, instance_id: str
 ) -> InstanceDetail:
     """An instance as the database has it: its row, tasks, step facts and SLA events.
 
+    Args:
+        session: A database session.
+        principal: Who asks.
+        definitions: The loaded definitions.
+        instance_id: An instance address: its id, or `<process>/<business key>` for the key's
+            latest instance.
+
     Raises:
         NotFound: No such instance.
         NotAllowed: Not one the principal may see.
     """
+    found = find_instance(session=session, address=instance_id)
+    if found is None:
+        raise NotFound(f"no instance '{instance_id}'")
+    instance_id = found.id
     row = session.exec(
         select(Instance).where(
             col(Instance.id) == instance_id, instances_visible(principal, definitions)
         )
     ).first()
     if row is None:
-        if session.get(Instance, instance_id) is None:
-            raise NotFound(f"no instance '{instance_id}'")
         raise NotAllowed(f"instance {instance_id} has no task of yours or of your teams")
     tasks = session.exec(
         select(Task).where(Task.instance_id == instance_id).order_by(col(Task.opened_at))
@@ -122,6 +152,13 @@ async def instance_detail(
     When the live state cannot be had (Temporal is down, no worker answers), the rest is
     returned all the same, with `state_error` saying why.
 
+    Args:
+        context: The API's context.
+        principal: Who asks.
+        instance_id: An instance address: its id, or `<process>/<business key>` for the key's
+            latest instance. The live state comes from the instance's current run, however
+            often it has continued as new.
+
     Raises:
         NotFound: No such instance.
         NotAllowed: Not one the principal may see.
@@ -140,7 +177,7 @@ async def instance_detail(
     if detail.instance.status != "running":
         return detail
     try:
-        detail.state = await live_state(context, instance_id)
+        detail.state = await live_state(context, detail.instance.id)
     except ServiceError as exc:
         detail.state_error = exc.message
     return detail

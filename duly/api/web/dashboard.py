@@ -35,6 +35,7 @@ from duly.api.charts import (
     WeekBar,
     WeekDot,
     attainment_chart,
+    declared_outcomes,
     funnel_chart,
     outcome_chart,
     week_dots,
@@ -348,7 +349,8 @@ def dashboard(
         [
             (row.step, [OutcomeSlice(o.outcome or "(none)", o.count) for o in row.outcomes])
             for row in task_steps
-        ]
+        ],
+        declared=declared_outcomes(compiled.spec),
     )
     total = by_week.total
     return render(
