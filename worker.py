@@ -31,6 +31,7 @@ from activities.monitors import all_activities as monitor_activities
 from activities.process import ProcessActivities, all_activities
 from activities.summary import SummaryActivities
 from activities.summary import all_activities as summary_activities
+from duly import published
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions
 from duly.logs import ActivityLogContext
@@ -104,12 +105,19 @@ def build_worker(
     )
 
 
-def prepare_database(settings: Settings, definitions: Definitions) -> Engine:
+def prepare_database(
+    settings: Settings, definitions: Definitions, *, root: str | Path | None = None
+) -> Engine:
     """Migrate duly's database to the newest schema, publish the definitions, sync the org.
+
+    The folder they were loaded from is published as a new revision of the published set
+    when it differs from the current one (`duly.published.publish_if_same`): what starts is
+    what is on disk, and a process changed without a new version refuses the start.
 
     Args:
         settings: duly's settings (the database URL).
         definitions: The loaded definitions, published and whose org is synced.
+        root: The folder they were loaded from; defaults to `settings.definitions`.
 
     Returns:
         The database engine.
@@ -121,6 +129,7 @@ def prepare_database(settings: Settings, definitions: Definitions) -> Engine:
     migrate(engine)  # a database from an older duly is upgraded; several workers may race here
     with write_session(session_factory(engine)) as session:
         crud.publish_definitions(session=session, processes=definitions.processes.values())
+        published.publish_if_same(session, root or settings.definitions, definitions)
         crud.sync_org(session=session, org=definitions.org)
     log.info("org synced", users=len(definitions.org.users), teams=len(definitions.org.teams))
     return engine
@@ -194,6 +203,7 @@ async def _monitors(
     if definitions is None:
         yield
         return
+    from duly.monitors.following import follow as follow_published
     from duly.monitors.scheduler import Periodic, cron_trigger, scheduling
     from duly.summary import SCHEDULE_CRON, SCHEDULE_JOB, ScheduledStart
 
@@ -205,9 +215,19 @@ async def _monitors(
     summary = Periodic(
         SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), start, misfire_grace=start.misfire_grace
     )
+    live = published.PublishedDefinitions(session_factory(engine), definitions)
     try:
-        async with scheduling(client, engine, definitions, task_queue=queue, periodic=[summary]):
-            yield
+        async with scheduling(
+            client, engine, live.current(), task_queue=queue, periodic=[summary]
+        ) as scheduler:
+            # an admin's `duly publish` reaches the monitors without a restart
+            following = asyncio.create_task(follow_published(scheduler, live, task_queue=queue))
+            try:
+                yield
+            finally:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
     finally:
         engine.dispose()
 
@@ -227,7 +247,7 @@ async def main(
     settings = settings or get_settings()
     definitions = load_definitions(definitions_dir or settings.definitions)
     client = await connect(address, settings=settings, metrics=settings.metrics_port is not None)
-    prepare_database(settings, definitions).dispose()
+    prepare_database(settings, definitions, root=definitions_dir or settings.definitions).dispose()
     stop = asyncio.Event()
     restore = stop_on_signals(stop)
     try:

@@ -44,6 +44,7 @@ MEASURE_WORDS = {
     "open_tasks": "open tasks",
     "overdue_tasks": "overdue tasks",
     "attainment": "SLA attainment",
+    "gauge": "the reported value",
 }
 
 
@@ -73,6 +74,7 @@ class MonitorActivities:
                 at=input.at,
                 period=input.period,
                 timezone=input.timezone,
+                gauge_spec=input.monitor.gauge,
             )
         _log.info("monitor_measured", monitor=input.monitor.monitor, value=value)
         return MeasureResult(value=value)
@@ -171,6 +173,9 @@ def alert_message(spec: MonitorSpec, value: float | None, transition: Transition
     """
     what = MEASURE_WORDS[spec.measure]
     scope = ", ".join(f"{k} {v}" for k, v in spec.filter.model_dump().items() if v is not None)
+    if spec.gauge is not None:  # e.g. "backlog reported by helpdesk.backlog (queue support)"
+        what = f"{spec.gauge.value} reported by {spec.gauge.event}"
+        scope = ", ".join(f"{k} {v}" for k, v in spec.gauge.where.items())
     shown = _shown(spec.measure, value)
     about = f"{what} ({scope})" if scope else what
     if transition == "crossed":

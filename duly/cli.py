@@ -94,9 +94,13 @@ def validate(
         else:
             typer.echo(exc.report(), err=True)
         raise typer.Exit(1) from None
+    from duly.published import republished_warnings
+
+    warnings = republished_warnings(_settings().database_url, loaded)
     if output is OutputFormat.json:
         body = {
             "valid": True,
+            "warnings": warnings,
             "processes": {
                 name: {"version": p.version, "hash": p.hash}
                 for name, p in sorted(loaded.processes.items())
@@ -118,6 +122,8 @@ def validate(
         f"{counted(len(loaded.org.users), 'person', 'people')} in "
         f"{counted(len(loaded.org.teams), 'team')}; {counted(len(loaded.files), 'file')} read"
     )
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def counted(number: int, one: str, many: str | None = None) -> str:
@@ -207,17 +213,6 @@ T = TypeVar("T")
 def _settings(**overrides: Any) -> Settings:
     """The environment's settings, with the options given on the command line on top."""
     return Settings(**{name: value for name, value in overrides.items() if value is not None})
-
-
-def publish(settings: Settings, loaded: Definitions) -> None:
-    """Publish the definitions before they start anything: a changed process needs a new version.
-
-    Raises:
-        VersionConflicts: Some process changed without a new `version:`; nothing is written.
-    """
-    from worker import prepare_database
-
-    prepare_database(settings, loaded).dispose()
 
 
 def _quiet_logging() -> None:
@@ -606,9 +601,9 @@ def start(
     from duly.temporal_client import connect
 
     values = _json_object(data)
-    loaded = load_or_exit(definitions)
     settings = _settings(definitions=definitions, temporal_address=temporal)
     _quiet_logging()
+    loaded = published_or_exit(settings)
 
     if process not in loaded.processes:
         known = ", ".join(sorted(loaded.processes))
@@ -621,7 +616,6 @@ def start(
         raise typer.Exit(1) from None
 
     async def go() -> str:
-        publish(settings, loaded)
         client = await connect(settings=settings)
         return await start_instance(client, loaded, process, values, task_queue=settings.task_queue)
 
@@ -667,18 +661,19 @@ def event(
     message = EventInput(
         id=id or str(uuid.uuid4()), type=type, data=_json_object(data), occurred_at=occurred
     )
-    loaded = load_or_exit(definitions)
     settings = _settings(definitions=definitions, temporal_address=temporal)
     _quiet_logging()
+    loaded = published_or_exit(settings)
 
     async def go() -> list[str]:
-        publish(settings, loaded)
         client = await connect(settings=settings)
         return await send_event(client, loaded, message, task_queue=settings.task_queue)
 
     touched = _run(go())
     for instance_id in touched:
         typer.echo(instance_id)
+    if not touched and keep_if_unheard(settings, loaded, message):
+        return
     if not touched:
         typer.echo(f"event {message.id} ({type}) reached no instance", err=True)
 
@@ -760,25 +755,19 @@ def _with_work(
     from duly.api.auth import default_admin, principal_of
     from duly.api.context import ApiContext, TemporalProvider
     from duly.api.errors import ServiceError
-    from duly.store.crud import VersionConflicts
     from duly.store.db import session_factory
     from duly.temporal_client import connect
-    from worker import prepare_database
 
-    loaded = load_or_exit(definitions)
     settings = _settings(definitions=definitions, temporal_address=temporal)
     _quiet_logging()
-    try:
-        engine = prepare_database(settings, loaded)
-    except VersionConflicts as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    engine, live = open_published_or_exit(settings)
     try:
         context = ApiContext(
             settings,
-            loaded,
+            live.current(),
             session_factory(engine),
             TemporalProvider(lambda: connect(settings=settings)),
+            live,
         )
         with context.read() as session:
             principal = (
@@ -1515,17 +1504,16 @@ def _import(
     from duly.sources.importer import deliver
     from duly.store.db import session_factory
     from duly.temporal_client import connect
-    from worker import prepare_database
 
-    loaded = load_or_exit(definitions)
     settings = _settings(definitions=definitions, temporal_address=temporal)
     _quiet_logging()
-    engine = prepare_database(settings, loaded)
+    engine, live = open_published_or_exit(settings)
     context = ApiContext(
         settings,
-        loaded,
+        live.current(),
         session_factory(engine),
         TemporalProvider(lambda: connect(settings=settings)),
+        live,
     )
     total, sent, started = len(planned), [0], clock()
     last = [started]
@@ -1581,3 +1569,145 @@ def calendar_url(
     typer.echo(_with_work(go, None, definitions, None))
     if rotate:
         typer.echo(f"{user}'s previous calendar URL no longer works", err=True)
+
+
+# --- the published set ---------------------------------------------------------------------------
+
+
+def open_published_or_exit(settings: Settings) -> tuple[Any, Any]:
+    """The store and its published definitions; exit 1 with the reason when neither is usable.
+
+    Commands that start or act on instances use what is published, never the folder as edited
+    (`duly publish` makes an edit live); a database nobody published to gets the folder first.
+    """
+    from duly import published
+    from duly.store.crud import VersionConflicts
+
+    try:
+        engine, live, current = published.open_published(
+            settings.database_url, settings.definitions
+        )
+    except DefinitionError as exc:
+        typer.echo(exc.report(), err=True)
+        raise typer.Exit(1) from None
+    except VersionConflicts as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if published.folder_differs(settings.definitions, current):
+        assert current is not None
+        typer.echo(
+            f"note: {settings.definitions} differs from published revision {current.revision}; "
+            "`duly publish` makes it live",
+            err=True,
+        )
+    return engine, live
+
+
+def published_or_exit(settings: Settings) -> Definitions:
+    """The published definitions (see `open_published_or_exit`)."""
+    engine, live = open_published_or_exit(settings)
+    try:
+        definitions: Definitions = live.current()
+    finally:
+        engine.dispose()
+    return definitions
+
+
+def keep_if_unheard(settings: Settings, loaded: Definitions, message: Any) -> bool:
+    """Keep an event no published process listens to (as the API does); True if it was kept."""
+    from duly import unheard
+    from duly.store.db import make_engine, session_factory, write_session
+
+    if unheard.heard(loaded, message.type):
+        return False
+    engine = make_engine(settings.database_url)
+    try:
+        with write_session(session_factory(engine)) as session:
+            unheard.keep(
+                session,
+                event_id=message.id,
+                event_type=message.type,
+                data=message.data,
+                occurred_at=message.occurred_at,
+            )
+    finally:
+        engine.dispose()
+    typer.echo(f"event {message.id}: {unheard.message(message.type)}", err=True)
+    return True
+
+
+@app.command("publish")
+def publish_command(
+    definitions: DefinitionsOption = Path("definitions"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and show what changes; publish nothing.")
+    ] = False,
+) -> None:
+    """Validate the folder, show what changes, and publish it whole: running duly picks it up.
+
+    Prints, per process, the steps added, removed and changed, the SLAs that differ and the
+    running instances that keep their version. Nothing is published when a file is invalid or
+    a process changed without raising its `version:`.
+    """
+    from duly import published
+    from duly.store.crud import VersionConflicts
+    from duly.store.db import make_engine, migrate, session_factory, write_session
+
+    settings = _settings(definitions=definitions)
+    _quiet_logging()
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        with write_session(session_factory(engine)) as session:
+            plan = published.plan(session, definitions)
+            for line in plan.lines():
+                typer.echo(line)
+            if dry_run or plan.unchanged:
+                return
+            done = published.publish_plan(session, plan)
+        typer.echo(f"published revision {done.revision}")
+    except DefinitionError as exc:
+        typer.echo(exc.report(), err=True)
+        typer.echo("nothing was published", err=True)
+        raise typer.Exit(1) from None
+    except VersionConflicts as exc:
+        typer.echo(f"{exc}\nnothing was published", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@app.command("unheard")
+def unheard_command(
+    replay: Annotated[
+        bool,
+        typer.Option("--replay", help="Replay, once each, those a published process hears now."),
+    ] = False,
+    definitions: DefinitionsOption = Path("definitions"),
+    temporal: TemporalOption = None,
+    acting: ActingOption = None,
+) -> None:
+    """List events no published process listened to (kept, their ids not consumed); replay them."""
+    from duly.api.services import definitions as definition_service
+    from duly.api.services import unheard as unheard_service
+
+    def go(work: Work) -> None:
+        definition_service.require_admin(work.principal)
+        if replay:
+            done = work.run(unheard_service.replay(work.context))
+            for item in done:
+                typer.echo(f"{item.event_id} {item.type}: {item.status} {' '.join(item.instances)}")
+            typer.echo(f"replayed {counted(len(done), 'event')}")
+            return
+        rows = unheard_service.listed(work.context)
+        for row in rows:
+            state = (
+                f"replayed {row.replay_status}"
+                if row.replayed_at
+                else ("heard now: --replay" if row.heard_now else "unheard")
+            )
+            typer.echo(f"{row.id}  {row.type}  x{row.times}  {when(row.received_at)}  {state}")
+        if not rows:
+            typer.echo("no unheard events")
+
+    _with_work(go, acting, definitions, temporal)

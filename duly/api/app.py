@@ -34,6 +34,7 @@ from duly.api.routes import definitions as definitions_routes
 from duly.api.routes import slack as slack_routes
 from duly.api.web.login_limit import LoginLimiter
 from duly.language.loader import Definitions, load_definitions
+from duly.published import PublishedDefinitions
 from duly.settings import Settings, get_settings
 from duly.store.db import make_engine, migrate, session_factory
 from duly.temporal_client import connect
@@ -90,7 +91,11 @@ def create_app(
         temporal = TemporalProvider(
             client_factory or (lambda: connect(address, namespace, settings=settings, metrics=True))
         )
-    context = ApiContext(settings, definitions, session_factory(database), temporal)
+    sessions = session_factory(database)
+    # every request reads the newest published set (the loaded one until something is published)
+    context = ApiContext(
+        settings, definitions, sessions, temporal, PublishedDefinitions(sessions, definitions)
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from duly.api.errors import Unavailable, from_client_error
 from duly.language.loader import Definitions
+from duly.published import PublishedDefinitions
 from duly.settings import Settings
 from duly.store.db import SessionFactory, write_session
 from duly.temporal_client import TemporalUnavailable
@@ -79,15 +80,22 @@ class ApiContext:
 
     Attributes:
         settings: duly's settings.
-        definitions: The loaded definitions (processes, calendars, org).
+        loaded: The definitions loaded at start (used while nothing is published).
         sessions: Makes database sessions.
         temporal: The shared Temporal client, connected when first needed.
+        published: The published set, read from the store; None serves `loaded` only.
     """
 
     settings: Settings
-    definitions: Definitions
+    loaded: Definitions
     sessions: SessionFactory
     temporal: TemporalProvider
+    published: PublishedDefinitions | None = None
+
+    @property
+    def definitions(self) -> Definitions:
+        """The current published definitions (processes, calendars, org, sources)."""
+        return self.published.current() if self.published is not None else self.loaded
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -207,11 +207,13 @@ class EventIn(BaseModel):
 class EventOut(BaseModel):
     """What became of an event."""
 
-    status: Literal["accepted", "duplicate"] = Field(
-        description="duplicate: this id was received before, and nothing changed"
+    status: Literal["accepted", "duplicate", "unheard"] = Field(
+        description="duplicate: this id was received before, and nothing changed; unheard (202): "
+        "no published process listens to its type, so it was kept for replay, id not consumed"
     )
     event_id: str
     instances: list[str] = Field(description="instances started or reached (empty for a duplicate)")
+    detail: str | None = Field(default=None, description="why an event was not delivered")
 
 
 # --- alerts ------------------------------------------------------------------------------------

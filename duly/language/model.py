@@ -504,6 +504,24 @@ class MonitorFilter(Spec):
     step: str | None = None
 
 
+class Gauge(Spec):
+    """A value reported by events (`measure: gauge`): the latest matching event's number."""
+
+    event: str = Field(
+        min_length=1, max_length=200, description="the event type that reports the value"
+    )
+    value: str = Field(
+        min_length=1,
+        max_length=200,
+        description="where the number is in the event's data, e.g. backlog or queue.size",
+    )
+    where: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="only events whose data has these values (at dotted paths), e.g. "
+        "{queue: support}",
+    )
+
+
 class Threshold(Spec):
     """Alert when the measure crosses `above` (or `below`), recover at `recover_at`."""
 
@@ -529,7 +547,8 @@ class MonitorSpec(Spec):
     monitor: str = Field(pattern=ID_PATTERN)
     title: str
     schedule: Schedule
-    measure: Literal["open_tasks", "overdue_tasks", "attainment"]
+    measure: Literal["open_tasks", "overdue_tasks", "attainment", "gauge"]
+    gauge: Gauge | None = Field(default=None, description="what `measure: gauge` reads")
     filter: MonitorFilter = Field(default_factory=MonitorFilter)
     threshold: Threshold
     notify: list[str] = Field(min_length=1, description="manager | user:<id> | team:<id>")

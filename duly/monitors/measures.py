@@ -3,7 +3,8 @@
 - `open_tasks`: tasks still open;
 - `overdue_tasks`: open tasks whose due time has passed;
 - `attainment`: of the step visits closed this period that had an SLA, the percentage whose
-  SLA was met (0-100), None when none closed yet.
+  SLA was met (0-100), None when none closed yet;
+- `gauge`: a number reported by events (a helpdesk's backlog), the latest matching reading.
 
 Each narrows by the monitor's `filter:` (process, team, step). Functions take keyword
 arguments and read in the caller's session.
@@ -11,6 +12,7 @@ arguments and read in the caller's session.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,9 +20,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
-from duly.language.model import MonitorFilter
+from duly.language.model import Gauge, MonitorFilter
 from duly.monitors.messages import Period
-from duly.store.models import StepFact, Task
+from duly.store.models import InboundEvent, StepFact, Task
 
 
 def period_start(at: datetime, period: Period, timezone: str = "UTC") -> datetime:
@@ -84,6 +86,44 @@ def attainment(
     return 100.0 * float(met or 0) / float(total)
 
 
+GAUGE_SCAN = 1000
+"""How many of a gauge's latest events are looked through for one that matches `where`."""
+
+
+def gauge(*, session: Session, spec: Gauge, at: datetime) -> float | None:
+    """The number the latest matching event (received up to `at`) reported; None if none did.
+
+    Events of `spec.event` are kept as received (`inbound_events`); the newest whose data has
+    `spec.where`'s values gives the value at `spec.value`. A reading that is not a number
+    counts as no reading, so a malformed report never alerts.
+    """
+    rows = session.exec(
+        select(InboundEvent.data)
+        .where(col(InboundEvent.type) == spec.event, col(InboundEvent.received_at) <= at)
+        .order_by(col(InboundEvent.received_at).desc())
+        .limit(GAUGE_SCAN)
+    )
+    for data in rows:
+        if all(_at_path(data, path) == wanted for path, wanted in spec.where.items()):
+            value = _at_path(data, spec.value)
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                return None
+            try:
+                number = float(value)
+            except ValueError:
+                return None
+            return number if math.isfinite(number) else None
+    return None
+
+
+def _at_path(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
 def measure(
     *,
     session: Session,
@@ -92,6 +132,7 @@ def measure(
     at: datetime,
     period: Period = "week",
     timezone: str = "UTC",
+    gauge_spec: Gauge | None = None,
 ) -> float | None:
     """The value of the measure called `name` (open_tasks, overdue_tasks or attainment).
 
@@ -104,4 +145,9 @@ def measure(
         return float(overdue_tasks(session=session, where=where, at=at))
     if name == "attainment":
         return attainment(session=session, where=where, at=at, period=period, timezone=timezone)
-    raise ValueError(f"'{name}' is not a measure; expected open_tasks, overdue_tasks or attainment")
+    if name == "gauge" and gauge_spec is not None:
+        return gauge(session=session, spec=gauge_spec, at=at)
+    raise ValueError(
+        f"'{name}' is not a measure; expected open_tasks, overdue_tasks, attainment or gauge "
+        "(with its `gauge:`)"
+    )

@@ -167,6 +167,7 @@ class Scheduler:
         self.client = client
         self.engine = engine
         self.jobs: dict[str, Periodic] = {}
+        self.monitors: set[str] = set()  # the jobs `add_monitors` registered
         self._executor = _SlotExecutor(self.fire)
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -202,6 +203,7 @@ class Scheduler:
                 they name).
             task_queue: The task queue the monitor workflows run on.
         """
+        self.monitors |= set(definitions.monitors)
         for spec in definitions.monitors.values():
             during = definitions.calendars[spec.schedule.during] if spec.schedule.during else None
             self.add_periodic(
@@ -211,6 +213,21 @@ class Scheduler:
                 during=during,
                 misfire_grace=_grace(spec),
             )
+
+    def sync_monitors(self, definitions: Definitions, *, task_queue: str) -> None:
+        """Make the monitor jobs those of `definitions` (a new published set), while running.
+
+        A monitor no longer defined stops firing; a new or changed one is (re)registered; other
+        periodic jobs are left alone.
+        """
+        for gone in sorted(self.monitors - set(definitions.monitors)):
+            self.jobs.pop(gone, None)
+            self.monitors.discard(gone)
+            if self._scheduler is not None:
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(gone)
+            log.info("periodic_job_removed", job=gone)
+        self.add_monitors(definitions, task_queue=task_queue)
 
     async def start(self) -> None:
         """Start firing: store every registered job, drop stored jobs nobody registered."""

@@ -559,3 +559,40 @@ class CalendarFeed(SQLModel, table=True):
     )
     generation: int = Field(default=1)
     rotated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+# --- the published set and unheard events ------------------------------------------------------
+
+
+class PublishedSet(SQLModel, table=True):
+    """One published set of definitions: every file of the folder, as published, all at once.
+
+    The highest revision is what every entry point (API, CLI, sources, monitors) starts from;
+    older revisions stay for the record.
+    """
+
+    __tablename__ = "published_sets"
+
+    revision: int | None = Field(default=None, primary_key=True)
+    content_hash: str = Field(max_length=64, description="sha256 of the files, path by path")
+    files: dict[str, str] = Field(
+        default_factory=dict, sa_type=JsonDocument, description="relative path -> text"
+    )
+    published_by: str = Field(default="", max_length=100)
+    published_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+
+
+class UnheardEvent(SQLModel, table=True):
+    """An event no published process listened to: kept, its id not consumed, to replay later."""
+
+    __tablename__ = "unheard_events"
+
+    id: str = Field(primary_key=True, description="the event's id")
+    type: str = Field(index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)
+    occurred_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+    times: int = Field(default=1, ge=1, description="how often it was sent unheard")
+    replayed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    replay_status: str | None = Field(default=None, max_length=20)
+    instances: list[str] = Field(default_factory=list, sa_type=JsonDocument)

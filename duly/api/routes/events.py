@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +22,11 @@ router = APIRouter(tags=["events"])
 @router.post(
     "/api/events",
     response_model=EventOut,
-    responses=problems(400, 401, 413, 422, 503),
+    response_model_exclude_none=True,  # `detail` only when an event was not delivered
+    responses={
+        **problems(400, 401, 413, 422, 503),
+        202: {"model": EventOut, "description": "no published process listens to its type"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -32,6 +36,7 @@ router = APIRouter(tags=["events"])
 )
 async def receive_event(
     request: Request,
+    response: Response,
     context: Context,
     timestamp: Annotated[
         str | None,
@@ -50,7 +55,8 @@ async def receive_event(
     Signed with HMAC-SHA256 (see docs/events.md); 401 when unsigned, badly signed or older than
     the replay window. A resent event id answers 200 with status `duplicate` and changes
     nothing. Data over duly's limits (docs/events.md, "Limits") answers 422 naming the field,
-    before anything is recorded or started.
+    before anything is recorded or started. An event no published process listens to answers
+    202 with status `unheard`: it is kept for admins to replay, and its id is not consumed.
     """
     body = await request.body()
     events.check_signature(context, timestamp, signature, body)
@@ -61,4 +67,7 @@ async def receive_event(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
-    return await events.receive_event(context, event)
+    received = await events.receive_event(context, event)
+    if received.status == "unheard":
+        response.status_code = 202  # kept, not delivered: the sender may resend the same id
+    return received

@@ -16,6 +16,7 @@ from duly.api.context import ApiContext
 from duly.api.errors import NotAuthenticated, Unavailable, translated
 from duly.api.json_body import refusal
 from duly.api.schemas import EventIn, EventOut
+from duly.api.services import unheard
 from duly.api.signing import SignatureError, verify
 from duly.event_limits import EventLimitError
 from duly.store.crud import insert_if_absent
@@ -73,6 +74,9 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
             )
     except EventLimitError as exc:  # checked before Temporal is asked anything
         raise refusal(exc) from None
+    if not touched and unheard.is_unheard(context, event.type):
+        # no process names it and no live instance took it: kept for replay, id unconsumed
+        return await unheard.keep(context, event)
     if not await run_in_threadpool(_record, context, event, touched):
         # received twice at once: the other request recorded it (delivery was idempotent)
         return EventOut(status="duplicate", event_id=event.id, instances=[])

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from duly.api.errors import ServiceError
 from duly.api.web.dashboard import router as dashboard_router
 from duly.api.web.pages import router
+from duly.api.web.publish import router as publish_router
 from duly.api.web.render import render
 from duly.api.web.session import LoginRequired, login_url, web_user
 
@@ -36,6 +37,7 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.include_router(dashboard_router)
+    app.include_router(publish_router)  # admins: publish definitions, replay unheard events
     _offline_docs(app)
     api_handler = app.exception_handlers.get(ServiceError)
 
