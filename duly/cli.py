@@ -788,9 +788,20 @@ def complete(
     from duly.api.services import tasks
 
     fields = _field_values(field or [])
-    request = CompleteTaskRequest(outcome=outcome, note=note, fields=fields)
 
     def go(work: Work) -> str:
+        from duly.store.models import Task
+
+        with work.context.read() as session:
+            row = session.get(Task, task)
+        # a text or choice field takes the text as written: `--field timeline=2026` is "2026"
+        kinds = dict(row.fields) if row is not None else {}
+        written = {n.strip(): text for n, _, text in (pair.partition("=") for pair in field or [])}
+        typed = {
+            name: written[name] if kinds.get(name) in ("text", "choice") else value
+            for name, value in fields.items()
+        }
+        request = CompleteTaskRequest(outcome=outcome, note=note, fields=typed)
         result = work.run(tasks.complete_task(work.context, work.principal, task, request))
         return f"completed {result.task_id} ({result.outcome}); next step: {result.next_step}"
 
