@@ -38,6 +38,8 @@ from activities.messages import (
 from duly import metrics
 from duly.metrics import count_on_commit
 from duly.notify import notify_alert, notify_task_assigned
+from duly.notify.messages import instance_url, load_record, queue_message, record_fields
+from duly.notify.model import Action, Fact, Message
 from duly.reports.rollup import add_fact
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
@@ -409,17 +411,18 @@ class ProcessActivities:
         alert = _alert(input, "escalation", new, message)
         if insert_if_absent(session=session, row=alert):
             notify_alert(session=session, alert=alert, settings=self.settings)
-        notified = [new]
         if previous and previous != new:
-            # the rep who loses the task is told, with nothing left for them to do: resolved
-            told = _alert(input, "escalation", previous, message)
-            told.event_key = f"{input.alert_key}/released"
-            told.resolved_at, told.resolved_by = input.fired_at, input.by
-            told.resolution = f"no longer yours: reassigned to {new}"
-            if insert_if_absent(session=session, row=told):
-                notify_alert(session=session, alert=told, settings=self.settings)
-            notified.append(previous)
-        return EscalateResult(assignee=new, notified=notified)
+            # the rep who loses the task is told (a notification, not an alert: nothing for
+            # them to act on); keyed by the rung, so a retried rung tells them once
+            _tell_released(
+                session,
+                task,
+                previous,
+                new,
+                f"{input.alert_key}/released:{previous}",
+                self.settings,
+            )
+        return EscalateResult(assignee=new, notified=[new])
 
     @activity.defn
     def failure_alert(self, input: FailureAlertInput) -> None:
@@ -484,6 +487,36 @@ def all_activities(instance: ProcessActivities) -> list[Callable[..., Any]]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _tell_released(
+    session: Session, task: Task, previous: str, new: str, key: str, settings: Settings
+) -> None:
+    """Tell `previous` the task was reassigned to `new`: it is no longer in their inbox."""
+    record = load_record(session, task.instance_id)
+    message = Message(
+        kind="task.reassigned",
+        label="Reassigned",
+        subject=f"No longer yours: {task.title} (now with {new})",
+        headline=task.title,
+        summary=f"This task in {task.process} was reassigned to {new}; "
+        "it has left your duly inbox and needs nothing more from you.",
+        facts=[
+            Fact(label="Task", value=task.title),
+            Fact(label="Process", value=task.process),
+            Fact(label="Now assigned to", value=new),
+            *(record_fields(record.instance.data) if record.instance is not None else []),
+        ],
+        actions=[Action(label="Open the instance", url=instance_url(settings, task.instance_id))],
+        footer="Sent because the task was assigned to you.",
+    )
+    queue_message(
+        session=session,
+        message=message,
+        key=key,
+        user=previous,
+        payload={"task": {"id": task.id, "assignee": new, "previous": previous}},
+    )
 
 
 def _team_for(session: Session, user_id: str, preferred: str | None) -> str | None:
