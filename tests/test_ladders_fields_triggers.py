@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.process import ProcessActivities, all_activities
+from duly.cli import typed_fields
 from duly.client import send_event
 from duly.language.loader import Definitions, load_definitions
 from duly.reports.stages import record_stages, stage_funnel
@@ -334,3 +335,15 @@ async def test_stages_give_one_funnel_across_processes_for_a_record(drill: Drill
     assert rows["suspect"].reached >= rows["qualified"].reached
     assert rows["qualified"].p50_seconds is not None
     assert abs(rows["qualified"].p50_seconds - 4.5 * 3600) < 5
+
+
+def test_the_cli_takes_a_text_or_choice_field_as_written_and_numbers_as_numbers() -> None:
+    kinds = {"timeline": "choice", "code": "text", "budget": "number", "won": "boolean"}
+    pairs = ["timeline=2026", "code=007", "budget=25000", "won=true", "extra=5"]
+    assert typed_fields(pairs, kinds) == {
+        "timeline": "2026",
+        "code": "007",
+        "budget": 25000,
+        "won": True,
+        "extra": 5,  # not declared: the workflow refuses it by name
+    }
