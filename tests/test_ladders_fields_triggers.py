@@ -262,6 +262,9 @@ async def test_a_rung_runs_its_actions_in_order_and_the_next_step_sees_the_late_
         told = session.exec(
             select(Delivery).where(Delivery.user_id == "ana", Delivery.kind == "task.reassigned")
         ).all()
+        dev = session.exec(select(Delivery).where(Delivery.user_id == "dev")).one()
+    # a later action of the rung still names its rung in what people read
+    assert "1 of 1 (notify manager, notify skip-level, notify team:support" in dev.body
     # ana, who lost the task, is told (once per channel), not alerted: nothing asks her to act
     assert [n.channel for n in told] == ["email"]
     assert (

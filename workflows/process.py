@@ -913,7 +913,7 @@ class ProcessWorkflow:
         for number, action in enumerate(actions):
             # the first action keeps the key a one-action rung always had
             key = f"{self.state.instance_id}/{clock.name}/{clock.visit}/{point.rung}"
-            key += f"/{number}" if number else ""
+            key += f".{number}" if number else ""  # `<rung>.<n>`: still names the rung
             try:
                 if action.notify is not None or action.reassign is not None:
                     result = await self._escalate(
