@@ -350,3 +350,21 @@ def test_the_cli_takes_a_text_or_choice_field_as_written_and_numbers_as_numbers(
         "won": True,
         "extra": 5,  # not declared: the workflow refuses it by name
     }
+
+
+def test_an_email_a_rung_sends_is_pinned_with_the_definition(tmp_path: Path) -> None:
+    process = QUOTE.replace("drill-quote", "drill-rung-email").replace(
+        "    stage: quote\n",
+        "    stage: quote\n"
+        "    sla:\n"
+        "      within: 1 business day\n"
+        "      escalate:\n"
+        "        - at: 100%\n"
+        "          do:\n"
+        "            - {notify: manager}\n"
+        "            - {action: email, with: {to: a@example.com, template: quote-summary}}\n",
+    )
+    folder = definitions_with(tmp_path / "definitions", {"drill-rung-email": process})
+    compiled = load_definitions(folder).processes["drill-rung-email"]
+    # the worker renders the template from the pinned definition, never from the folder
+    assert list(compiled.templates) == ["quote-summary"]
