@@ -99,6 +99,7 @@ class RecordStepInput(BaseModel):
     # opened_at is when the event behind the step happened; received_at when duly learnt of it
     received_at: datetime | None = None
     late_arriving: bool | None = None  # breached before duly learnt of the event
+    stage: str | None = None  # the stage (org.yaml `stages:`) the visit put its record in
 
 
 SlaEventKind = Literal[

@@ -38,6 +38,8 @@ from activities.messages import (
 from duly import metrics
 from duly.metrics import count_on_commit
 from duly.notify import notify_alert, notify_task_assigned
+from duly.notify.messages import instance_url, load_record, queue_message, record_fields
+from duly.notify.model import Action, Fact, Message
 from duly.reports.rollup import add_fact
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
@@ -48,7 +50,10 @@ from duly.store.assignment import (
     manager_of_team,
     next_in_rotation,
     require_user,
+    skip_level_of,
+    team_members,
     teams_of,
+    users_with_role,
 )
 from duly.store.crud import VersionConflict, insert_if_absent, store_definition
 from duly.store.db import SessionFactory, write_session
@@ -307,26 +312,7 @@ class ProcessActivities:
         task = session.get(Task, input.task_id) if input.task_id else None
         assignee = task.assignee if task is not None else input.assignee
         task_team = task.team if task is not None else None
-        if notify == "assignee" and assignee:
-            recipients = [assignee]
-        elif notify in ("assignee", "manager"):
-            # `assignee` with nobody assigned goes to the manager, so the alert is not lost
-            manager = manager_of(session=session, user_id=assignee, team=task_team)
-            manager = manager or manager_of_team(session=session, team=input.team)
-            if manager is None:
-                raise AssignmentError(
-                    f"no manager to alert about {_subject(input)}: "
-                    + (f"{assignee} is in no team" if assignee else "nobody is assigned")
-                    + (f" and team '{input.team}' is unknown" if input.team else "")
-                    + "; check the teams in org.yaml"
-                )
-            recipients = [manager]
-        elif notify.startswith("user:"):
-            recipients = [require_user(session=session, user_id=notify.removeprefix("user:"))]
-        else:
-            raise AssignmentError(
-                f"'{notify}' is not a notify rule; expected assignee, manager or user:<id>"
-            )
+        recipients = self._recipients(session, input, notify, assignee, task_team)
         message = _alert_message(input, _zone_of(session, input.instance_id), assignee)
         for recipient in recipients:
             alert = _alert(input, input.level, recipient, message)
@@ -337,6 +323,57 @@ class ProcessActivities:
             if insert_if_absent(session=session, row=alert):
                 notify_alert(session=session, alert=alert, settings=self.settings)
         return EscalateResult(assignee=assignee, notified=recipients)
+
+    def _recipients(
+        self,
+        session: Session,
+        input: EscalateInput,
+        notify: str,
+        assignee: str | None,
+        task_team: str | None,
+    ) -> list[str]:
+        """Who a `notify:` rule names, as active user ids (at least one, or an error)."""
+        kind, _, name = notify.partition(":")
+        if notify == "assignee" and assignee:
+            return [assignee]
+        if notify in ("assignee", "manager", "skip-level"):
+            # `assignee` with nobody assigned goes to the manager, so the alert is not lost
+            manager = manager_of(session=session, user_id=assignee, team=task_team)
+            manager = manager or manager_of_team(session=session, team=input.team)
+            if manager is None:
+                raise AssignmentError(
+                    f"no manager to alert about {_subject(input)}: "
+                    + (f"{assignee} is in no team" if assignee else "nobody is assigned")
+                    + (f" and team '{input.team}' is unknown" if input.team else "")
+                    + "; check the teams in org.yaml"
+                )
+            if notify != "skip-level":
+                return [manager]
+            above = skip_level_of(session=session, manager=manager)
+            if above is None:
+                raise AssignmentError(
+                    f"no skip-level manager to alert about {_subject(input)}: {manager} is a "
+                    "member of no team with another manager; add them to one in org.yaml"
+                )
+            return [above]
+        if kind == "user" and name:
+            return [require_user(session=session, user_id=name)]
+        if kind == "team" and name:
+            return team_members(session=session, team=name)
+        if kind == "manager-of" and name:
+            manager = manager_of_team(session=session, team=name)
+            if manager is None:
+                raise AssignmentError(f"no team '{name}' in org.yaml to alert the manager of")
+            return [manager]
+        if kind == "role" and name:
+            people = users_with_role(session=session, role=name)
+            if not people:
+                raise AssignmentError(f"no active user has the role '{name}' in org.yaml")
+            return people
+        raise AssignmentError(
+            f"'{notify}' is not a notify rule; expected assignee, manager, skip-level, "
+            "user:<id>, team:<team>, manager-of:<team> or role:<role>"
+        )
 
     def _reassign(self, session: Session, input: EscalateInput, rule: str) -> EscalateResult:
         # Lock the task first: a concurrent attempt of this rung then waits and sees our alert
@@ -374,6 +411,17 @@ class ProcessActivities:
         alert = _alert(input, "escalation", new, message)
         if insert_if_absent(session=session, row=alert):
             notify_alert(session=session, alert=alert, settings=self.settings)
+        if previous and previous != new:
+            # the rep who loses the task is told (a notification, not an alert: nothing for
+            # them to act on); keyed by the rung, so a retried rung tells them once
+            _tell_released(
+                session,
+                task,
+                previous,
+                new,
+                f"{input.alert_key}/released:{previous}",
+                self.settings,
+            )
         return EscalateResult(assignee=new, notified=[new])
 
     @activity.defn
@@ -439,6 +487,36 @@ def all_activities(instance: ProcessActivities) -> list[Callable[..., Any]]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _tell_released(
+    session: Session, task: Task, previous: str, new: str, key: str, settings: Settings
+) -> None:
+    """Tell `previous` the task was reassigned to `new`: it is no longer in their inbox."""
+    record = load_record(session, task.instance_id)
+    message = Message(
+        kind="task.reassigned",
+        label="Reassigned",
+        subject=f"No longer yours: {task.title} (now with {new})",
+        headline=task.title,
+        summary=f"This task in {task.process} was reassigned to {new}; "
+        "it has left your duly inbox and needs nothing more from you.",
+        facts=[
+            Fact(label="Task", value=task.title),
+            Fact(label="Process", value=task.process),
+            Fact(label="Now assigned to", value=new),
+            *(record_fields(record.instance.data) if record.instance is not None else []),
+        ],
+        actions=[Action(label="Open the instance", url=instance_url(settings, task.instance_id))],
+        footer="Sent because the task was assigned to you.",
+    )
+    queue_message(
+        session=session,
+        message=message,
+        key=key,
+        user=previous,
+        payload={"task": {"id": task.id, "assignee": new, "previous": previous}},
+    )
 
 
 def _team_for(session: Session, user_id: str, preferred: str | None) -> str | None:

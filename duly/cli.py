@@ -246,6 +246,20 @@ def _json_object(text: str, what: str = "--data") -> dict[str, Any]:
     return value
 
 
+def typed_fields(pairs: list[str], kinds: dict[str, str]) -> dict[str, Any]:
+    """`k=v` pairs typed by the task's fields (name -> type).
+
+    A text or choice field takes the text as written (`timeline=2026` is "2026"); any other
+    value is read as JSON when it can be (`budget=25000` is a number).
+    """
+    values = _field_values(pairs)
+    written = {n.strip(): text for n, _, text in (pair.partition("=") for pair in pairs)}
+    return {
+        name: written[name] if kinds.get(name) in ("text", "choice") else value
+        for name, value in values.items()
+    }
+
+
 def _field_values(pairs: list[str]) -> dict[str, Any]:
     """`k=v` pairs; a value that reads as JSON (25000, true) is taken as such, else as text."""
     fields: dict[str, Any] = {}
@@ -817,10 +831,15 @@ def complete(
     from duly.api.schemas import CompleteTaskRequest
     from duly.api.services import tasks
 
-    fields = _field_values(field or [])
-    request = CompleteTaskRequest(outcome=outcome, note=note, fields=fields)
+    _field_values(field or [])  # a malformed pair is refused before anything is opened
 
     def go(work: Work) -> str:
+        from duly.store.models import Task
+
+        with work.context.read() as session:
+            row = session.get(Task, task)
+        typed = typed_fields(field or [], dict(row.fields) if row is not None else {})
+        request = CompleteTaskRequest(outcome=outcome, note=note, fields=typed)
         result = work.run(tasks.complete_task(work.context, work.principal, task, request))
         return f"completed {result.task_id} ({result.outcome}); next step: {result.next_step}"
 

@@ -34,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from duly.event_limits import check_event
 from duly.language.compiler import CompiledProcess
-from duly.language.expressions import ExpressionError, render
+from duly.language.expressions import ExpressionError, evaluate, render
 from duly.language.loader import Definitions
 from duly.language.model import TaskStep, WaitStep
 from duly.settings import get_settings
@@ -259,6 +259,22 @@ def workflow_of_task(task_id: str) -> str:
     return workflow_of(task_id, task=True)
 
 
+def starts_on(process: CompiledProcess, event_type: str, data: dict[str, Any]) -> bool:
+    """Whether an event starts an instance: its type is a trigger event and `when:` holds.
+
+    A `when:` that cannot be evaluated on the data (a field it names is missing) does not hold.
+    """
+    trigger = process.spec.trigger
+    if trigger is None or event_type not in trigger.types:
+        return False
+    if trigger.when is None:
+        return True
+    try:
+        return bool(evaluate(trigger.when, data))
+    except ExpressionError:
+        return False
+
+
 def listens_to(process: CompiledProcess, event_type: str) -> bool:
     """Whether a live instance of the process reacts to an event type by its definition.
 
@@ -346,7 +362,7 @@ async def send_event(
 ) -> list[str]:
     """Deliver an event: start the instances it triggers, signal the live ones it concerns.
 
-    Every process whose `trigger.event` is the event's type starts an instance for the key the
+    Every process the event starts (see `starts_on`) starts an instance for the key the
     event's data gives; when one is already running for that key, the event goes to it as a
     signal instead. Every other process with a trigger gets the event as a signal on the
     instance for its key, when that instance is running: besides the events named in `on:`,
@@ -372,7 +388,7 @@ async def send_event(
     signals: list[str] = []
     for name, process in sorted(definitions.processes.items()):
         trigger = process.spec.trigger
-        if trigger is not None and trigger.event == event.type:
+        if starts_on(process, event.type, event.data):
             business_key(process, event.data)  # a trigger without its key fails before any effect
             starts.append(name)
             continue

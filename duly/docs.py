@@ -97,7 +97,7 @@ def _processes_md(docs: Path, processes: list[CompiledProcess]) -> str:
         if spec.team:
             facts.append(f"team `{spec.team}`")
         if spec.trigger:
-            facts.append(f"starts on `{spec.trigger.event}`")
+            facts.append("starts on " + " or ".join(f"`{t}`" for t in spec.trigger.types))
         if spec.goal:
             facts.append(f"goal {spec.goal.attainment:.0%} per {spec.goal.period}")
         facts.append(f"source [{Path(compiled.file).name}]({source})")

@@ -144,8 +144,11 @@ async def main() -> None:
                     "lead-follow-up",
                     {"lead": {"id": "L-1", "name": "Kim", "source": "web"}, "owner": "ben"},
                 )
+                await until_task(lead, "first-call")
+                await env.sleep(timedelta(days=3))  # every rung, the `do:` list at 200% too
                 await complete(lead, "first-call", "reached")
-                await complete(lead, "qualify", "suspect", budget=1000, timeline="next year")
+                # `suspect` needs neither budget nor timeline (required for other outcomes)
+                await complete(lead, "qualify", "suspect", reason="no project this year")
                 await lead.result()
 
                 OUT.mkdir(exist_ok=True)

@@ -21,6 +21,11 @@ BROKEN = Path("tests/broken")
 
 # (file in tests/broken/, every problem reported for it as (line, column, message)), in the
 # order they are reported: by line, then column.
+NOTIFY_FORMS = (
+    "expected assignee, manager, skip-level, user:<id>, team:<team> (its members), "
+    "manager-of:<team> or role:<rep|manager|admin>"
+)
+
 CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
     (
         "action-unknown-with-key.yaml",
@@ -291,7 +296,7 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
     (
         "notify-unknown-target.yaml",
         [
-            (14, 30, "'boss' is not understood here; expected assignee, manager or user:<id>"),
+            (14, 30, "'boss' is not understood here; " + NOTIFY_FORMS),
         ],
     ),
     (
@@ -320,13 +325,25 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
     (
         "rung-notify-and-reassign.yaml",
         [
-            (14, 11, "a rung needs exactly one of 'notify' or 'reassign'"),
+            (
+                14,
+                11,
+                "a rung needs exactly one of 'notify', 'reassign' or 'do' (a list of actions); "
+                "to notify and reassign at the same moment, write "
+                "do: [{notify: manager}, {reassign: manager}]",
+            ),
         ],
     ),
     (
         "rung-without-action.yaml",
         [
-            (14, 11, "a rung needs exactly one of 'notify' or 'reassign'"),
+            (
+                14,
+                11,
+                "a rung needs exactly one of 'notify', 'reassign' or 'do' (a list of actions); "
+                "to notify and reassign at the same moment, write "
+                "do: [{notify: manager}, {reassign: manager}]",
+            ),
         ],
     ),
     (
@@ -632,6 +649,100 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
                 "a pipedrive source needs 'secret': the name of the DULY_* variable holding the "
                 "webhook's HTTP Basic credentials, as user:password",
             )
+        ],
+    ),
+    (
+        "rung-do-two-things.yaml",
+        [
+            (
+                16,
+                15,
+                "each entry of 'do' needs exactly one of 'notify', 'reassign', 'set' or "
+                "'action', found notify and reassign",
+            ),
+        ],
+    ),
+    (
+        "notify-kind-misspelt.yaml",
+        [
+            # a team is not an assignee: no 'did you mean user:inbound-sales'
+            (
+                11,
+                13,
+                "'team:inbound-sales' is not understood here; expected owner, user:<id>, "
+                "round-robin:<team> or least-loaded:<team>",
+            ),
+            (
+                15,
+                30,
+                "'tem:inbound-sales' is not understood here; "
+                + NOTIFY_FORMS
+                + "; did you mean 'team:inbound-sales'?",
+            ),
+            (16, 30, "unknown role 'admins'; expected rep, manager, admin; did you mean 'admin'?"),
+            (17, 30, "unknown team 'inbound' (not in org.yaml)"),
+        ],
+    ),
+    (
+        "rung-action-unregistered.yaml",
+        [
+            (
+                17,
+                24,
+                "no action named 'emial' (known: crm.note, crm.task, crm.update, email, set, "
+                "webhook); did you mean 'email'?",
+            ),
+        ],
+    ),
+    (
+        "field-choice-without-options.yaml",
+        [(12, 17, "a 'choice' field needs its 'options', e.g. options: [yes, no]")],
+    ),
+    (
+        "field-required-unknown-outcome.yaml",
+        [
+            (
+                12,
+                41,
+                "'qualifed' is not an outcome of this task (qualified, lost); "
+                "did you mean 'qualified'?",
+            ),
+            (
+                13,
+                65,
+                "the default does not fit: field 'timeline' must be one of soon, later, "
+                "found 'never'",
+            ),
+        ],
+    ),
+    (
+        "trigger-event-and-events.yaml",
+        [(7, 3, "a trigger needs exactly one of 'event' (one type) or 'events' (a list)")],
+    ),
+    (
+        "trigger-when-does-not-parse.yaml",
+        [(9, 9, "expression does not parse: unexpected '='")],
+    ),
+    (
+        "stage-unknown.yaml",
+        [
+            (
+                11,
+                12,
+                "unknown stage 'suspekt' (org.yaml declares suspect, prospect, qualified, "
+                "quote, won); did you mean 'suspect'?",
+            ),
+            (
+                13,
+                22,
+                "'qualifed' is not an outcome of this task (qualified, lost); "
+                "did you mean 'qualified'?",
+            ),
+            (
+                13,
+                49,
+                "unknown stage 'lost' (org.yaml declares suspect, prospect, qualified, quote, won)",
+            ),
         ],
     ),
 ]

@@ -355,12 +355,15 @@ def test_activities_retried_twice_queue_each_notification_once(acts, sessions) -
         [f"{INSTANCE}/call-customer/1:assigned:ana:{c}" for c in ("email", "slack", "webhook")]
         + [f"{INSTANCE}/call-customer/1/1:maria:{c}" for c in ("email", "slack")]
         + [f"{INSTANCE}/call-customer/1/2:maria:{c}" for c in ("email", "slack")]
+        # ana, who lost the task to the reassignment, is told: once too
+        + [f"{INSTANCE}/call-customer/1/2/released:ana:{c}" for c in ("email", "slack", "webhook")]
         + [f"{INSTANCE}/send-summary/1/failed:maria:{c}" for c in ("email", "slack")]
     )
     kinds = {row.key.rsplit(":", 2)[0]: row.kind for row in deliveries(sessions)}
     assert kinds[f"{INSTANCE}/call-customer/1/1"] == "alert.breach"
     assert kinds[f"{INSTANCE}/call-customer/1/2"] == "alert.escalation"
     assert kinds[f"{INSTANCE}/send-summary/1/failed"] == "alert.failure"
+    assert kinds[f"{INSTANCE}/call-customer/1/2/released"] == "task.reassigned"
 
 
 # --- what arrives --------------------------------------------------------------------------------

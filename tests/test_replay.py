@@ -23,7 +23,8 @@ def test_every_shipped_process_has_a_saved_history() -> None:
     shipped = {
         p.stem for p in (Path(__file__).parent.parent / "definitions/processes").glob("*.yaml")
     }
-    assert {h.stem for h in HISTORIES} == shipped
+    # `<process>.v<N>.json` keeps a history of an older version: it must replay too
+    assert {h.stem.split(".")[0] for h in HISTORIES} == shipped
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[h.stem for h in HISTORIES])

@@ -66,7 +66,7 @@ def sessions(tmp_path: Path, definitions: Definitions) -> SessionFactory:
                 Instance(
                     id=instance,
                     process=process,
-                    version=1,
+                    version=definitions.processes[process].version,
                     hash="a" * 64,
                     business_key=f"K-{n}",
                     status="completed",
@@ -77,7 +77,7 @@ def sessions(tmp_path: Path, definitions: Definitions) -> SessionFactory:
                 StepFact(
                     instance_id=instance,
                     process=process,
-                    version=1,
+                    version=definitions.processes[process].version,
                     step="first-call" if process == "lead-follow-up" else "call-customer",
                     kind="task",
                     visit=1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
@@ -41,11 +41,14 @@ with workflow.unsafe.imports_passed_through():
         Clock,
         DecisionStep,
         EndStep,
+        FieldSpec,
         Rung,
+        RungAction,
         Step,
         Targets,
         TaskStep,
         WaitStep,
+        field_value_problem,
     )
     from workflows.messages import (
         INVALID_REQUEST,
@@ -230,7 +233,7 @@ class ProcessWorkflow:
                 assign=step.assign,
                 team=self.spec.team,
                 owner=_text(self.state.data.get("owner")),
-                fields=dict(step.fields),
+                fields={name: spec.type for name, spec in step.fields.items()},
                 outcomes=list(step.outcomes),
                 opened_at=now,
                 due_at=clock.due_at if clock else None,
@@ -245,7 +248,7 @@ class ProcessWorkflow:
             assignee=opened.assignee,
             team=opened.team,
             outcomes=list(step.outcomes),
-            fields=dict(step.fields),
+            fields={name: spec.type for name, spec in step.fields.items()},
             opened_at=now,
             due_at=clock.due_at if clock else None,
         )
@@ -262,23 +265,12 @@ class ProcessWorkflow:
         self._completed_at = None
         task = self.state.task
         completion, self._completion = self._completion, None
+        values: dict[str, Any] = {}
         if completion is not None:
             outcome, next_step = completion.outcome, step.outcomes[completion.outcome]
-            self._merge(completion.fields)
-            # what later steps (a CRM write-back, say) may say: `{{ last_task.note }}`; set
-            # without _merge, whose retarget would restart the ladder's timer (a new command)
+            values = _with_defaults(step, completion.fields)
+            self._merge(values)
             closed_by = completion.by or task.assignee
-            self.state.data = _deep_merge(
-                self.state.data,
-                {
-                    "last_task": {
-                        "step": step_id,
-                        "outcome": outcome,
-                        "note": completion.note or "",
-                        "by": closed_by or "",
-                    }
-                },
-            )
             self._history("complete", step_id, f"{outcome} by {closed_by}")
         else:
             outcome, next_step = f"event:{self._redirect[0] if self._redirect else ''}", ""
@@ -286,6 +278,17 @@ class ProcessWorkflow:
         if clock is not None:
             # a task cancelled (by an event) before its deadline is not applicable to its SLA
             self._stop_clock(clock, closed_at, cancelled=completion is None)
+        if completion is not None:
+            # what later steps (a CRM write-back, say) may say: `{{ last_task.outcome }}`; set
+            # without _merge, whose retarget would restart the ladder's timer (a new command)
+            self.state.data = _deep_merge(
+                self.state.data,
+                {
+                    "last_task": _last_task(
+                        step_id, completion, values, closed_by, now, closed_at, clock, self.calendar
+                    )
+                },
+            )
         holder = self._breach_holders.pop(task_id, task.assignee)
         await self._activity(
             "close_task",
@@ -360,13 +363,17 @@ class ProcessWorkflow:
         return step.next
 
     def _action_params(self, step: ActionStep) -> dict[str, Any]:
-        given = dict(step.with_)
-        url = given.pop("url", None) if step.do == "webhook" else None
+        return self._params(step.do, step.with_)
+
+    def _params(self, do: str, with_: dict[str, Any]) -> dict[str, Any]:
+        """An action's `with:` rendered on the instance data (an email's template filled in)."""
+        given = dict(with_)
+        url = given.pop("url", None) if do == "webhook" else None
         params: dict[str, Any] = expressions.render_value(given, self.state.data)
         if isinstance(url, str):  # data goes into the path and query only, %-encoded
             params["url"] = expressions.render_url(url, self.state.data)
         template = self.definition.templates.get(str(params.pop("template", "")))
-        if step.do == "email" and template is not None:
+        if do == "email" and template is not None:
             params.setdefault("subject", self._render(template.subject))
             params.setdefault("body", self._render(template.body))
         return params
@@ -489,6 +496,7 @@ class ProcessWorkflow:
                 final_assignee=final_assignee,
                 received_at=received_at or opened_at,
                 late_arriving=_late(clock, clock.breached_at) if clock is not None else None,
+                stage=_stage(step, outcome),
             ),
         )
 
@@ -515,10 +523,12 @@ class ProcessWorkflow:
                 f"expected one of {', '.join(task.outcomes)}",
                 type=INVALID_REQUEST,
             )
+        step = self.spec.steps[task.step]
+        declared = step.fields if isinstance(step, TaskStep) else {}
         problems = [
             problem
-            for name, kind in task.fields.items()
-            if (problem := _field_problem(name, kind, input.fields)) is not None
+            for name, spec in declared.items()
+            if (problem := _field_problem(name, spec, input.fields, input.outcome)) is not None
         ]
         unknown = sorted(set(input.fields) - set(task.fields))
         if unknown:
@@ -832,7 +842,7 @@ class ProcessWorkflow:
                 )
             if clock.rungs_done < len(ladder):
                 rung = ladder[clock.rungs_done]
-                action = f"notify {rung.notify}" if rung.notify else f"reassign {rung.reassign}"
+                action = rung.summary
                 at = self._at_share(clock, rung.at)
                 points.append(
                     NextRung(clock=clock.name, rung=clock.rungs_done, at=at, action=action)
@@ -899,17 +909,49 @@ class ProcessWorkflow:
         self._clocks_changed()
         task = self.state.task
         on_task = task is not None and (clock.step is None or task.step == clock.step)
-        try:
-            result = await self._escalate(clock, point, rung, level, now, task, on_task)
-        except ActivityError as err:
-            # a rung that cannot run (its recipient left the org, say) is recorded and skipped:
-            # the ladder goes on, and the breach itself is already on record
-            self._history("escalation-failed", clock.step, f"rung {point.rung + 1}: {err.cause}")
-            return
-        if rung.reassign and task is not None and self.state.task is task and on_task:
-            task.assignee = result.assignee
-            self._history("reassign", task.step, f"to {result.assignee}")
+        actions = rung.actions
+        for number, action in enumerate(actions):
+            # the first action keeps the key a one-action rung always had
+            key = f"{self.state.instance_id}/{clock.name}/{clock.visit}/{point.rung}"
+            key += f".{number}" if number else ""  # `<rung>.<n>`: still names the rung
+            try:
+                if action.notify is not None or action.reassign is not None:
+                    result = await self._escalate(
+                        clock, point, rung, level, now, task, on_task, action=action, key=key
+                    )
+                    if action.reassign and task is not None and self.state.task is task and on_task:
+                        task.assignee = result.assignee
+                        self._history("reassign", task.step, f"to {result.assignee}")
+                else:
+                    await self._rung_action(clock, action, key)
+            except (ActivityError, expressions.ExpressionError) as err:
+                # a rung that cannot run (its recipient left the org, say) is recorded and
+                # skipped: the ladder goes on, and the breach itself is already on record
+                cause = err.cause if isinstance(err, ActivityError) else err
+                self._history("escalation-failed", clock.step, f"rung {point.rung + 1}: {cause}")
+                if len(actions) == 1:
+                    return
         await self._flush_sla_events()
+
+    async def _rung_action(self, clock: ClockState, action: RungAction, key: str) -> None:
+        """A rung's `set:` or `action:`: run as an action step's would be, its data merged."""
+        do, given = ("set", action.set) if action.set is not None else (action.action, action.with_)
+        assert do is not None and given is not None  # a RungAction has exactly one
+        done: RunActionResult = await self._activity(
+            "run_action",
+            RunActionInput(
+                action=do,
+                instance_id=self.state.instance_id,
+                step=clock.step or self.state.step or "",
+                visit=clock.visit,
+                params=self._params(do, given),
+                data=self.state.data,
+                idempotency_key=key,
+            ),
+            result_type=RunActionResult,
+            options=ACTION,
+        )
+        self._merge(done.data)
 
     async def _escalate(
         self,
@@ -920,11 +962,14 @@ class ProcessWorkflow:
         now: datetime,
         task: OpenTask | None,
         on_task: bool,
+        *,
+        action: RungAction,
+        key: str,
     ) -> EscalateResult:
         result: EscalateResult = await self._activity(
             "escalate",
             EscalateInput(
-                alert_key=f"{self.state.instance_id}/{clock.name}/{clock.visit}/{point.rung}",
+                alert_key=key,
                 instance_id=self.state.instance_id,
                 process=self.spec.process,
                 step=clock.step or self.state.step,
@@ -932,8 +977,8 @@ class ProcessWorkflow:
                 rung=point.rung,
                 at_percent=rung.at * 100,
                 level=level,
-                notify=rung.notify,
-                reassign=rung.reassign if on_task else None,
+                notify=action.notify,
+                reassign=action.reassign if on_task else None,
                 task_id=task.task_id if task and on_task else None,
                 assignee=task.assignee if task and on_task else None,
                 team=task.team if task and on_task else self.spec.team,
@@ -1055,25 +1100,53 @@ def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def _field_problem(name: str, kind: str, values: dict[str, Any]) -> str | None:
-    """Why a declared task field's value is missing or of the wrong type, or None."""
+def _field_problem(name: str, spec: FieldSpec, values: dict[str, Any], outcome: str) -> str | None:
+    """Why a declared task field's value is missing (for this outcome) or does not fit, or None."""
     if name not in values or values[name] is None:
-        return f"field '{name}' ({kind}) is required"
-    value = values[name]
-    ok = {
-        "text": lambda v: isinstance(v, str),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "date": lambda v: isinstance(v, str) and _parses(date.fromisoformat, v),
-        "datetime": lambda v: isinstance(v, str) and _parses(datetime.fromisoformat, v),
-    }[kind](value)
-    return None if ok else f"field '{name}' must be {kind}, found {value!r}"
+        if spec.default is not None or not spec.required_for(outcome):
+            return None
+        needed = "" if spec.required is True else f" for outcome '{outcome}'"
+        return f"field '{name}' ({spec.type}) is required{needed}"
+    return field_value_problem(name, spec, values[name])
 
 
-def _parses(parse: Callable[[str], object], text: str) -> bool:
-    try:
-        parse(text)
-    except ValueError:
-        return False
-    return True
+def _stage(step: Step, outcome: str | None) -> str | None:
+    """The stage a visit puts its record in: its outcome's (`outcome_stages`), else the step's."""
+    if isinstance(step, TaskStep) and outcome in step.outcome_stages:
+        return step.outcome_stages[outcome]
+    return step.stage
+
+
+def _with_defaults(step: TaskStep, given: dict[str, Any]) -> dict[str, Any]:
+    """The values a rep gave, with each absent field's default filled in."""
+    values = dict(given)
+    for name, spec in step.fields.items():
+        if values.get(name) is None and spec.default is not None:
+            values[name] = spec.default
+    return values
+
+
+def _last_task(
+    step_id: str,
+    completion: CompleteTaskInput,
+    values: dict[str, Any],
+    by: str | None,
+    opened_at: datetime,
+    closed_at: datetime,
+    clock: ClockState | None,
+    calendar: business_time.BusinessCalendar,
+) -> dict[str, Any]:
+    """The completed task as later steps' templates and conditions see it: `last_task.*`."""
+    sla = "" if clock is None else {True: "met", False: "breached", None: ""}[clock.met]
+    return {
+        "step": step_id,
+        "outcome": completion.outcome,
+        "note": completion.note or "",
+        "by": by or "",
+        "fields": values,
+        "opened_at": opened_at.isoformat(),
+        "closed_at": closed_at.isoformat(),
+        "sla": sla,
+        "due_at": clock.due_at.isoformat() if clock is not None and clock.due_at else "",
+        "business_seconds": business_time.elapsed(calendar, opened_at, closed_at).total_seconds(),
+    }

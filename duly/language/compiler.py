@@ -27,10 +27,12 @@ from duly.language.model import (
     OrgSpec,
     ProcessSpec,
     Rung,
+    RungAction,
     Sla,
     Step,
     Targets,
     TaskStep,
+    field_value_problem,
 )
 from duly.language.source import Source
 from duly.language.validation import describe, did_you_mean, validate_model
@@ -80,8 +82,8 @@ def compile_process(
     """Pin a checked process with its calendar and templates; the hash covers what it runs on."""
     templates = {
         name: context.templates[name]
-        for step in spec.steps.values()
-        if isinstance(step, ActionStep) and isinstance(name := step.with_.get("template"), str)
+        for with_ in _action_withs(spec)
+        if isinstance(name := with_.get("template"), str)
         if name in context.templates
     }
     content = {
@@ -100,6 +102,19 @@ def compile_process(
         file=source.file,
         source=text,
     )
+
+
+def _action_withs(spec: ProcessSpec) -> list[dict[str, Any]]:
+    """The `with:` of every action: action steps', then ladder rungs' `action:` entries."""
+    withs = [step.with_ for step in spec.steps.values() if isinstance(step, ActionStep)]
+    ladders = [clock.escalate for clock in spec.clocks.values()] + [
+        step.sla.escalate
+        for step in spec.steps.values()
+        if isinstance(step, TaskStep) and step.sla is not None
+    ]
+    for ladder in ladders:
+        withs += [a.with_ for rung in ladder for a in rung.actions if a.action is not None]
+    return withs
 
 
 def check_process(
@@ -126,7 +141,12 @@ def check_process(
 
 
 ASSIGN_FORMS = "owner, user:<id>, round-robin:<team> or least-loaded:<team>"
-NOTIFY_FORMS = "assignee, manager or user:<id>"
+NOTIFY_FORMS = (
+    "assignee, manager, skip-level, user:<id>, team:<team> (its members), manager-of:<team> "
+    "or role:<rep|manager|admin>"
+)
+NOTIFY_KINDS = ("assignee", "manager", "skip-level", "user:", "team:", "manager-of:", "role:")
+ROLES = ("rep", "manager", "admin")
 REASSIGN_FORMS = "manager, user:<id>, round-robin:<team> or least-loaded:<team>"
 
 
@@ -159,6 +179,10 @@ class _Checker:
             self.check_clock(name, clock)
         if self.spec.trigger:
             self.check_template(("trigger", "key"), self.spec.trigger.key)
+            if self.spec.trigger.when is not None:
+                problem = expression_problem(self.spec.trigger.when)
+                if problem:
+                    self.problem(("trigger", "when"), problem)
 
     # --- the flowchart --------------------------------------------------------------------
 
@@ -260,12 +284,21 @@ class _Checker:
         if name and f"{kind}:" in allowed:
             if kind == "user":
                 self.user_ref(path, name)
+            elif kind == "role":
+                if name not in ROLES:
+                    hint = did_you_mean(name, list(ROLES))
+                    self.problem(path, f"unknown role '{name}'; expected {', '.join(ROLES)}{hint}")
             else:
                 self.team_ref(path, name)
             return
-        # 'rount-robin:sales' -> did you mean 'round-robin:sales'? (the kind is misspelt)
-        candidates = [a + name if a.endswith(":") else a for a in allowed]
-        hint = did_you_mean(text, [c for c in candidates if (":" in c) == bool(name)])
+        # 'rount-robin:sales' -> did you mean 'round-robin:sales'? Only a misspelt kind is
+        # suggested: 'team:sales' where teams are not accepted is not a misspelt 'user:sales'
+        kinds = [a.rstrip(":") for a in allowed if (":" in a) == bool(name)]
+        close = did_you_mean(kind, kinds)
+        hint = ""
+        if close:
+            near = close.split("'")[1]
+            hint = f"; did you mean '{near}:{name}'?" if name else close
         self.problem(path, f"'{text}' is not understood here; expected {forms}{hint}")
 
     # --- steps ------------------------------------------------------------------------------
@@ -283,6 +316,19 @@ class _Checker:
             )
             if step.sla is not None:
                 self.check_sla((*at, "sla"), step.sla)
+            self.check_fields(at, step)
+            for outcome, stage in step.outcome_stages.items():
+                if outcome not in step.outcomes:
+                    hint = did_you_mean(outcome, list(step.outcomes))
+                    self.problem(
+                        (*at, "outcome_stages", outcome),
+                        f"'{outcome}' is not an outcome of this task "
+                        f"({', '.join(step.outcomes)}){hint}",
+                        key=True,
+                    )
+                self.stage_ref((*at, "outcome_stages", outcome), stage)
+        if step.stage is not None:
+            self.stage_ref((*at, "stage"), step.stage)
         elif isinstance(step, ActionStep):
             self.check_action(at, step)
         elif isinstance(step, DecisionStep):
@@ -290,6 +336,39 @@ class _Checker:
                 problem = expression_problem(branch.when)
                 if problem:
                     self.problem((*at, "branches", index, "when"), problem)
+
+    def stage_ref(self, path: YamlPath, stage: str) -> None:
+        org = self.context.org
+        if org is None:
+            return
+        if not org.stages:
+            self.problem(
+                path,
+                f"stage '{stage}' is not declared: list the stages once in org.yaml, "
+                "e.g. stages: [suspect, prospect, qualified, quote, won]",
+            )
+        elif stage not in org.stages:
+            hint = did_you_mean(stage, org.stages)
+            self.problem(
+                path, f"unknown stage '{stage}' (org.yaml declares {', '.join(org.stages)}){hint}"
+            )
+
+    def check_fields(self, at: YamlPath, step: TaskStep) -> None:
+        for name, spec in step.fields.items():
+            path = (*at, "fields", name)
+            if isinstance(spec.required, list):
+                for index, outcome in enumerate(spec.required):
+                    if outcome not in step.outcomes:
+                        hint = did_you_mean(outcome, list(step.outcomes))
+                        self.problem(
+                            (*path, "required", index),
+                            f"'{outcome}' is not an outcome of this task "
+                            f"({', '.join(step.outcomes)}){hint}",
+                        )
+            if spec.default is not None:
+                problem = field_value_problem(name, spec, spec.default)
+                if problem:
+                    self.problem((*path, "default"), f"the default does not fit: {problem}")
 
     def check_sla(self, at: YamlPath, sla: Sla | Clock) -> None:
         if isinstance(sla.within, Targets):
@@ -299,50 +378,64 @@ class _Checker:
     def check_ladder(self, at: YamlPath, rungs: list[Rung]) -> None:
         for index, rung in enumerate(rungs):
             path = (*at, index)
-            if index and rung.at <= rungs[index - 1].at:
+            # rungs at the same share run in order; `do:` says it in one rung
+            if index and rung.at < rungs[index - 1].at:
                 self.problem(
                     (*path, "at"),
                     f"escalation rungs must ascend: {rung.at:.0%} comes after "
                     f"{rungs[index - 1].at:.0%}",
                 )
-            if rung.notify is not None:
-                self.check_target(
-                    (*path, "notify"), rung.notify, ("assignee", "manager", "user:"), NOTIFY_FORMS
-                )
-            if rung.reassign is not None:
-                self.check_target(
-                    (*path, "reassign"),
-                    rung.reassign,
-                    ("manager", "user:", "round-robin:", "least-loaded:"),
-                    REASSIGN_FORMS,
-                )
+            if rung.do is None:
+                self.check_rung_action(path, rung.actions[0])
+            else:
+                for number, action in enumerate(rung.do):
+                    self.check_rung_action((*path, "do", number), action)
+
+    def check_rung_action(self, path: YamlPath, action: RungAction) -> None:
+        if action.notify is not None:
+            self.check_target((*path, "notify"), action.notify, NOTIFY_KINDS, NOTIFY_FORMS)
+        if action.reassign is not None:
+            self.check_target(
+                (*path, "reassign"),
+                action.reassign,
+                ("manager", "user:", "round-robin:", "least-loaded:"),
+                REASSIGN_FORMS,
+            )
+        if action.set is not None:
+            self.check_values((*path, "set"), action.set)
+        if action.action is not None:
+            self.check_named_action(path, action.action, action.with_, name_key="action")
 
     def check_action(self, at: YamlPath, step: ActionStep) -> None:
-        signature = ACTIONS.get(step.do)
+        self.check_named_action(at, step.do, step.with_, name_key="do")
+
+    def check_named_action(
+        self, at: YamlPath, do: str, with_: dict[str, Any], *, name_key: str
+    ) -> None:
+        signature = ACTIONS.get(do)
         if signature is None:
-            hint = did_you_mean(step.do, list(ACTIONS))
+            hint = did_you_mean(do, list(ACTIONS))
             known = ", ".join(sorted(ACTIONS))
-            self.problem((*at, "do"), f"no action named '{step.do}' (known: {known}){hint}")
+            self.problem((*at, name_key), f"no action named '{do}' (known: {known}){hint}")
             return
         if not signature.open_ended:
             allowed = sorted(signature.required | signature.optional)
-            for key in step.with_:
+            for key in with_:
                 if key not in allowed:
                     hint = did_you_mean(key, allowed)
                     self.problem(
                         (*at, "with", key),
-                        f"action '{step.do}' takes no '{key}' "
-                        f"(it takes {', '.join(allowed)}){hint}",
+                        f"action '{do}' takes no '{key}' (it takes {', '.join(allowed)}){hint}",
                         key=True,
                     )
-            for key in sorted(signature.required - set(step.with_)):
-                self.problem((*at, "with"), f"action '{step.do}' needs '{key}' in 'with'", key=True)
-        self.check_values((*at, "with"), step.with_)
-        url = step.with_.get("url")
-        if step.do == "webhook" and isinstance(url, str) and (problem := url_template_problem(url)):
+            for key in sorted(signature.required - set(with_)):
+                self.problem((*at, "with"), f"action '{do}' needs '{key}' in 'with'", key=True)
+        self.check_values((*at, "with"), with_)
+        url = with_.get("url")
+        if do == "webhook" and isinstance(url, str) and (problem := url_template_problem(url)):
             self.problem((*at, "with", "url"), problem)
-        template = step.with_.get("template")
-        if step.do == "email" and template is not None:
+        template = with_.get("template")
+        if do == "email" and template is not None:
             if not isinstance(template, str):
                 self.problem(
                     (*at, "with", "template"),
@@ -355,7 +448,7 @@ class _Checker:
                     (*at, "with", "template"),
                     f"no email template '{template}' in definitions/templates/{hint}",
                 )
-        if step.do == "email" and template is None and "body" not in step.with_:
+        if do == "email" and template is None and "body" not in with_:
             self.problem((*at, "with"), "action 'email' needs a 'template' or a 'body'", key=True)
 
     def check_values(self, at: YamlPath, value: Any) -> None:

@@ -8,6 +8,7 @@ its JSON round-trips through the same models.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -118,23 +119,99 @@ Within = Annotated[
 ]
 
 
-class Rung(Spec):
-    """One rung of an escalation ladder: at a share of the SLA, notify someone or reassign."""
+class RungAction(Spec):
+    """One action of a rung: notify someone, reassign the task, set data or run an action."""
 
-    at: Percent = Field(description="share of the SLA elapsed, e.g. 75% (warning), 100% (breach)")
     notify: str | None = Field(
-        default=None, description="assignee | manager | user:<id>", examples=["manager"]
+        default=None,
+        description="assignee | manager | skip-level | user:<id> | team:<team> (its members) | "
+        "manager-of:<team> | role:<rep|manager|admin>",
+        examples=["manager", "skip-level", "team:inbound-sales"],
     )
     reassign: str | None = Field(
         default=None,
         description="manager | user:<id> | round-robin:<team> | least-loaded:<team>",
     )
+    set: dict[str, Any] | None = Field(
+        default=None, description="values written into the instance data (templates allowed)"
+    )
+    action: str | None = Field(
+        default=None, description="a registered action (email, webhook, crm.note...)"
+    )
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_thing(self) -> RungAction:
+        given = [name for name in RUNG_ACTIONS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "each entry of 'do' needs exactly one of 'notify', 'reassign', 'set' or "
+                f"'action'{', found ' + ' and '.join(given) if given else ''}"
+            )
+        if self.with_ and self.action is None:
+            raise ValueError("'with' belongs to an 'action' entry")
+        return self
+
+    @property
+    def summary(self) -> str:
+        """What it does, in a few words: `notify manager`, `set`, `action email`."""
+        if self.notify is not None:
+            return f"notify {self.notify}"
+        if self.reassign is not None:
+            return f"reassign {self.reassign}"
+        return "set" if self.set is not None else f"action {self.action}"
+
+
+RUNG_ACTIONS = ("notify", "reassign", "set", "action")
+
+
+class Rung(Spec):
+    """One rung of an escalation ladder: at a share of the SLA, run its actions in order.
+
+    The short form does one thing (`notify:` or `reassign:`); `do:` lists several.
+    """
+
+    at: Percent = Field(description="share of the SLA elapsed, e.g. 75% (warning), 100% (breach)")
+    notify: str | None = Field(
+        default=None,
+        description="assignee | manager | skip-level | user:<id> | team:<team> | "
+        "manager-of:<team> | role:<role>",
+        examples=["manager"],
+    )
+    reassign: str | None = Field(
+        default=None,
+        description="manager | user:<id> | round-robin:<team> | least-loaded:<team>",
+    )
+    do: list[RungAction] | None = Field(
+        default=None,
+        min_length=1,
+        description="several actions, run in order: notify, reassign, set or action",
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> Rung:
-        if (self.notify is None) == (self.reassign is None):
-            raise ValueError("a rung needs exactly one of 'notify' or 'reassign'")
+        given = [name for name in ("notify", "reassign", "do") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a rung needs exactly one of 'notify', 'reassign' or 'do' (a list of actions); "
+                "to notify and reassign at the same moment, write "
+                "do: [{notify: manager}, {reassign: manager}]"
+            )
         return self
+
+    @property
+    def actions(self) -> list[RungAction]:
+        """The rung's actions in order (the short form as a list of one)."""
+        if self.do is not None:
+            return list(self.do)
+        return [RungAction(notify=self.notify, reassign=self.reassign)]
+
+    @property
+    def summary(self) -> str:
+        """What the rung does: `notify manager, reassign manager`."""
+        return ", ".join(action.summary for action in self.actions)
 
 
 class Sla(Spec):
@@ -165,9 +242,124 @@ class StepBase(Spec):
     title: Template | None = None
     description: str | None = None
     max_visits: int | None = Field(default=None, ge=1)
+    stage: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="the stage (from org.yaml's `stages:`) a record is in once it gets here",
+    )
 
 
-FieldType = Literal["text", "number", "integer", "boolean", "date", "datetime"]
+FieldType = Literal["text", "number", "integer", "boolean", "date", "datetime", "choice"]
+
+
+class FieldSpec(Spec):
+    """A value the rep fills in when completing a task."""
+
+    type: FieldType
+    required: bool | list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default=True,
+        description="true (the default), false, or the outcomes that need it: "
+        "[qualified, prospect]",
+    )
+    options: list[str] | None = Field(
+        default=None, min_length=1, description="the choices of a `choice` field (a picklist)"
+    )
+    default: Any = Field(default=None, description="the value when the rep leaves it empty")
+    help: str | None = Field(default=None, description="a hint shown beside the field")
+
+    @model_validator(mode="after")
+    def _options_for_choice(self) -> FieldSpec:
+        if self.type == "choice" and not self.options:
+            raise ValueError("a 'choice' field needs its 'options', e.g. options: [yes, no]")
+        if self.type != "choice" and self.options is not None:
+            raise ValueError(f"'options' belong to a 'choice' field, not a {self.type} field")
+        return self
+
+    def required_for(self, outcome: str) -> bool:
+        """Whether completing with `outcome` needs this field."""
+        return self.required if isinstance(self.required, bool) else outcome in self.required
+
+
+def field_value_problem(name: str, spec: FieldSpec, value: Any) -> str | None:
+    """Why a value does not fit a task field (its type, a choice's options), or None."""
+    checks: dict[str, Any] = {
+        "text": lambda v: isinstance(v, str),
+        "choice": lambda v: isinstance(v, str) and v in (spec.options or []),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "date": lambda v: isinstance(v, str) and _parses(date.fromisoformat, v),
+        "datetime": lambda v: isinstance(v, str) and _parses(datetime.fromisoformat, v),
+    }
+    if checks[spec.type](value):
+        return None
+    if spec.type == "choice":
+        return f"field '{name}' must be one of {', '.join(spec.options or [])}, found {value!r}"
+    return f"field '{name}' must be {spec.type}, found {value!r}"
+
+
+def _parses(parse: Any, text: str) -> bool:
+    try:
+        parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _field_spec(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+FieldSpecField = Annotated[
+    FieldSpec,
+    BeforeValidator(_field_spec),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "enum": ["text", "number", "integer", "boolean", "date", "datetime"],
+                    "description": "the field's type; required for every outcome",
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "type": {
+                            "type": "string",
+                            "enum": [
+                                "text",
+                                "number",
+                                "integer",
+                                "boolean",
+                                "date",
+                                "datetime",
+                                "choice",
+                            ],
+                        },
+                        "required": {
+                            "anyOf": [
+                                {"type": "boolean"},
+                                {"type": "array", "items": {"type": "string"}},
+                            ],
+                            "description": "true, false, or the outcomes that need it",
+                        },
+                        "options": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "minItems": 1,
+                            "description": "the choices of a choice field",
+                        },
+                        "default": {"description": "the value when left empty"},
+                        "help": {"type": "string", "description": "a hint shown beside it"},
+                    },
+                    "required": ["type"],
+                    "additionalProperties": False,
+                },
+            ],
+            "description": "a type (text, number...), or {type, required, options, default, help}",
+        }
+    ),
+]
 
 
 def _logged_work(value: Any) -> Any:
@@ -218,11 +410,18 @@ class TaskStep(StepBase):
         description="owner | user:<id> | round-robin:<team> | least-loaded:<team>",
     )
     sla: Sla | None = None
-    fields: dict[Annotated[str, Field(pattern=NAME_PATTERN)], FieldType] = Field(
+    fields: dict[Annotated[str, Field(pattern=NAME_PATTERN)], FieldSpecField] = Field(
         default_factory=dict, description="values the rep fills in when completing the task"
     )
     outcomes: dict[Annotated[str, Field(pattern=ID_PATTERN)], StepId] = Field(
         min_length=1, description="each outcome the rep may pick, and the step it leads to"
+    )
+    outcome_stages: dict[
+        Annotated[str, Field(pattern=ID_PATTERN)], Annotated[str, Field(pattern=ID_PATTERN)]
+    ] = Field(
+        default_factory=dict,
+        description="the stage (from org.yaml's `stages:`) an outcome puts the record in, "
+        "e.g. {qualified: qualified}",
     )
     completed_by: dict[Annotated[str, Field(pattern=EVENT_PATTERN)], LoggedWorkField] = Field(
         default_factory=dict,
@@ -337,10 +536,30 @@ class Goal(Spec):
 
 
 class Trigger(Spec):
-    """The inbound event that starts an instance, and its business key."""
+    """The inbound event (or events) that start an instance, its condition and business key."""
 
-    event: str = Field(pattern=EVENT_PATTERN)
+    event: str | None = Field(default=None, pattern=EVENT_PATTERN)
+    events: list[Annotated[str, Field(pattern=EVENT_PATTERN)]] | None = Field(
+        default=None, min_length=1, description="several event types, any of which starts one"
+    )
     key: Template = Field(description="business key: at most one live instance per key")
+    when: Expression | None = Field(
+        default=None,
+        description="start only when this holds on the event's data, e.g. lead.source == 'web'",
+    )
+
+    @model_validator(mode="after")
+    def _event_or_events(self) -> Trigger:
+        if (self.event is None) == (self.events is None):
+            raise ValueError(
+                "a trigger needs exactly one of 'event' (one type) or 'events' (a list)"
+            )
+        return self
+
+    @property
+    def types(self) -> list[str]:
+        """Every event type that may start an instance."""
+        return [self.event] if self.event is not None else list(self.events or [])
 
 
 class ProcessSpec(Spec):
@@ -466,12 +685,17 @@ class TeamSpec(Spec):
 
 
 class OrgSpec(Spec):
-    """definitions/org.yaml: users and teams."""
+    """definitions/org.yaml: users, teams and the stages records go through."""
 
     users: dict[Annotated[str, Field(pattern=ID_PATTERN)], UserSpec] = Field(default_factory=dict)
     teams: dict[Annotated[str, Field(pattern=ID_PATTERN)], TeamSpec] = Field(default_factory=dict)
     slack: SlackApp | None = Field(
         default=None, description="the Slack app that messages users with a `slack_id`"
+    )
+    stages: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default_factory=list,
+        description="the stages a record goes through, in order, across processes "
+        "(e.g. [suspect, prospect, qualified, quote, won]); steps and outcomes name them",
     )
 
 

@@ -174,7 +174,8 @@ def task_of(session: Session, alert: Alert) -> Task | None:
 
 def _rung(record: Record, alert: Alert) -> str | None:
     """`2 of 3`, from the alert's key (the ladder's 0-based index) and the clock's ladder."""
-    index = alert.event_key.rpartition("/")[2]
+    # `<rung>` or, for a rung's later actions, `<rung>.<action>`
+    index = alert.event_key.rpartition("/")[2].partition(".")[0]
     if not index.isdigit():
         return None
     number = int(index) + 1
@@ -190,7 +191,13 @@ def _rung(record: Record, alert: Alert) -> str | None:
             ladder = list(clock.escalate) if clock is not None else []
     if 0 < number <= len(ladder):
         rung = ladder[number - 1]
-        action = f"reassign to {rung.reassign}" if rung.reassign else f"notify {rung.notify}"
+        action = (
+            f"reassign to {rung.reassign}"
+            if rung.reassign
+            else f"notify {rung.notify}"
+            if rung.notify
+            else rung.summary
+        )
         return f"{number} of {len(ladder)} ({action} at {rung.at * 100:g}%)"
     return str(number)
 

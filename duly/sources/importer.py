@@ -23,6 +23,7 @@ from typing import Any
 from duly.api.context import ApiContext
 from duly.api.schemas import EventIn
 from duly.api.services import events
+from duly.client import starts_on
 from duly.language.business_time import add
 from duly.language.compiler import CompiledProcess
 from duly.language.expressions import ExpressionError
@@ -131,7 +132,7 @@ def plan(path: Path, source: SourceSpec, object_type: str, definitions: Definiti
         starts = [
             name
             for name, process in sorted(definitions.processes.items())
-            if process.spec.trigger is not None and process.spec.trigger.event == mapped.type
+            if starts_on(process, mapped.type, mapped.data)
         ]
         if not starts:
             result.skipped.append((line, f"{mapped.type} starts no process"))

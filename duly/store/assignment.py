@@ -89,6 +89,29 @@ def manager_of(*, session: Session, user_id: str | None, team: str | None = None
     return manager_of_team(session=session, team=team)
 
 
+def skip_level_of(*, session: Session, manager: str) -> str | None:
+    """The manager's own manager: of the first active team the manager is a member of.
+
+    Teams the manager runs do not count (their manager is themselves).
+    """
+    rows = session.exec(
+        select(Team.manager)
+        .join(TeamMember, col(TeamMember.team_id) == col(Team.id))
+        .where(TeamMember.user_id == manager, col(Team.active), Team.manager != manager)
+        .order_by(col(Team.id))
+    )
+    return next(iter(rows), None)
+
+
+def users_with_role(*, session: Session, role: str) -> list[str]:
+    """The active users with a role (rep, manager or admin), by id."""
+    return list(
+        session.exec(
+            select(User.id).where(User.role == role, col(User.active)).order_by(col(User.id))
+        )
+    )
+
+
 def lock_team(*, session: Session, team: str) -> Rotation:
     """Lock a team's rotation row for the rest of the transaction, creating it if needed.
 

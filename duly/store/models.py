@@ -252,6 +252,11 @@ class StepFact(SQLModel, table=True):
     late_arriving: bool | None = Field(
         default=None, description="the SLA was already breached when duly learnt of the event"
     )
+    stage: str | None = Field(
+        default=None,
+        max_length=100,
+        description="the stage (org.yaml `stages:`) this visit put its record in, if any",
+    )
 
 
 class StepFactWeek(SQLModel, table=True):

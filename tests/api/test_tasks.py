@@ -96,20 +96,20 @@ async def test_completing_twice_is_409_and_an_unknown_outcome_422(api: Api) -> N
 async def test_declared_fields_are_checked_and_merged_into_the_instance_data(api: Api) -> None:
     instance = await api.start("lead-follow-up", lead(owner="ben", source="referral"))
     task = await api.open_task(instance, "qualify")
-    assert task.fields == {"budget": "number", "timeline": "text"}
+    assert task.fields == {"budget": "number", "timeline": "choice", "reason": "text"}
     path = f"/api/tasks/{task.id}/complete"
 
     wrong = await api.post(
-        path, "ben", {"outcome": "disqualify", "fields": {"budget": "lots", "extra": 1}}
+        path, "ben", {"outcome": "prospect", "fields": {"budget": "lots", "extra": 1}}
     )
     assert wrong.status_code == 422
     detail = wrong.json()["detail"]
     assert "field 'budget' must be number, found 'lots'" in detail
-    assert "field 'timeline' (text) is required" in detail
+    assert "field 'timeline' (choice) is required for outcome 'prospect'" in detail
     assert "step 'qualify' declares no field extra" in detail
 
     fields = {"budget": 25000, "timeline": "this quarter"}
-    ok = await api.post(path, "ben", {"outcome": "disqualify", "fields": fields})
+    ok = await api.post(path, "ben", {"outcome": "qualified", "fields": fields})
     assert ok.status_code == 200, ok.text
     await api.until(lambda: api.row(Instance, instance).status == "completed")
     assert api.row(Instance, instance).data["budget"] == 25000

@@ -44,7 +44,7 @@ def test_every_shipped_rule_reaches_a_process_by_its_key(shipped: Definitions) -
                 processes = [
                     p
                     for p in shipped.processes.values()
-                    if (p.spec.trigger and p.spec.trigger.event == rule.type)
+                    if (p.spec.trigger and rule.type in p.spec.trigger.types)
                     or listens_to(p, rule.type)
                 ]
                 assert processes, f"{source.source}: no process takes {rule.type}"

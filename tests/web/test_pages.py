@@ -179,7 +179,7 @@ async def test_an_invalid_completion_shows_the_workflows_reason_and_keeps_the_fo
         "csrf": csrf_of(inbox),
         "outcome": "prospect",
         "field.budget": "lots",
-        "field.timeline": "Q3",
+        "field.timeline": "this quarter",
         "note": "kept on the page",
     }
     refused = await api.http.post(f"/tasks/{task.id}/complete", data=form)
@@ -197,4 +197,61 @@ async def test_an_invalid_completion_shows_the_workflows_reason_and_keeps_the_fo
     assert done.status_code == 303
     await api.until(lambda: api.row(Task, task.id).outcome == "prospect", "the task closing")
     state = await api.state(instance, lambda s: "budget" in s.data)
-    assert state.data["budget"] == 25000 and state.data["timeline"] == "Q3"
+    assert state.data["budget"] == 25000 and state.data["timeline"] == "this quarter"
+
+
+async def test_the_form_follows_the_fields_picklists_help_and_outcomes_that_need_them(
+    api: Api,
+) -> None:
+    instance = await api.start("lead-follow-up", lead(owner="ana", source="referral"))
+    task = await api.open_task(instance, "qualify")
+    signed_in_as(api, "ana")
+    inbox = await api.http.get("/inbox")
+    # a choice is a drop-down of its options; a field needed for some outcomes says which
+    assert '<select name="field.timeline">' in inbox.text
+    assert '<option value="next quarter">next quarter</option>' in inbox.text
+    assert "number, for prospect, qualified" in inbox.text
+    assert "text, optional" in inbox.text and "Yearly budget in USD" in inbox.text
+    assert (
+        'name="field.budget" type="number" step="any" inputmode="decimal" value="">' in inbox.text
+    )
+
+    # disqualifying needs neither budget nor timeline
+    done = await api.http.post(
+        f"/tasks/{task.id}/complete",
+        data={"csrf": csrf_of(inbox), "outcome": "disqualify", "field.reason": "a competitor"},
+    )
+    assert done.status_code == 303
+    await api.until(lambda: api.row(Task, task.id).outcome == "disqualify", "the task closing")
+    state = await api.state(instance, lambda s: s.status == "completed")
+    assert state.data["reason"] == "a competitor" and "budget" not in state.data
+    assert state.data["last_task"]["outcome"] == "disqualify"
+
+
+async def test_the_dashboard_shows_the_stages_a_record_reached_across_processes(
+    api: Api,
+) -> None:
+    instance = await api.start("lead-follow-up", lead(owner="ana", source="referral"))
+    task = await api.open_task(instance, "qualify")
+    signed_in_as(api, "ana")
+    inbox = await api.http.get("/inbox")
+    form = {"csrf": csrf_of(inbox), "outcome": "qualified", "field.budget": "9000"}
+    form["field.timeline"] = "this year"
+    assert (await api.http.post(f"/tasks/{task.id}/complete", data=form)).status_code == 303
+    await api.until(lambda: api.row(Task, task.id).outcome == "qualified", "the task closing")
+    await api.state(instance, lambda s: s.status == "completed")
+
+    signed_in_as(api, "maria")
+    page = await api.http.get("/dashboard", params={"process": "lead-follow-up"})
+    assert page.status_code == 200
+    table = page.text[page.text.index('<table id="stages">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r'<th scope="row">(\w+)</th><td class="num">(\d+)</td>', table)
+    # qualified (the outcome's stage) counts as having passed suspect and prospect too
+    assert rows == [
+        ("suspect", "1"),
+        ("prospect", "1"),
+        ("qualified", "1"),
+        ("quote", "0"),
+        ("won", "0"),
+    ]

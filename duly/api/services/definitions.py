@@ -59,7 +59,7 @@ def summary(process: CompiledProcess) -> DefinitionSummary:
         hash=process.hash,
         calendar=spec.calendar,
         team=spec.team,
-        trigger_event=spec.trigger.event if spec.trigger else None,
+        trigger_event=", ".join(spec.trigger.types) if spec.trigger else None,
         steps=len(spec.steps),
     )
 

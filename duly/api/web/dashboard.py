@@ -54,6 +54,7 @@ from duly.reports import (
     OutcomeReport,
     ReportQuery,
 )
+from duly.reports.stages import stage_funnel
 from duly.store.models import Instance, StepFact, Task
 from duly.store.types import utc_now
 
@@ -287,6 +288,19 @@ def dashboard(
         outcomes = cast(OutcomeReport, report("outcomes"))
         backlog = cast(BacklogReport, report("backlog"))
         breach_list, breach_total = breaches(session, user, filters, by_week.scope.since, now)
+        # across processes, so not narrowed to the chosen one; a manager sees their teams' visits
+        stages = (
+            stage_funnel(
+                session,
+                definitions.org.stages,
+                since=by_week.scope.since,
+                teams=filters.team
+                and [filters.team]
+                or (None if user.is_admin else teams_for(user, definitions)),
+            )
+            if definitions.org.stages
+            else None
+        )
     compiled = definitions.processes[filters.process]
     goal = by_week.scope.goal
     week_rows = {row.key: row for row in by_week.rows}
@@ -374,6 +388,7 @@ def dashboard(
             "outcomes": outcome_svg,
             "outcomes_empty": not task_steps,
             "backlog": backlog.total,
+            "stages": stages,
             "breaches": breach_list,
             "breach_total": breach_total,
             "exports": [

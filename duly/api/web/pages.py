@@ -52,7 +52,7 @@ from duly.language.compiler import CompiledProcess
 from duly.language.diagram import sla_text, step_kind
 from duly.language.diagram_svg import svg
 from duly.language.graph import transitions
-from duly.language.model import ProcessSpec
+from duly.language.model import FieldSpec, ProcessSpec, TaskStep
 from duly.store.models import Definition, Instance, Task
 from duly.store.types import utc_now
 
@@ -264,11 +264,23 @@ def _inbox(
             # shown on its task's card while the task is listed, else above the list
             "error_task": error_task if any(t.id == error_task for t in page.items) else None,
             "form": form or {},
+            "field_specs": _field_specs(context.definitions, page.items),
             "completed": done,
             "now": now,
         },
         status_code=status,
     )
+
+
+def _field_specs(definitions: Any, tasks: list[TaskView]) -> dict[str, dict[str, FieldSpec]]:
+    """Each listed task's field declarations (options, required, help, default) by task id."""
+    specs: dict[str, dict[str, FieldSpec]] = {}
+    for task in tasks:
+        process = definitions.processes.get(task.process)
+        step = process.spec.steps.get(task.step) if process is not None else None
+        if isinstance(step, TaskStep):
+            specs[task.id] = dict(step.fields)
+    return specs
 
 
 def _completed_task(
