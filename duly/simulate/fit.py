@@ -45,12 +45,18 @@ class Habit:
     outcomes: Counter[str] = field(default_factory=Counter)
     facts: int = 0
     recorded: list[float] = field(default_factory=list)
+    exponential_mean: float | None = None
 
     @classmethod
     def from_quantiles(cls, p50: float, p90: float, outcomes: dict[str, float]) -> Habit:
         """A given habit: log-normal through a median and a 90th percentile."""
         p50, p90 = max(p50, 1.0), max(p90, p50, 1.0)
         return cls(math.log(p50), math.log(p90 / p50) / Z90, Counter(outcomes))
+
+    @classmethod
+    def exponential(cls, mean: float, outcomes: dict[str, float]) -> Habit:
+        """A given habit: exponential time to act with this mean."""
+        return cls(math.log(mean), 0.0, Counter(outcomes), exponential_mean=max(mean, 1.0))
 
     @classmethod
     def fitted(cls, seconds: list[float], outcomes: Counter[str]) -> Habit:
@@ -62,10 +68,14 @@ class Habit:
 
     def fitted_p50(self) -> float:
         """The fitted median, in business seconds."""
+        if self.exponential_mean is not None:
+            return self.exponential_mean * math.log(2)
         return math.exp(self.mu)
 
     def fitted_p90(self) -> float:
         """The fitted 90th percentile, in business seconds."""
+        if self.exponential_mean is not None:
+            return self.exponential_mean * math.log(10)
         return math.exp(self.mu + Z90 * self.sigma)
 
     def recorded_quantile(self, share: float) -> float | None:
@@ -77,6 +87,8 @@ class Habit:
 
     def draw_seconds(self, rng: random.Random, speed: float = 1.0) -> float:
         """Business seconds to act, drawn from the fit."""
+        if self.exponential_mean is not None:
+            return max(1.0, rng.expovariate(1 / self.exponential_mean) * speed)
         return max(MIN_SECONDS, rng.lognormvariate(self.mu, self.sigma) * speed)
 
     def draw_outcome(self, rng: random.Random, allowed: Iterable[str]) -> str:

@@ -11,6 +11,7 @@ no notification deliverer runs, and the store is deleted when the run is measure
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 import uuid
@@ -27,7 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from duly import temporal_binaries
-from duly.demo import _Driver, _poisson, _rng, _sink
+from duly.demo import SHIPPED, _Driver, _poisson, _rng, _sink
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
@@ -35,6 +36,7 @@ from duly.settings import Settings
 from duly.simulate.fit import Habit, Habits
 from duly.simulate.measure import RunMeasures, measure_run
 from duly.simulate.scenario import Arrivals, Scenario, business_seconds
+from duly.simulate.scenario import Habit as HabitSpec
 from duly.store.db import write_session
 from duly.store.models import Instance, Task, User
 
@@ -92,18 +94,11 @@ class _ScenarioDriver(_Driver):
         self.habits = habits
         self.recorded = recorded
         self.begin = begin
-        self.given = {
-            rep: Habit.from_quantiles(
-                business_seconds(h.p50), business_seconds(h.p90), dict(h.outcomes)
-            )
-            for rep, h in scenario.spec.behaviour.reps.items()
-        }
+        self.given = {rep: given_habit(h) for rep, h in scenario.spec.behaviour.reps.items()}
         for rep, added in scenario.spec.team.add.items():
             if added.habit is not None:
-                h = added.habit
-                self.given[rep] = Habit.from_quantiles(
-                    business_seconds(h.p50), business_seconds(h.p90), dict(h.outcomes)
-                )
+                self.given[rep] = given_habit(added.habit)
+        self.free_at: dict[str, datetime] = {}  # a rep working one task at a time: free then
         self.like = {rep: a.like for rep, a in scenario.spec.team.add.items() if a.like}
         self.leave = {
             rep: [
@@ -142,6 +137,15 @@ class _ScenarioDriver(_Driver):
                 counter += 1
                 self.schedule(at, "arrive", process=name, number=counter)
 
+    async def arrive(self, process: str, number: int, at: datetime) -> None:
+        if process in SHIPPED:  # the demo knows their data and the CRM's later events
+            await super().arrive(process, number, at)
+            return
+        compiled = self.processes[process]
+        if compiled.spec.trigger is not None:
+            data = _key_data(compiled.spec.trigger.key, f"{process}-{number}")
+            await self.send(compiled.spec.trigger.event, data, f"{process}/{number}/start")
+
     async def perform(self, action: Any) -> None:
         if action.kind == "away":
             self.set_active(action.args["rep"], action.args["active"])
@@ -178,7 +182,12 @@ class _ScenarioDriver(_Driver):
             start = max(opened, now) if handed_over else opened
             rng = _rng(self.seed, "delay", task.process, key, task.step, task.visit, task.assignee)
             seconds = habit.draw_seconds(rng, self.scenario.spec.behaviour.speed)
+            rep = task.assignee or ""
+            if self.scenario.spec.behaviour.one_at_a_time:
+                start = max(start, self.free_at.get(rep, start))
             when = business_time.add_business_seconds(calendar, start, seconds)
+            if self.scenario.spec.behaviour.one_at_a_time:
+                self.free_at[rep] = when
         return max(self.in_hours(task.assignee or "", self.after_leave(task.assignee, when)), now)
 
     def after_leave(self, rep: str | None, when: datetime) -> datetime:
@@ -204,6 +213,30 @@ class _ScenarioDriver(_Driver):
         if habit is None:
             return super().choose_outcome(task, rng)
         return habit.draw_outcome(rng, task.outcomes)
+
+
+_KEY = re.compile(r"\{\{\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)*)\s*\}\}")
+
+
+def _key_data(template: str, value: str) -> dict[str, Any]:
+    """Instance data that renders a `{{ a.b }}` business-key template to `value`."""
+    match = _KEY.search(template)
+    if match is None:
+        return {"id": value}
+    names = [match.group(1), *filter(None, match.group(2).split("."))]
+    data: dict[str, Any] = {names[-1]: value}
+    for name in reversed(names[:-1]):
+        data = {name: data}
+    return data
+
+
+def given_habit(habit: HabitSpec) -> Habit:
+    if habit.mean is not None:
+        return Habit.exponential(business_seconds(habit.mean), dict(habit.outcomes))
+    assert habit.p50 is not None and habit.p90 is not None  # checked by the scenario model
+    return Habit.from_quantiles(
+        business_seconds(habit.p50), business_seconds(habit.p90), dict(habit.outcomes)
+    )
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:

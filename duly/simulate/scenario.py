@@ -79,16 +79,27 @@ class Arrivals(Spec):
 
 
 class Habit(Spec):
-    """A rep's habit on a task step: log-normal time to act, and the outcome mix."""
+    """A rep's habit on a task step: time to act (log-normal or exponential), outcome mix."""
 
-    p50: DurationField = Field(description="median business time from task opened to done")
-    p90: DurationField = Field(description="90th percentile of that time")
+    p50: DurationField | None = Field(
+        default=None, description="median business time from task opened to done (log-normal)"
+    )
+    p90: DurationField | None = Field(default=None, description="90th percentile of that time")
+    mean: DurationField | None = Field(
+        default=None, description="or: exponential time to act with this mean"
+    )
     outcomes: dict[str, float] = Field(
         default_factory=dict, description="outcome -> relative weight (default: as fitted)"
     )
 
     @model_validator(mode="after")
     def _spread(self) -> Habit:
+        if self.mean is not None:
+            if self.p50 is not None or self.p90 is not None:
+                raise ValueError("give either 'mean' (exponential) or 'p50' and 'p90'")
+            return self
+        if self.p50 is None or self.p90 is None:
+            raise ValueError("give 'p50' and 'p90' (log-normal), or 'mean' (exponential)")
         if business_seconds(self.p90) < business_seconds(self.p50):
             raise ValueError(f"p90 ({self.p90}) is below p50 ({self.p50})")
         return self
@@ -134,6 +145,11 @@ class Behaviour(Spec):
         default=None, description="the period whose facts the habits are fitted on (default all)"
     )
     reps: dict[str, Habit] = Field(default_factory=dict, description="given habits per rep")
+    one_at_a_time: bool = Field(
+        default=False,
+        description="each rep works their tasks one after another, oldest first (a queue), "
+        "instead of each task's time counting from its opening",
+    )
     speed: Percent = Field(
         default=1.0,
         le=10,

@@ -52,6 +52,29 @@ def _live_fit(settings: Settings, scenario: Scenario) -> tuple[Habits, Engine | 
     return fit_habits(engine, since=since, until=until), engine
 
 
+def _given_rows(scenario: Scenario) -> list[dict[str, Any]]:
+    """The habits the scenario gives (not fitted), shown beside the fitted ones."""
+    from duly.simulate.runner import given_habit
+
+    given = dict(scenario.spec.behaviour.reps)
+    given |= {rep: a.habit for rep, a in scenario.spec.team.add.items() if a.habit is not None}
+    rows: list[dict[str, Any]] = []
+    for rep, spec in sorted(given.items()):
+        habit = given_habit(spec)
+        rows.append(
+            {
+                "rep": rep,
+                "process": "*",
+                "step": "*",
+                "facts": 0,
+                "warning": "given in the scenario, not fitted",
+                "fitted_p50_h": round(habit.fitted_p50() / 3600, 2),
+                "fitted_p90_h": round(habit.fitted_p90() / 3600, 2),
+            }
+        )
+    return rows
+
+
 async def simulate(
     path: Path,
     settings: Settings,
@@ -96,6 +119,7 @@ async def simulate(
         for row in habits.rows()
         if row["rep"] in reps and row["process"] in scenario.definitions.processes
     ]
+    fit_rows += _given_rows(scenario)
     return Outcome(
         name=scenario.spec.scenario,
         summary=summarize(results),
