@@ -231,6 +231,7 @@ def _key_data(template: str, value: str) -> dict[str, Any]:
 
 
 def given_habit(habit: HabitSpec) -> Habit:
+    """The habit a scenario gives a rep: exponential with a mean, or log-normal by quantiles."""
     if habit.mean is not None:
         return Habit.exponential(business_seconds(habit.mean), dict(habit.outcomes))
     assert habit.p50 is not None and habit.p90 is not None  # checked by the scenario model
