@@ -50,6 +50,7 @@ NAV = (
     NavItem("Instances", "/instances"),
     NavItem("Definitions", "/definitions"),
     NavItem("Dashboard", "/dashboard", optional=True),
+    NavItem("What if", "/what-if", optional=True),
 )
 
 
