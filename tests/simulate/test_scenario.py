@@ -148,3 +148,12 @@ def test_the_cli_refuses_a_bad_scenario_with_its_location(tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert f"{path}:2:13: no live process 'nope'" in result.output
     assert not (tmp_path / "duly.db").exists()  # nothing ran, nothing was created
+
+
+def test_the_guides_example_scenario_is_valid(tmp_path: Path, definitions: Definitions) -> None:
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    section = text[text.index("## Scenarios") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", 8)]
+    scenario = load_scenario(_write(tmp_path, example), definitions, DEFINITIONS)
+    assert scenario.spec.assignment == "least-loaded"
+    assert scenario.definitions.org.teams["inbound-sales"].members == ["ana", "ben", "zoe"]
