@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from duly.language.loader import load_definitions  # noqa: E402
+from duly.logs import configure  # noqa: E402
 from duly.settings import Settings  # noqa: E402
 from duly.simulate.simulation import Outcome, simulate  # noqa: E402
 
@@ -53,7 +54,7 @@ async def main() -> None:
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
-    logging.disable(logging.WARNING)
+    configure(Settings(), level=logging.WARNING)  # as the CLI's commands that print figures
     with tempfile.TemporaryDirectory(prefix="duly-bench-simulate-") as folder:
         first = await _one(Path(folder), "as-defined", "as-defined", args)
         second = await _one(Path(folder), "least-loaded", "least-loaded", args)

@@ -29,6 +29,7 @@ from sqlmodel import Session, func, select  # noqa: E402
 
 from duly.demo import SHIPPED, run_demo  # noqa: E402
 from duly.language.loader import Definitions, load_definitions  # noqa: E402
+from duly.logs import configure  # noqa: E402
 from duly.settings import Settings  # noqa: E402
 from duly.simulate.measure import measure_run, summarize  # noqa: E402
 from duly.simulate.simulation import simulate  # noqa: E402
@@ -104,7 +105,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    logging.disable(logging.WARNING)
+    configure(Settings(), level=logging.WARNING)  # as the CLI's commands that print figures
     with tempfile.TemporaryDirectory(prefix="duly-backtest-") as folder:
         data_dir = args.data_dir or Path(folder)
         if args.data_dir is None:

@@ -165,7 +165,6 @@ def fit_habits(engine: Engine, *, since: date | None = None, until: date | None 
     facts = StepFact.__table__.c  # type: ignore[attr-defined]
     query = select(
         facts.assignee,
-        facts.final_assignee,
         facts.process,
         facts.step,
         facts.business_seconds,
@@ -179,9 +178,10 @@ def fit_habits(engine: Engine, *, since: date | None = None, until: date | None 
     seconds: dict[tuple[str, str, str], list[float]] = {}
     outcomes: dict[tuple[str, str, str], Counter[str]] = {}
     with Session(engine) as session:
-        for assignee, final, process, step, taken, outcome in session.connection().execute(query):
-            # A task the ladder handed on was acted on by its final holder: their habit
-            rep = final or assignee
+        for assignee, process, step, taken, outcome in session.connection().execute(query):
+            # A task the ladder handed on counts for who it was given to (as the fact does): its
+            # time is theirs, as long as the ladder let them keep it, and then the next holder's
+            rep = assignee
             if rep is None or taken is None:
                 continue
             key = (rep, process, step)

@@ -166,23 +166,26 @@ def as_svg(
         return attainment_chart([], None, title=f"What if: {name}")
     process = rows[0]["process"]
     bars: list[WeekBar] = []
+    # Side by side: B (the scenario compared against) left of A (this one) each week
     for row in (r for r in rows if r["process"] == process):
         if other is not None:
             bars.append(
                 WeekBar(
-                    f"W{row['week']} {other_name}"[:18],
+                    f"W{row['week']} B",
                     row["against_attainment"],
+                    measured=round(row["tasks"]),
                     caption=_range(row["against_low"], row["against_high"]),
                 )
             )
         bars.append(
             WeekBar(
-                f"W{row['week']} {name}"[:18] if other is not None else f"Week {row['week']}",
+                f"W{row['week']} A" if other is not None else f"Week {row['week']}",
                 row["attainment"],
+                measured=round(row["tasks"]),
                 caption=_range(row["attainment_low"], row["attainment_high"]),
             )
         )
-    title = f"What if: {name}" + (f" against {other_name}" if other is not None else "")
+    title = f"What if: {name}" + (f" (A) against {other_name} (B)" if other is not None else "")
     return attainment_chart(bars, rows[0]["goal"], title=f"{title} ({process})")
 
 

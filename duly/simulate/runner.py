@@ -45,6 +45,29 @@ DRAIN = timedelta(days=3)
 """Time after the last week in which the work already opened is done (not measured)."""
 
 Progress = Callable[[int, int], None]
+NOWHERE = "http://127.0.0.1:9"
+"""The discard port: where the CRM API roots point in a simulation, should anything try."""
+
+
+def sealed(settings: Settings, smtp_port: int) -> Settings:
+    """Settings that send nothing: mail to the in-memory sink, no host allowed, no CRM.
+
+    A simulation's settings start from the environment (DULY_*), which on a real install names
+    the CRM's token and the hosts webhooks may reach: every way out is closed here.
+    """
+    return settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
+            "outbound_hosts": "",  # the webhook action and channels refuse every host
+            "hubspot_token": "",
+            "hubspot_api_url": NOWHERE,
+            "salesforce_token": "",
+            "salesforce_instance_url": "",
+            "pipedrive_api_token": "",
+            "pipedrive_api_url": NOWHERE,
+        }
+    )
 
 
 def first_day(scenario: Scenario, today: date | None = None) -> date:
@@ -303,9 +326,7 @@ async def run_once(
         engine = prepare_database(settings, definitions)
         try:
             async with _sink() as (smtp_port, _caught):
-                run_settings = settings.model_copy(
-                    update={"smtp_host": "127.0.0.1", "smtp_port": smtp_port}
-                )
+                run_settings = sealed(settings, smtp_port)
                 env = await WorkflowEnvironment.start_time_skipping(
                     test_server_existing_path=str(temporal_binaries.test_server_path()),
                     data_converter=pydantic_data_converter,

@@ -157,3 +157,19 @@ def test_the_guides_example_scenario_is_valid(tmp_path: Path, definitions: Defin
     scenario = load_scenario(_write(tmp_path, example), definitions, DEFINITIONS)
     assert scenario.spec.assignment == "least-loaded"
     assert scenario.definitions.org.teams["inbound-sales"].members == ["ana", "ben", "zoe"]
+
+
+def test_a_simulation_run_can_reach_no_host_and_no_crm(monkeypatch: pytest.MonkeyPatch) -> None:
+    from duly.notify.channels import outbound_allowed
+    from duly.settings import Settings
+    from duly.simulate.runner import sealed
+
+    monkeypatch.setenv("DULY_OUTBOUND_HOSTS", "*")
+    monkeypatch.setenv("DULY_HUBSPOT_TOKEN", "pat-na1-live")
+    live = Settings()
+    assert outbound_allowed("https://crm.example.com/hook", live)  # the live install may post
+    run = sealed(live, 2525)
+    for url in ("https://crm.example.com/hook", "http://127.0.0.1:9999/crm/handoff"):
+        assert not outbound_allowed(url, run)
+    assert run.hubspot_token == "" and run.salesforce_token == "" and run.pipedrive_api_token == ""
+    assert (run.smtp_host, run.smtp_port) == ("127.0.0.1", 2525)
