@@ -2,8 +2,8 @@
 
 A habit is, per rep and task step: the business time from the task opening to the rep's action
 (log-normal, fitted on the logs of the recorded business seconds), and the outcome mix. A habit
-resting on fewer than `ENOUGH` facts is flagged, and the simulation then uses the step's habit
-pooled over every rep instead, so one rep's three lucky calls do not become a law.
+resting on fewer than `ENOUGH` facts is flagged; below `FEWEST`, the simulation uses the step's
+habit pooled over every rep instead, so one rep's three lucky calls do not become a law.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from sqlmodel import Session
 from duly.store.models import StepFact
 
 ENOUGH = 20
-"""Fewer facts than this and a rep's own habit is not trusted."""
+"""Fewer facts than this and a rep's own habit is flagged as resting on too few."""
+FEWEST = 5
+"""Fewer facts than this and the step's habit pooled over every rep is used instead."""
 Z90 = 1.2815515655446004
 """The standard normal's 90th percentile: p90 of a log-normal is exp(mu + Z90 * sigma)."""
 MIN_SECONDS = 60.0
@@ -111,7 +113,7 @@ class Habits:
     def for_task(self, rep: str, process: str, step: str) -> Habit | None:
         """The habit a rep acts on: their own with enough facts, else the step's pooled one."""
         own = self.per_rep.get((rep, process, step))
-        if own is not None and (own.facts >= ENOUGH or own.facts == 0):
+        if own is not None and (own.facts >= FEWEST or own.facts == 0):
             return own
         return self.pooled.get((process, step), own)
 
@@ -133,7 +135,11 @@ class Habits:
                     "step": step,
                     "facts": habit.facts,
                     "warning": (
-                        f"only {habit.facts} facts (< {ENOUGH}): the step's pooled habit is used"
+                        (
+                            f"only {habit.facts} facts (< {FEWEST}): the step's pooled habit"
+                            if habit.facts < FEWEST
+                            else f"only {habit.facts} facts (< {ENOUGH}): a rough fit"
+                        )
                         if habit.facts < ENOUGH
                         else ""
                     ),

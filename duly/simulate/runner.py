@@ -122,6 +122,7 @@ class _ScenarioDriver(_Driver):
         for rep, added in scenario.spec.team.add.items():
             if added.habit is not None:
                 self.given[rep] = given_habit(added.habit)
+        self.owners: dict[int, str | None] = {}  # recorded arrivals' owners, by number
         self.free_at: dict[str, datetime] = {}  # a rep working one task at a time: free then
         self.like = {rep: a.like for rep, a in scenario.spec.team.add.items() if a.like}
         self.leave = {
@@ -161,6 +162,15 @@ class _ScenarioDriver(_Driver):
                 counter += 1
                 self.schedule(at, "arrive", process=name, number=counter)
 
+    def arrival_data(self, process: str, number: int) -> tuple[str, dict[str, Any]]:
+        event, data = super().arrival_data(process, number)
+        if number in self.owners:
+            owner = self.owners[number]
+            data.pop("owner", None)
+            if owner:
+                data["owner"] = owner
+        return event, data
+
     async def arrive(self, process: str, number: int, at: datetime) -> None:
         if process in SHIPPED:  # the demo knows their data and the CRM's later events
             await super().arrive(process, number, at)
@@ -174,7 +184,9 @@ class _ScenarioDriver(_Driver):
         if action.kind == "away":
             self.set_active(action.args["rep"], action.args["active"])
         elif action.kind == "recorded" and action.args["process"] in SHIPPED:
-            # At the recorded time, with the demo's data and its outside world's later events
+            # At the recorded time, for the recorded owner, with the demo's data and its outside
+            # world's later events
+            self.owners[action.args["number"]] = action.args["data"].get("owner")
             await super().arrive(action.args["process"], action.args["number"], action.at)
         elif action.kind == "recorded":
             data = action.args["data"]

@@ -11,7 +11,7 @@ from sqlmodel import Session, func, select
 
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
-from duly.simulate.fit import ENOUGH, fit_habits
+from duly.simulate.fit import FEWEST, fit_habits
 from duly.simulate.simulation import simulate
 from duly.store.db import make_engine, migrate, session_factory, write_session
 from duly.store.models import Instance, StepFact
@@ -70,7 +70,7 @@ def test_fitting_shows_its_facts_warns_when_few_and_matches_the_recorded(tmp_pat
     engine.dispose()
     rows = {row["rep"]: row for row in habits.rows()}
     assert rows["ana"]["facts"] == 40 and rows["ana"]["warning"] == ""
-    assert rows["ben"]["facts"] == 3 and str(ENOUGH) in str(rows["ben"]["warning"])
+    assert rows["ben"]["facts"] == 3 and f"< {FEWEST}" in str(rows["ben"]["warning"])
     assert rows["ana"]["outcomes"] == {"reached": 30, "no-answer": 10}
     # the log-normal fit lands near the recorded median; p90s are shown side by side
     recorded, fitted = rows["ana"]["recorded_p50_h"], rows["ana"]["fitted_p50_h"]
