@@ -43,6 +43,7 @@ async def test_a_manager_runs_a_scenario_and_the_result_is_kept(tmp_path: Path) 
     async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
         http.cookies.set(SESSION_COOKIE, rep)
         assert (await http.get("/what-if")).status_code == 403
+        assert 'href="/what-if"' not in (await http.get("/inbox")).text  # not in a rep's bar
         http.cookies.set(SESSION_COOKIE, manager)
         page = await http.get("/what-if")
         assert page.status_code == 200 and 'value="quick.yaml"' in page.text
