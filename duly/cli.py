@@ -65,6 +65,7 @@ class SchemaKind(StrEnum):
     org = "org"
     monitor = "monitor"
     source = "source"
+    scenario = "scenario"
 
 
 def load_or_exit(definitions: Path) -> Definitions:
@@ -1730,3 +1731,95 @@ def unheard_command(
             typer.echo("no unheard events")
 
     _with_work(go, acting, definitions, temporal)
+
+
+class SimulateFormat(StrEnum):
+    """How `simulate` prints."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="A scenario file (definitions/scenarios/).")],
+    against: Annotated[
+        Path | None, typer.Option("--against", help="A second scenario, shown side by side.")
+    ] = None,
+    weeks: Annotated[
+        int | None, typer.Option("--weeks", min=1, max=26, help="Overrides the scenario's weeks.")
+    ] = None,
+    runs: Annotated[
+        int, typer.Option("--runs", min=1, max=50, help="Runs, each its own seed.")
+    ] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="The first run's seed.")] = 1,
+    output: Annotated[
+        SimulateFormat, typer.Option("--format", help="table, csv or json.")
+    ] = SimulateFormat.table,
+    svg: Annotated[
+        Path | None, typer.Option("--svg", help="Also write the attainment chart here.")
+    ] = None,
+    definitions: DefinitionsOption = Path("definitions"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="DULY_DATA_DIR",
+            help="Where the live SQLite database (read only, for habits) lives.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """What if: run a scenario on the real engine with the team's measured habits.
+
+    Each run uses Temporal's time-skipping server and a throw-away store; the live database is
+    only read (habits, recorded arrivals) and nothing is sent.
+    """
+    from duly.simulate import report
+    from duly.simulate.simulation import simulate as run_simulation
+
+    settings = _settings(definitions=definitions, data_dir=data_dir)
+    loaded = load_or_exit(definitions)
+    _quiet_logging()
+    _quiet_demo_logs()
+
+    def progress(done: int, total: int) -> None:
+        typer.echo(f"run {done}/{total} done", err=True)
+
+    try:
+        first = _run(
+            run_simulation(
+                scenario, settings, loaded, runs=runs, seed=seed, weeks=weeks, progress=progress
+            )
+        )
+        second = (
+            _run(
+                run_simulation(
+                    against, settings, loaded, runs=runs, seed=seed, weeks=weeks, progress=progress
+                )
+            )
+            if against is not None
+            else None
+        )
+    except DefinitionError as exc:
+        typer.echo(exc.report(), err=True)
+        raise typer.Exit(1) from None
+    other = second.summary if second else None
+    other_name = second.name if second else None
+    seconds = first.seconds + (second.seconds if second else 0.0)
+    instances = first.instances + (second.instances if second else 0)
+    typer.echo(
+        f"simulated {instances} instances in {seconds:.1f} s "
+        f"({instances / max(seconds, 1e-9):.1f} instances/s)",
+        err=True,
+    )
+    if output is SimulateFormat.csv:
+        typer.echo(report.as_csv(first.summary, other), nl=False)
+    elif output is SimulateFormat.json:
+        typer.echo(report.as_json(first.name, first.summary, first.fit_rows, other_name, other))
+    else:
+        typer.echo(report.as_table(first.name, first.summary, first.fit_rows, other_name, other))
+    if svg is not None:
+        svg.write_text(str(report.as_svg(first.name, first.summary, other_name, other)) + "\n")
+        typer.echo(f"chart written to {svg}", err=True)

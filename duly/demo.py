@@ -567,6 +567,12 @@ class _Driver:
         self.start = stop_new - timedelta(weeks=self.weeks)
         await self.advance(self.start)
         self.plan_arrivals(self.start, stop_new)
+        await self.work_until(end)
+        await self.close_remaining()
+        self.acknowledge_alerts(end)
+
+    async def work_until(self, end: datetime) -> None:
+        """Let time run to `end`, doing each planned action and looking for new tasks."""
         while True:
             now = await self.now()
             while self.queue and self.queue[0].at <= now:
@@ -583,8 +589,6 @@ class _Driver:
             target = min(nxt, max(opening, now) + STEP)
             await self.env.sleep(max(target - now, timedelta(milliseconds=1)))
             await self.look_for_tasks(target)
-        await self.close_remaining()
-        self.acknowledge_alerts(end)
 
     def report(self, now: datetime, end: datetime) -> None:
         """Tell `progress` how much of the simulated period is covered."""
@@ -809,18 +813,8 @@ class _Driver:
             task = session.get(Task, task_id)
         if task is None or task.status != "open" or task.assignee != assignee:
             return  # closed by an event meanwhile, or handed to someone else (rescheduled)
-        profile = self.profiles.get(assignee or "", RELIABLE)
         rng = _rng(self.seed, "outcome", task.process, key, task.step, task.visit)
-        weights = OUTCOMES.get((task.process, task.step))
-        if weights is None:
-            outcome = rng.choice(task.outcomes)
-        else:
-            outcome = _weighted(
-                rng,
-                {k: v for k, v in weights.items() if k.lstrip("+") in task.outcomes}
-                or dict.fromkeys(task.outcomes, 1.0),
-                profile.reach,
-            )
+        outcome = self.choose_outcome(task, rng)
         fields: dict[str, Any] = {}
         if "budget" in task.fields:
             fields["budget"] = int(round(rng.lognormvariate(math.log(30000), 0.7), -3))
@@ -842,6 +836,19 @@ class _Driver:
             return
         self.completions += 1
         self.follow_up(task, key, outcome, rng, at)
+
+    def choose_outcome(self, task: Task, rng: random.Random) -> str:
+        """The outcome the assignee picks, by the step's usual mix and their profile's reach."""
+        profile = self.profiles.get(task.assignee or "", RELIABLE)
+        weights = OUTCOMES.get((task.process, task.step))
+        if weights is None:
+            return rng.choice(task.outcomes)
+        return _weighted(
+            rng,
+            {k: v for k, v in weights.items() if k.lstrip("+") in task.outcomes}
+            or dict.fromkeys(task.outcomes, 1.0),
+            profile.reach,
+        )
 
     def follow_up(
         self, task: Task, key: str, outcome: str, rng: random.Random, done: datetime

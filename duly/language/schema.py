@@ -8,14 +8,16 @@ from pydantic import BaseModel
 
 from duly.language.model import CalendarSpec, MonitorSpec, OrgSpec, ProcessSpec
 from duly.language.sources import SourceSpec
+from duly.simulate.scenario import ScenarioSpec
 
-FileKind = Literal["process", "calendar", "org", "monitor", "source"]
+FileKind = Literal["process", "calendar", "org", "monitor", "source", "scenario"]
 MODELS: dict[str, type[BaseModel]] = {
     "process": ProcessSpec,
     "calendar": CalendarSpec,
     "org": OrgSpec,
     "monitor": MonitorSpec,
     "source": SourceSpec,
+    "scenario": ScenarioSpec,
 }
 
 

@@ -21,6 +21,7 @@ from duly.api.web.pages import router
 from duly.api.web.publish import router as publish_router
 from duly.api.web.render import render
 from duly.api.web.session import LoginRequired, login_url, web_user
+from duly.api.web.whatif import router as what_if_router
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 """The web pages' styles and scripts, and the vendored Swagger UI."""
@@ -38,6 +39,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(dashboard_router)
     app.include_router(publish_router)  # admins: publish definitions, replay unheard events
+    app.include_router(what_if_router)
     _offline_docs(app)
     api_handler = app.exception_handlers.get(ServiceError)
 

@@ -42,6 +42,7 @@ class NavItem:
     label: str
     path: str
     optional: bool = False  # shown only when the app serves `path` (pages built elsewhere)
+    roles: tuple[str, ...] = ()  # shown only to these roles (empty: everyone)
 
 
 NAV = (
@@ -50,6 +51,7 @@ NAV = (
     NavItem("Instances", "/instances"),
     NavItem("Definitions", "/definitions"),
     NavItem("Dashboard", "/dashboard", optional=True),
+    NavItem("What if", "/what-if", optional=True, roles=("manager", "admin")),
 )
 
 
@@ -95,7 +97,7 @@ def context_of(request: Request) -> ApiContext:
     return context
 
 
-def nav_items(request: Request) -> list[dict[str, Any]]:
+def nav_items(request: Request, user: Principal | None = None) -> list[dict[str, Any]]:
     """The navigation bar's entries, the current page's marked."""
     served = _served_paths(request.app.routes)
     here = request.url.path
@@ -107,6 +109,7 @@ def nav_items(request: Request) -> list[dict[str, Any]]:
         }
         for item in NAV
         if not item.optional or item.path in served
+        if not item.roles or (user is not None and user.role in item.roles)
     ]
 
 
@@ -170,7 +173,7 @@ def render(
     page = {
         "request": request,
         "user": user,
-        "nav": nav_items(request) if user else [],
+        "nav": nav_items(request, user) if user else [],
         "csrf": csrf_token(token) if token and user else "",
         "open_alerts": open_alert_count(request, user) if user else 0,
         "flash": None,

@@ -1,0 +1,400 @@
+"""Run a scenario on Temporal's time-skipping server with the real worker, R times.
+
+Each run gets a fresh SQLite store in a temporary folder (never the live database), a fresh
+test server, and the real worker, workflows and activities. `duly demo`'s driver plays the
+outside world; here its reps act with the habits fitted from the live facts (or given), its
+arrivals follow the scenario, and reps on leave are inactive in the org for their dates, so the
+engine's assignment skips them. Nothing is sent: emails go to the demo's in-memory SMTP sink,
+no notification deliverer runs, and the store is deleted when the run is measured.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import WorkflowEnvironment
+
+from duly import temporal_binaries
+from duly.demo import SHIPPED, _Driver, _poisson, _rng, _sink
+from duly.language import business_time
+from duly.language.compiler import CompiledProcess
+from duly.language.loader import Definitions
+from duly.settings import Settings
+from duly.simulate.fit import Habit, Habits
+from duly.simulate.measure import RunMeasures, measure_run
+from duly.simulate.scenario import Arrivals, Scenario, business_seconds
+from duly.simulate.scenario import Habit as HabitSpec
+from duly.store.db import write_session
+from duly.store.models import Instance, Task, User
+
+DRAIN = timedelta(days=3)
+"""Time after the last week in which the work already opened is done (not measured)."""
+
+Progress = Callable[[int, int], None]
+NOWHERE = "http://127.0.0.1:9"
+"""The discard port: where the CRM API roots point in a simulation, should anything try."""
+
+
+def sealed(settings: Settings, smtp_port: int) -> Settings:
+    """Settings that send nothing: mail to the in-memory sink, no host allowed, no CRM.
+
+    A simulation's settings start from the environment (DULY_*), which on a real install names
+    the CRM's token and the hosts webhooks may reach: every way out is closed here.
+    """
+    return settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
+            "outbound_hosts": "",  # the webhook action and channels refuse every host
+            "hubspot_token": "",
+            "hubspot_api_url": NOWHERE,
+            "salesforce_token": "",
+            "salesforce_instance_url": "",
+            "pipedrive_api_token": "",
+            "pipedrive_api_url": NOWHERE,
+        }
+    )
+
+
+def first_day(scenario: Scenario, today: date | None = None) -> date:
+    """The first simulated day: the scenario's `start`, else next Monday."""
+    if scenario.spec.start is not None:
+        return scenario.spec.start
+    today = today or datetime.now(UTC).date()
+    return today + timedelta(days=7 - today.weekday())
+
+
+def recorded_arrivals(
+    engine: Engine, scenario: Scenario, start: date
+) -> list[tuple[datetime, str, dict[str, Any]]]:
+    """The live store's instances in each `as_recorded` period, moved whole weeks to `start`."""
+    out: list[tuple[datetime, str, dict[str, Any]]] = []
+    for name, arrivals in scenario.spec.arrivals.items():
+        period = arrivals.as_recorded
+        if period is None:
+            continue
+        begin = datetime.combine(period.from_, datetime.min.time(), UTC)
+        end = datetime.combine(period.to + timedelta(days=1), datetime.min.time(), UTC)
+        shift = timedelta(weeks=math.ceil((start - period.from_).days / 7))
+        with Session(engine) as session:
+            rows = session.exec(
+                select(Instance.started_at, Instance.data)
+                .where(Instance.process == name)
+                .where(col(Instance.started_at) >= begin, col(Instance.started_at) < end)
+                .order_by(col(Instance.started_at))
+            ).all()
+        out += [(at + shift, name, dict(data)) for at, data in rows]
+    return out
+
+
+class _ScenarioDriver(_Driver):
+    """The demo's outside world, with the scenario's arrivals, team and habits."""
+
+    def __init__(
+        self,
+        *args: Any,
+        scenario: Scenario,
+        habits: Habits,
+        recorded: list[tuple[datetime, str, dict[str, Any]]],
+        begin: datetime,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.scenario = scenario
+        self.habits = habits
+        self.recorded = recorded
+        self.begin = begin
+        self.given = {rep: given_habit(h) for rep, h in scenario.spec.behaviour.reps.items()}
+        for rep, added in scenario.spec.team.add.items():
+            if added.habit is not None:
+                self.given[rep] = given_habit(added.habit)
+        self.owners: dict[int, str | None] = {}  # recorded arrivals' owners, by number
+        self.free_at: dict[str, datetime] = {}  # a rep working one task at a time: free then
+        self.like = {rep: a.like for rep, a in scenario.spec.team.add.items() if a.like}
+        self.leave = {
+            rep: [
+                (_midnight(p.from_, self.zone), _midnight(p.to + timedelta(days=1), self.zone))
+                for p in periods
+            ]
+            for rep, periods in scenario.spec.team.leave.items()
+        }
+
+    @property
+    def zone(self) -> ZoneInfo:
+        first = next(iter(self.processes.values()))
+        return ZoneInfo(first.calendar.timezone)
+
+    async def run(self) -> None:
+        self.start = self.begin
+        await self.advance(self.start)
+        stop_new = self.start + timedelta(weeks=self.scenario.spec.weeks)
+        self.plan_arrivals(self.start, stop_new)
+        for rep, periods in self.leave.items():
+            for away, back in periods:
+                self.schedule(max(away, self.start), "away", rep=rep, active=False)
+                self.schedule(back, "away", rep=rep, active=True)
+        await self.work_until(stop_new + DRAIN)
+
+    def plan_arrivals(self, start: datetime, stop: datetime) -> None:
+        counter = 0
+        for at, name, data in self.recorded:
+            if start <= at < stop:
+                counter += 1
+                self.schedule(at, "recorded", process=name, data=data, number=counter)
+        for name, arrivals in self.scenario.spec.arrivals.items():
+            if arrivals.per_day is None:
+                continue
+            for at in _planned(self.processes[name], arrivals, start, stop, self.seed):
+                counter += 1
+                self.schedule(at, "arrive", process=name, number=counter)
+
+    def arrival_data(self, process: str, number: int) -> tuple[str, dict[str, Any]]:
+        event, data = super().arrival_data(process, number)
+        if number in self.owners:
+            owner = self.owners[number]
+            data.pop("owner", None)
+            if owner:
+                data["owner"] = owner
+        return event, data
+
+    async def arrive(self, process: str, number: int, at: datetime) -> None:
+        if process in SHIPPED:  # the demo knows their data and the CRM's later events
+            await super().arrive(process, number, at)
+            return
+        compiled = self.processes[process]
+        if compiled.spec.trigger is not None:
+            data = _key_data(compiled.spec.trigger.key, f"{process}-{number}")
+            await self.send(compiled.spec.trigger.event, data, f"{process}/{number}/start")
+
+    async def perform(self, action: Any) -> None:
+        if action.kind == "away":
+            self.set_active(action.args["rep"], action.args["active"])
+        elif action.kind == "recorded" and action.args["process"] in SHIPPED:
+            # At the recorded time, for the recorded owner, with the demo's data and its outside
+            # world's later events
+            self.owners[action.args["number"]] = action.args["data"].get("owner")
+            await super().arrive(action.args["process"], action.args["number"], action.at)
+        elif action.kind == "recorded":
+            data = action.args["data"]
+            process = self.processes[action.args["process"]]
+            tag = f"{action.args['process']}/{action.args['number']}/start"
+            if process.spec.trigger is not None:
+                await self.send(process.spec.trigger.event, data, tag)
+        else:
+            await super().perform(action)
+
+    def set_active(self, rep: str, active: bool) -> None:
+        with write_session(self.sessions) as session:
+            user = session.get(User, rep)
+            if user is not None:
+                user.active = active
+                session.add(user)
+
+    def habit(self, rep: str, process: str, step: str) -> Habit | None:
+        if rep in self.given:
+            return self.given[rep]
+        return self.habits.for_task(self.like.get(rep, rep), process, step)
+
+    def completion_time(
+        self, task: Task, key: str, data: dict[str, Any], now: datetime, *, handed_over: bool
+    ) -> datetime:
+        habit = self.habit(task.assignee or "", task.process, task.step)
+        if habit is None:  # no fact about this step at all: the demo's profile
+            when = super().completion_time(task, key, data, now, handed_over=handed_over)
+        else:
+            calendar = self.processes[task.process].calendar
+            opened = max(task.opened_at, self.start)
+            start = max(opened, now) if handed_over else opened
+            rng = _rng(self.seed, "delay", task.process, key, task.step, task.visit, task.assignee)
+            seconds = habit.draw_seconds(rng, self.scenario.spec.behaviour.speed)
+            rep = task.assignee or ""
+            if self.scenario.spec.behaviour.one_at_a_time:
+                start = max(start, self.free_at.get(rep, start))
+            when = business_time.add_business_seconds(calendar, start, seconds)
+            if self.scenario.spec.behaviour.one_at_a_time:
+                self.free_at[rep] = when
+        return max(self.in_hours(task.assignee or "", self.after_leave(task.assignee, when)), now)
+
+    def after_leave(self, rep: str | None, when: datetime) -> datetime:
+        for away, back in self.leave.get(rep or "", []):
+            if away <= when < back:
+                return back + timedelta(hours=9)  # their first morning back
+        return when
+
+    def in_hours(self, rep: str, when: datetime) -> datetime:
+        """Move a moment outside the rep's own hours to the start of their next hours."""
+        hours = self.scenario.spec.team.hours.get(rep)
+        if hours is None:
+            return when
+        lo, hi = (datetime.strptime(part, "%H:%M").time() for part in hours.split("-"))
+        local = when.astimezone(self.zone)
+        if lo <= local.time() < hi:
+            return when
+        day = local.date() + timedelta(days=1 if local.time() >= hi else 0)
+        return datetime.combine(day, lo, self.zone).astimezone(UTC)
+
+    def choose_outcome(self, task: Task, rng: Any) -> str:
+        habit = self.habit(task.assignee or "", task.process, task.step)
+        if habit is None:
+            return super().choose_outcome(task, rng)
+        return habit.draw_outcome(rng, task.outcomes)
+
+
+_KEY = re.compile(r"\{\{\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)*)\s*\}\}")
+
+
+def _key_data(template: str, value: str) -> dict[str, Any]:
+    """Instance data that renders a `{{ a.b }}` business-key template to `value`."""
+    match = _KEY.search(template)
+    if match is None:
+        return {"id": value}
+    names = [match.group(1), *filter(None, match.group(2).split("."))]
+    data: dict[str, Any] = {names[-1]: value}
+    for name in reversed(names[:-1]):
+        data = {name: data}
+    return data
+
+
+def given_habit(habit: HabitSpec) -> Habit:
+    """The habit a scenario gives a rep: exponential with a mean, or log-normal by quantiles."""
+    if habit.mean is not None:
+        return Habit.exponential(business_seconds(habit.mean), dict(habit.outcomes))
+    assert habit.p50 is not None and habit.p90 is not None  # checked by the scenario model
+    return Habit.from_quantiles(
+        business_seconds(habit.p50), business_seconds(habit.p90), dict(habit.outcomes)
+    )
+
+
+_RUNTIME: list[Runtime] = []
+
+
+def _quiet_runtime() -> Runtime:
+    """A Temporal runtime whose core logs only errors: its warnings went to stdout, into CSV."""
+    if not _RUNTIME:
+        quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+        _RUNTIME.append(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet))))
+    return _RUNTIME[0]
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+
+
+def _planned(
+    process: CompiledProcess, arrivals: Arrivals, start: datetime, stop: datetime, seed: int
+) -> list[datetime]:
+    """Poisson arrivals per open day, shaped over the week and the hours of the day."""
+    zone = ZoneInfo(process.calendar.timezone)
+    weekday_names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    out: list[datetime] = []
+    day = start.astimezone(zone).date()
+    while datetime.combine(day, datetime.min.time(), zone) < stop:
+        ranges = process.calendar.open_ranges(day)
+        rng = _rng(seed, "arrivals", process.name, day.isoformat())
+        weight = arrivals.weekdays.get(weekday_names[day.weekday()], 1.0)  # type: ignore[call-overload]
+        minutes = [m for lo, hi in ranges for m in range(lo, hi)]
+        shape = [arrivals.hours.get(m // 60, 1.0) for m in minutes]
+        mean = (arrivals.per_day or 0.0) * weight
+        count = _poisson(rng, mean) if minutes and sum(shape) > 0 else 0
+        for minute in rng.choices(minutes, shape, k=count) if count else []:
+            local = datetime.combine(day, datetime.min.time(), zone) + timedelta(
+                minutes=minute, seconds=rng.randrange(60)
+            )
+            at = local.astimezone(UTC)
+            if start <= at < stop:
+                out.append(at)
+        day += timedelta(days=1)
+    return out
+
+
+async def run_once(
+    scenario: Scenario,
+    habits: Habits,
+    recorded: list[tuple[datetime, str, dict[str, Any]]],
+    *,
+    seed: int,
+    start: date,
+) -> RunMeasures:
+    """One run of a scenario in a throw-away store; its weekly measures."""
+    from worker import ACTIVITY_THREADS, build_worker, prepare_database
+
+    definitions: Definitions = scenario.definitions
+    with tempfile.TemporaryDirectory(prefix="duly-simulate-") as folder:
+        settings = Settings(data_dir=Path(folder), definitions=Path(folder) / "definitions")
+        engine = prepare_database(settings, definitions)
+        try:
+            async with _sink() as (smtp_port, _caught):
+                run_settings = sealed(settings, smtp_port)
+                env = await WorkflowEnvironment.start_time_skipping(
+                    test_server_existing_path=str(temporal_binaries.test_server_path()),
+                    data_converter=pydantic_data_converter,
+                    runtime=_quiet_runtime(),
+                )
+                try:
+                    with ThreadPoolExecutor(
+                        max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-simulate"
+                    ) as pool:
+                        worker = build_worker(
+                            env.client,
+                            run_settings,
+                            task_queue=f"duly-simulate-{uuid.uuid4().hex[:8]}",
+                            activity_executor=pool,
+                        )
+                        async with worker:
+                            first = next(iter(definitions.processes.values()))
+                            begin = _midnight(start, ZoneInfo(first.calendar.timezone))
+                            driver = _ScenarioDriver(
+                                env,
+                                definitions,
+                                dict(definitions.processes),
+                                engine,
+                                worker.task_queue,
+                                weeks=scenario.spec.weeks,
+                                seed=seed,
+                                scale=1.0,
+                                scenario=scenario,
+                                habits=habits,
+                                recorded=recorded,
+                                begin=begin,
+                            )
+                            await driver.run()
+                finally:
+                    await env.shutdown()
+            return measure_run(engine, definitions, begin, scenario.spec.weeks, seed=seed)
+        finally:
+            engine.dispose()
+
+
+async def run_scenario(
+    scenario: Scenario,
+    habits: Habits,
+    live: Engine | None,
+    *,
+    runs: int,
+    seed: int,
+    progress: Progress | None = None,
+) -> tuple[list[RunMeasures], float]:
+    """Run a scenario `runs` times with seeds seed, seed+1, ...; the runs and the seconds taken."""
+    began = time.monotonic()
+    start = first_day(scenario)
+    recorded = recorded_arrivals(live, scenario, start) if live is not None else []
+    results: list[RunMeasures] = []
+    for index in range(runs):
+        results.append(await run_once(scenario, habits, recorded, seed=seed + index, start=start))
+        if progress is not None:
+            progress(index + 1, runs)
+    return results, time.monotonic() - began

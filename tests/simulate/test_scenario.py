@@ -1,0 +1,175 @@
+"""Scenario files are checked like every definition: every problem located in the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from duly.cli import app
+from duly.language.errors import DefinitionError
+from duly.language.loader import Definitions
+from duly.language.model import TaskStep
+from duly.simulate.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFINITIONS = ROOT / "definitions"
+SHIPPED = sorted((DEFINITIONS / "scenarios").glob("*.yaml"))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "what-if.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _problems(path: Path, definitions: Definitions) -> list[str]:
+    with pytest.raises(DefinitionError) as caught:
+        load_scenario(path, definitions, DEFINITIONS)
+    return [str(p) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_the_shipped_scenarios_load(path: Path, definitions: Definitions) -> None:
+    scenario = load_scenario(path, definitions, DEFINITIONS)
+    assert set(scenario.definitions.processes) == set(scenario.spec.arrivals)
+
+
+def test_a_draft_process_file_runs_instead_of_the_live_one(definitions: Definitions) -> None:
+    scenario = load_scenario(
+        DEFINITIONS / "scenarios" / "lead-response-30m.yaml", definitions, DEFINITIONS
+    )
+    draft = scenario.definitions.processes["lead-follow-up"]
+    assert draft.version == definitions.processes["lead-follow-up"].version + 1
+    step = draft.spec.steps["first-call"]
+    assert isinstance(step, TaskStep) and step.sla is not None
+    assert str(step.sla.within) == "30 business minutes"
+
+
+def test_the_assignment_rule_overrides_every_task_step(definitions: Definitions) -> None:
+    scenario = load_scenario(
+        DEFINITIONS / "scenarios" / "january-least-loaded.yaml", definitions, DEFINITIONS
+    )
+    rules = {
+        step.assign
+        for step in scenario.definitions.processes["lead-follow-up"].spec.steps.values()
+        if isinstance(step, TaskStep)
+    }
+    assert rules == {"least-loaded:inbound-sales"}
+    live = {
+        step.assign
+        for step in definitions.processes["lead-follow-up"].spec.steps.values()
+        if isinstance(step, TaskStep)
+    }
+    assert live != rules  # the live definitions are left as they are
+
+
+def test_team_changes_add_and_remove_reps(tmp_path: Path, definitions: Definitions) -> None:
+    path = _write(
+        tmp_path,
+        "scenario: staffing\nprocesses: [lead-follow-up]\n"
+        "arrivals: {lead-follow-up: {per_day: 4}}\n"
+        "team:\n  add: {zoe: {team: inbound-sales, like: ana}}\n  remove: [ben]\n",
+    )
+    scenario = load_scenario(path, definitions, DEFINITIONS)
+    team = scenario.definitions.org.teams["inbound-sales"]
+    assert team.members == ["ana", "chloe", "zoe"]
+    assert "ben" not in scenario.definitions.org.users
+    assert "ben" in definitions.org.teams["inbound-sales"].members
+
+
+def test_problems_point_at_file_line_and_column(tmp_path: Path, definitions: Definitions) -> None:
+    path = _write(
+        tmp_path,
+        "scenario: broken\n"
+        "processes: [lead-follow-up, no-such-process]\n"
+        "arrivals:\n"
+        "  lead-follow-up: {per_day: 4}\n"
+        "  quote-follow-up: {per_day: 4}\n"
+        "team:\n"
+        "  leave:\n"
+        "    nobody: [{from: 2030-01-01, to: 2030-01-02}]\n"
+        "  add: {zoe: {team: no-team, like: ana}}\n",
+    )
+    problems = _problems(path, definitions)
+    shown = str(path)
+    assert f"{shown}:2:29: no live process 'no-such-process'" in "\n".join(problems)
+    assert any(p.startswith(f"{shown}:5:3: arrivals for 'quote-follow-up'") for p in problems)
+    assert any(p.startswith(f"{shown}:8:5: no user 'nobody'") for p in problems)
+    assert any(p.startswith(f"{shown}:9:21: no team 'no-team'") for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "expected"),
+    [
+        ("{per_day: 4, as_recorded: {from: 2026-01-01, to: 2026-01-31}}", "exactly one of"),
+        ("{as_recorded: {from: 2026-02-01, to: 2026-01-01}}", "is before 'from'"),
+        ("{per_day: -1}", "greater than 0"),
+        ("{per_day: 4, weekdays: {someday: 1}}", "someday"),
+    ],
+)
+def test_bad_arrivals_are_refused(
+    tmp_path: Path, definitions: Definitions, arrivals: str, expected: str
+) -> None:
+    path = _write(
+        tmp_path,
+        f"scenario: x\nprocesses: [lead-follow-up]\narrivals:\n  lead-follow-up: {arrivals}\n",
+    )
+    problems = _problems(path, definitions)
+    assert any(p.startswith(f"{path}:4:") and expected in p for p in problems), problems
+
+
+def test_a_habit_needs_a_sane_spread(tmp_path: Path, definitions: Definitions) -> None:
+    path = _write(
+        tmp_path,
+        "scenario: x\nprocesses: [lead-follow-up]\narrivals: {lead-follow-up: {per_day: 4}}\n"
+        "behaviour:\n  reps:\n    ana: {p50: 2 hours, p90: 1 hour}\n",
+    )
+    problems = _problems(path, definitions)
+    assert any(f"{path}:6:" in p and "below p50" in p for p in problems), problems
+
+
+def test_the_cli_prints_the_scenario_schema() -> None:
+    result = CliRunner().invoke(app, ["schema", "scenario"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.output)
+    assert schema["title"] == "duly scenario definition"
+    assert {"processes", "arrivals", "team", "behaviour", "assignment"} <= set(schema["properties"])
+
+
+def test_the_cli_refuses_a_bad_scenario_with_its_location(tmp_path: Path) -> None:
+    path = _write(tmp_path, "scenario: x\nprocesses: [nope]\narrivals: {}\n")
+    result = CliRunner().invoke(
+        app,
+        ["simulate", str(path), "--definitions", str(DEFINITIONS), "--data-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 1
+    assert f"{path}:2:13: no live process 'nope'" in result.output
+    assert not (tmp_path / "duly.db").exists()  # nothing ran, nothing was created
+
+
+def test_the_guides_example_scenario_is_valid(tmp_path: Path, definitions: Definitions) -> None:
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    section = text[text.index("## Scenarios") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", 8)]
+    scenario = load_scenario(_write(tmp_path, example), definitions, DEFINITIONS)
+    assert scenario.spec.assignment == "least-loaded"
+    assert scenario.definitions.org.teams["inbound-sales"].members == ["ana", "ben", "zoe"]
+
+
+def test_a_simulation_run_can_reach_no_host_and_no_crm(monkeypatch: pytest.MonkeyPatch) -> None:
+    from duly.notify.channels import outbound_allowed
+    from duly.settings import Settings
+    from duly.simulate.runner import sealed
+
+    monkeypatch.setenv("DULY_OUTBOUND_HOSTS", "*")
+    monkeypatch.setenv("DULY_HUBSPOT_TOKEN", "pat-na1-live")
+    live = Settings()
+    assert outbound_allowed("https://crm.example.com/hook", live)  # the live install may post
+    run = sealed(live, 2525)
+    for url in ("https://crm.example.com/hook", "http://127.0.0.1:9999/crm/handoff"):
+        assert not outbound_allowed(url, run)
+    assert run.hubspot_token == "" and run.salesforce_token == "" and run.pipedrive_api_token == ""
+    assert (run.smtp_host, run.smtp_port) == ("127.0.0.1", 2525)
