@@ -178,7 +178,7 @@ class _ScenarioDriver(_Driver):
         compiled = self.processes[process]
         if compiled.spec.trigger is not None:
             data = _key_data(compiled.spec.trigger.key, f"{process}-{number}")
-            await self.send(compiled.spec.trigger.event, data, f"{process}/{number}/start")
+            await self.send(compiled.spec.trigger.types[0], data, f"{process}/{number}/start")
 
     async def perform(self, action: Any) -> None:
         if action.kind == "away":
@@ -193,7 +193,7 @@ class _ScenarioDriver(_Driver):
             process = self.processes[action.args["process"]]
             tag = f"{action.args['process']}/{action.args['number']}/start"
             if process.spec.trigger is not None:
-                await self.send(process.spec.trigger.event, data, tag)
+                await self.send(process.spec.trigger.types[0], data, tag)
         else:
             await super().perform(action)
 
