@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from duly import timefmt
+from duly.language.model import FieldSpec, TaskStep, field_value_problem
 from duly.notify.render import slack_escape
 from duly.store.models import Alert, Task
 
@@ -129,10 +130,19 @@ def what_happened(task: Task, names: dict[str, str], zone: Any) -> str | None:
     return f"No longer open: {task.status}{when}"
 
 
-def modal(task: Task) -> dict[str, Any]:
+def field_specs(definitions: Any, task: Task) -> dict[str, FieldSpec]:
+    """The task's field declarations (required, options, help) from its step, by field name."""
+    process = definitions.processes.get(task.process)
+    step = process.spec.steps.get(task.step) if process is not None else None
+    declared = dict(step.fields) if isinstance(step, TaskStep) else {}
+    return {name: declared.get(name) or FieldSpec(type=kind) for name, kind in task.fields.items()}
+
+
+def modal(task: Task, specs: dict[str, FieldSpec]) -> dict[str, Any]:
     """The `views.open` view asking for the task's fields and an outcome.
 
-    Types and required-ness follow the web form: every field but a boolean is required.
+    Types, options, help and required-ness follow the web form: a field required for only some
+    outcomes is marked optional here and checked against the outcome chosen on submission.
     """
     blocks: list[dict[str, Any]] = [
         {
@@ -146,9 +156,16 @@ def modal(task: Task) -> dict[str, Any]:
             },
         }
     ]
-    for name, kind in task.fields.items():
+    for name, spec in specs.items():
+        kind = spec.type
         element: dict[str, Any]
-        if kind in ("number", "integer"):
+        if kind == "choice":
+            options = spec.options or []
+            element = {
+                "type": "static_select",
+                "options": [{"text": _text(o), "value": o} for o in options],
+            }
+        elif kind in ("number", "integer"):
             element = {"type": "number_input", "is_decimal_allowed": kind == "number"}
         elif kind == "date":
             element = {"type": "datepicker"}
@@ -159,15 +176,16 @@ def modal(task: Task) -> dict[str, Any]:
         else:
             element = {"type": "plain_text_input"}
         element["action_id"] = "value"
-        blocks.append(
-            {
-                "type": "input",
-                "block_id": f"field.{name}",
-                "label": _text(name),
-                "optional": kind == "boolean",
-                "element": element,
-            }
-        )
+        block: dict[str, Any] = {
+            "type": "input",
+            "block_id": f"field.{name}",
+            "label": _text(name),
+            "optional": kind == "boolean" or spec.required is not True,
+            "element": element,
+        }
+        if spec.help:
+            block["hint"] = _text(spec.help)
+        blocks.append(block)
     blocks.append(
         {
             "type": "input",
@@ -204,6 +222,8 @@ def modal_values(task: Task, state: dict[str, Any]) -> tuple[str, str | None, di
         item = element(f"field.{name}")
         if kind == "boolean":
             fields[name] = bool(item.get("selected_options"))
+        elif kind == "choice" and isinstance(item.get("selected_option"), dict):
+            fields[name] = item["selected_option"].get("value")
         elif kind == "date" and item.get("selected_date"):
             fields[name] = item["selected_date"]
         elif kind == "datetime" and item.get("selected_date_time") is not None:
@@ -227,14 +247,17 @@ def _number(text: str, kind: str) -> Any:
     return text
 
 
-def modal_errors(task: Task, outcome: str, fields: dict[str, Any]) -> dict[str, str]:
+def modal_errors(
+    task: Task, specs: dict[str, FieldSpec], outcome: str, fields: dict[str, Any]
+) -> dict[str, str]:
     """What a submission lacks, by block id (shown under each field); empty when complete."""
     errors: dict[str, str] = {}
     if outcome not in task.outcomes:
         errors["outcome"] = f"pick one of: {', '.join(task.outcomes)}"
-    for name, kind in task.fields.items():
-        if kind != "boolean" and name not in fields:
-            errors[f"field.{name}"] = f"{name} is required"
-        elif kind in ("number", "integer") and isinstance(fields.get(name), str):
-            errors[f"field.{name}"] = f"{name} must be a {kind}"
+    for name, spec in specs.items():
+        if name not in fields:
+            if spec.type != "boolean" and spec.default is None and spec.required_for(outcome):
+                errors[f"field.{name}"] = f"{name} is required for {outcome or 'this outcome'}"
+        elif problem := field_value_problem(name, spec, fields[name]):
+            errors[f"field.{name}"] = problem
     return errors

@@ -166,7 +166,8 @@ async def open_modal(request: SlackRequest, task_id: str, trigger_id: str) -> st
         return "duly may not reach Slack's API (DULY_OUTBOUND_HOSTS)"
     try:
         await web_client(request.bot_token, settings.slack_api_url).views_open(
-            trigger_id=trigger_id, view=blocks.modal(task)
+            trigger_id=trigger_id,
+            view=blocks.modal(task, blocks.field_specs(request.context.definitions, task)),
         )
     except SlackClientError as exc:
         return f"could not open the form ({exc}); complete the task in duly's inbox instead"

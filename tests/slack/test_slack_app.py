@@ -131,8 +131,10 @@ async def test_a_step_with_fields_opens_a_modal_and_its_submission_completes_it(
     view = opened.body["view"]
     inputs = {b["block_id"]: b for b in view["blocks"]}
     assert inputs["field.budget"]["element"]["type"] == "number_input"
-    assert inputs["field.budget"]["optional"] is False
-    assert inputs["field.timeline"]["element"]["type"] == "plain_text_input"
+    assert inputs["field.budget"]["hint"]["text"]  # the field's help
+    # a picklist, and a field asked for only some outcomes is checked against the one chosen
+    assert inputs["field.timeline"]["element"]["type"] == "static_select"
+    assert inputs["field.reason"]["optional"] is True
     assert view["private_metadata"] == task.id
 
     def submission(values: dict[str, Any]) -> dict[str, Any]:
@@ -153,16 +155,21 @@ async def test_a_step_with_fields_opens_a_modal_and_its_submission_completes_it(
             "response_urls": [],
         }
 
-    outcome = {"value": {"type": "static_select", "selected_option": {"value": "disqualify"}}}
-    missing = await world.interact(submission({"outcome": outcome}))
+    def picked(outcome: str) -> dict[str, Any]:
+        return {"value": {"type": "static_select", "selected_option": {"value": outcome}}}
+
+    # budget and timeline are asked for a qualified lead, not for a disqualified one
+    missing = await world.interact(submission({"outcome": picked("qualified")}))
     assert missing.json()["response_action"] == "errors"
     assert set(missing.json()["errors"]) == {"field.budget", "field.timeline"}
     assert world.api.row(Task, task.id).status == "open"
 
     values = {
-        "outcome": outcome,
+        "outcome": picked("disqualify"),
         "field.budget": {"value": {"type": "number_input", "value": "25000"}},
-        "field.timeline": {"value": {"type": "plain_text_input", "value": "this quarter"}},
+        "field.timeline": {
+            "value": {"type": "static_select", "selected_option": {"value": "this quarter"}}
+        },
         "note": {"value": {"type": "plain_text_input", "value": None}},
     }
     response = await world.interact(submission(values))

@@ -115,7 +115,9 @@ async def _submission(
         return JSONResponse({"response_action": "errors", "errors": {"outcome": "no such task"}})
     state = _object(_object(view.get("state")).get("values"))
     outcome, note, fields = blocks.modal_values(task, state)
-    errors = blocks.modal_errors(task, outcome, fields)
+    errors = blocks.modal_errors(
+        task, blocks.field_specs(context.definitions, task), outcome, fields
+    )
     if errors:
         return JSONResponse({"response_action": "errors", "errors": errors})
     _in_background(interactions.handle_view_submission(slack, task_id, outcome, note, fields))
