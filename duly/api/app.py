@@ -24,7 +24,7 @@ from temporalio.client import Client
 from duly import metrics
 from duly.api import web
 from duly.api.context import ApiContext, ClientFactory, TemporalProvider
-from duly.api.deps import current_user
+from duly.api.deps import current_user, known_query_parameters
 from duly.api.errors import ServiceError
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
 from duly.api.openapi import documented_openapi
@@ -122,7 +122,9 @@ def create_app(
     for module in (instances, tasks, alerts, definitions_routes, me, reports):
         # Who is asking, before anything else about the request: an unauthenticated caller
         # gets 401, never a validation message (the user is resolved once per request)
-        app.include_router(module.router, dependencies=[Depends(current_user)])
+        app.include_router(
+            module.router, dependencies=[Depends(current_user), Depends(known_query_parameters)]
+        )
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)  # for Prometheus
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

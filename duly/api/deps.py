@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from temporalio.client import Client
@@ -63,3 +64,40 @@ async def temporal_client(context: Context) -> Client:
 
 
 TemporalClient = Annotated[Client, Depends(temporal_client)]
+
+
+def known_query_parameters(request: Request) -> None:
+    """Refuse a query parameter the route does not take (`?stat=open` for `?state=open`).
+
+    FastAPI ignores unknown ones, so a mistyped filter would quietly answer unfiltered figures.
+
+    Raises:
+        RequestValidationError: A parameter the route does not declare (a 422 naming it).
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    takes = ", ".join(sorted(known)) or "none"
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter; this route takes: {takes}",
+                    "input": request.query_params.get(name),
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    """Every query parameter of a route, its dependencies' included."""
+    found = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        found += _query_params(sub)
+    return found

@@ -79,8 +79,8 @@ async def test_a_rep_signs_in_sees_their_task_and_completes_it_with_an_outcome(
     qualify = await api.open_task(instance, "qualify")
     await page.reload()
     card = page.locator(f'[data-task="{qualify.id}"]')
-    await card.get_by_label("budget").fill("25000")
-    await card.get_by_label("timeline").fill("this quarter")
+    await card.locator('[name="field.budget"]').fill("25000")
+    await card.locator('[name="field.timeline"]').select_option("this quarter")  # a picklist
     await card.get_by_label("Note").fill("Budget confirmed on the call")
     await card.get_by_role("button", name="suspect").click()
     await page.wait_for_url(re.compile(r"/inbox\?completed="))
