@@ -225,9 +225,17 @@ async def world(
     tmp_path: Path,
     slack_server: SlackServer,
     slack_env: None,
+    smtp: tuple[Settings, Any],
 ) -> AsyncIterator[SlackWorld]:
-    """The API with a worker running real activities, a deliverer, and the local Slack."""
+    """The API with a worker running real activities, a deliverer, and the local Slack.
+
+    Emails go to the test's own SMTP server: never to a `duly up` on this machine.
+    """
+    mail, _ = smtp
     settings = Settings(
+        smtp_host=mail.smtp_host,
+        smtp_port=mail.smtp_port,
+        smtp_from=mail.smtp_from,
         events_secret=SECRET,
         task_queue=task_queue,
         data_dir=tmp_path,
