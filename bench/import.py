@@ -30,7 +30,7 @@ from duly.language.loader import load_definitions
 from duly.settings import Settings
 from duly.sources.importer import deliver, plan
 from duly.store.db import session_factory
-from worker import prepare_database
+from duly.worker import prepare_database
 
 OWNERS = ("90011", "90012", "90013", "")  # ana, ben, chloe, and nobody's (the team fallback)
 

@@ -2,7 +2,7 @@
 Temporal workflow doing the same work on the same server, with the same worker, in the same run?
 
 Both sides run on one embedded dev server (started as `duly up` starts it), each with a worker
-subprocess built by `worker.build_worker` (same thread pool, same sandbox, same limits; the
+subprocess built by `duly.worker.build_worker` (same thread pool, same sandbox, same limits; the
 hand-written side only swaps the workflow class) on a fresh SQLite store, and an aiosmtpd sink
 that really receives each summary email.
 
@@ -410,7 +410,7 @@ async def serve(side: str) -> None:
     """Run a worker like `python worker.py`; `hand` swaps only the workflow class."""
     from duly.settings import get_settings
     from duly.temporal_client import connect, settle
-    from worker import (
+    from duly.worker import (
         ACTIVITY_THREADS,
         build_worker,
         configure_logging,
@@ -636,9 +636,9 @@ async def measure(
 
 
 def worker_runner(client: Client) -> WorkflowRunner:
-    """The workflow runner (sandbox) `worker.build_worker` gives its worker."""
+    """The workflow runner (sandbox) `duly.worker.build_worker` gives its worker."""
     from duly.settings import Settings
-    from worker import ACTIVITY_THREADS, build_worker
+    from duly.worker import ACTIVITY_THREADS, build_worker
 
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         model = build_worker(

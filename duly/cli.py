@@ -362,7 +362,7 @@ def up(
     Instances, timers and data persist in the data folder: the next `duly up` resumes them.
     """
     from duly.stack import run_stack
-    from worker import configure_logging
+    from duly.worker import configure_logging
 
     settings = _settings(
         definitions=definitions,
@@ -556,7 +556,7 @@ def worker(
     temporal: TemporalOption = None,
 ) -> None:
     """Run the worker alone, against a Temporal that is already running."""
-    import worker as worker_module
+    from duly import worker as worker_module
 
     settings = _settings(definitions=definitions, temporal_address=temporal)
     worker_module.configure_logging(settings)
@@ -591,7 +591,7 @@ async def _serve_web(settings: Settings) -> None:
 
     from duly.api.app import create_app
     from duly.api.server import serve
-    from worker import stop_on_signals
+    from duly.worker import stop_on_signals
 
     app = create_app(settings)
     stop = asyncio.Event()
@@ -1034,7 +1034,7 @@ def monitors(
     from duly.monitors.status import monitor_statuses
     from duly.store.crud import VersionConflicts
     from duly.store.db import session_factory
-    from worker import prepare_database
+    from duly.worker import prepare_database
 
     loaded = load_or_exit(definitions)
     _quiet_logging()

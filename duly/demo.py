@@ -320,7 +320,7 @@ async def run_demo(
         DemoRefused: The database already has instances (and neither `reset` nor `force`),
             bad arguments, or none of the shipped processes is defined.
     """
-    from worker import prepare_database
+    from duly.worker import prepare_database
 
     began = time.monotonic()
     if not 1 <= weeks <= MAX_WEEKS:
@@ -383,7 +383,7 @@ async def _simulate(
     progress: ProgressCallback | None = None,
 ) -> tuple[int, int, int]:
     """Run the weeks on the time-skipping server; (tasks completed, events sent, emails)."""
-    from worker import ACTIVITY_THREADS, build_worker
+    from duly.worker import ACTIVITY_THREADS, build_worker
 
     async with _sink() as (smtp_port, caught):
         demo_settings = settings.model_copy(

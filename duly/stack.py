@@ -533,7 +533,7 @@ async def run_stack(
         StackError: A part could not start, or stopped on its own.
     """
     # The worker module sits at the top level, beside duly/ (it is `python worker.py` too)
-    from worker import prepare_database, run_worker, stop_on_signals
+    from duly.worker import prepare_database, run_worker, stop_on_signals
 
     stop = asyncio.Event()
 
@@ -615,7 +615,7 @@ async def _demo_if_empty(
     from duly.demo import existing_instances, run_demo
     from duly.demo_progress import reporter
     from duly.logs import configure
-    from worker import prepare_database
+    from duly.worker import prepare_database
 
     engine = prepare_database(settings, definitions)
     try:

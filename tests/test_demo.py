@@ -125,7 +125,7 @@ def _fingerprint(engine) -> list[tuple]:
 
 def test_the_command_refuses_a_database_with_instances(tmp_path: Path, definitions) -> None:
     from duly.store.db import session_factory, write_session
-    from worker import prepare_database
+    from duly.worker import prepare_database
 
     settings = Settings(data_dir=tmp_path, definitions=ROOT / "definitions")
     engine = prepare_database(settings, definitions)

@@ -31,7 +31,7 @@ from duly.settings import Settings
 from duly.store.db import session_factory
 from duly.store.models import Alert, Delivery, Task
 from duly.temporal_client import connect
-from worker import prepare_database, run_worker
+from duly.worker import prepare_database, run_worker
 
 pytestmark = pytest.mark.slow
 

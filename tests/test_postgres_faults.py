@@ -37,7 +37,7 @@ from duly.logs import configure
 from duly.settings import Settings
 from duly.store.db import session_factory, write_session
 from duly.store.models import Alert, Delivery, Instance, StepFact, Task
-from worker import prepare_database, run_worker
+from duly.worker import prepare_database, run_worker
 
 pytestmark = pytest.mark.slow
 

@@ -250,7 +250,7 @@ async def test_up_refuses_a_temporal_port_already_in_use(tmp_path):
 @pytest.fixture
 async def worker_client(dev_server_env, task_queue, tmp_path, definitions):
     """A client, with a worker built by `build_worker` on a fresh SQLite database."""
-    from worker import ACTIVITY_THREADS, build_worker, prepare_database
+    from duly.worker import ACTIVITY_THREADS, build_worker, prepare_database
 
     settings = Settings(
         data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'duly.db'}", task_queue=task_queue

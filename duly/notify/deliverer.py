@@ -1,6 +1,6 @@
 """The deliverer: an asyncio loop that sends the outbox's due deliveries, with retries.
 
-It runs beside the Temporal worker (`worker.run_worker`), never inside a workflow or an
+It runs beside the Temporal worker (`duly.worker.run_worker`), never inside a workflow or an
 activity, so a channel that is down slows nothing but its own notifications. Each cycle it
 claims a batch of due deliveries under a lease (`duly.notify.outbox.claim`), sends them
 concurrently, and records each outcome as soon as it is known:

@@ -330,7 +330,7 @@ async def run_once(
     start: date,
 ) -> RunMeasures:
     """One run of a scenario in a throw-away store; its weekly measures."""
-    from worker import ACTIVITY_THREADS, build_worker, prepare_database
+    from duly.worker import ACTIVITY_THREADS, build_worker, prepare_database
 
     definitions: Definitions = scenario.definitions
     with tempfile.TemporaryDirectory(prefix="duly-simulate-") as folder:

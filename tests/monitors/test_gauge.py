@@ -27,7 +27,7 @@ from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
 from duly.store.models import Alert, InboundEvent
 from duly.unheard import heard
-from worker import build_worker
+from duly.worker import build_worker
 from workflows.monitor import MonitorWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,7 +32,7 @@ from duly.settings import Settings
 from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import Alert, MonitorCheck, MonitorState
 from duly.temporal_client import connect
-from worker import prepare_database, run_worker
+from duly.worker import prepare_database, run_worker
 
 from .conftest import add_instance, open_tasks
 

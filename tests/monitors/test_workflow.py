@@ -23,7 +23,7 @@ from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
 from duly.store.models import Alert, Delivery, MonitorState
-from worker import build_worker
+from duly.worker import build_worker
 from workflows.monitor import MonitorWorkflow
 from workflows.sandbox import workflow_runner
 
