@@ -370,6 +370,8 @@ RETRY_AFTER = 1.0
 # In-flight activities of the killed worker are retried once their start-to-close timeout
 # passes (60 s for an action): the bound on finishing after the restart allows for that.
 FINISH_TIMEOUT = 120.0
+# Half the drill takes about 30 s on a quiet 2-core machine; a loaded one needs several times that
+HALF_WAY_TIMEOUT = 240.0
 
 
 class Reps:
@@ -505,6 +507,7 @@ def stored_rows(stack: Stack, instance: str) -> dict[str, list[tuple[Any, ...]]]
     }
 
 
+@pytest.mark.timeout(HALF_WAY_TIMEOUT + FINISH_TIMEOUT + 120)
 async def test_a_worker_killed_mid_flight_loses_and_duplicates_no_task_alert_or_fact(
     stack: Stack, smtp: tuple[Settings, Any]
 ) -> None:
@@ -527,7 +530,7 @@ async def test_a_worker_killed_mid_flight_loses_and_duplicates_no_task_alert_or_
     try:
         killed = await poll(
             lambda: (now := progress(stack)).facts >= INSTANCES * len(DRILL_STEPS) // 2 and now,
-            timeout=90,
+            timeout=HALF_WAY_TIMEOUT,
             what="half of the step visits to be recorded",
         )
         assert await stack.worker.kill() == -signal.SIGKILL
