@@ -17,7 +17,7 @@ from sqlmodel import func, select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.summary import SummaryActivities, WeeklySummaryInput, WeeklySummaryResult
+from activities.summary import SummaryActivities
 from activities.summary import all_activities as summary_activities
 from duly.language.loader import Definitions
 from duly.notify import Deliverer, DeliveryPolicy
@@ -38,6 +38,7 @@ from duly.summary import (
 )
 from workflows.sandbox import workflow_runner
 from workflows.summary import WeeklySummaryWorkflow, weekly_summary_id
+from workflows.summary_messages import WeeklySummaryInput, WeeklySummaryResult
 
 ROOT = Path(__file__).resolve().parent.parent / "definitions"
 W46 = datetime(2026, 11, 10, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York

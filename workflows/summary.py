@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.summary import (
-        SEND_ACTIVITY,
+    from activities.summary import SEND_ACTIVITY
+    from workflows.summary_messages import (
         WEEKLY_SUMMARY_WORKFLOW,
         WeeklySummaryInput,
         WeeklySummaryResult,
