@@ -7,9 +7,6 @@ run of the same week, queues nothing more: each manager hears once per channel a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -18,11 +15,10 @@ from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, web_url
 from duly.store.db import SessionFactory, write_session
 from duly.summary import SummaryError, build_summary, managers, queue_summary
+from workflows.contracts import SummaryContract
 from workflows.summary_messages import WeeklySummaryInput, WeeklySummaryResult
 
 _log = structlog.get_logger(__name__)
-
-SEND_ACTIVITY = "send_weekly_summaries"
 
 
 class SummaryActivities:
@@ -52,7 +48,7 @@ class SummaryActivities:
             self._definitions = load_definitions(self.settings.definitions)
         return self._definitions
 
-    @activity.defn(name=SEND_ACTIVITY)
+    @activity.defn(name=SummaryContract.send_weekly_summaries.name)
     def send_weekly_summaries(self, input: WeeklySummaryInput) -> WeeklySummaryResult:
         """Build each manager's summary of the week and queue it on their channels, once."""
         definitions = self.definitions
@@ -74,8 +70,3 @@ class SummaryActivities:
                 channels=result.queued[manager],
             )
         return result
-
-
-def all_activities(instance: SummaryActivities) -> list[Callable[..., Any]]:
-    """The bound activity methods, for `Worker(activities=...)`."""
-    return [instance.send_weekly_summaries]
