@@ -10,9 +10,6 @@ the same transaction (`duly.notify`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import structlog
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -22,8 +19,6 @@ from duly.language.model import MonitorSpec
 from duly.metrics import count_on_commit
 from duly.monitors import measures
 from duly.monitors.messages import (
-    MEASURE_ACTIVITY,
-    RECORD_ACTIVITY,
     MeasureInput,
     MeasureResult,
     RecordCheckInput,
@@ -37,6 +32,7 @@ from duly.store.assignment import AssignmentError, manager_of_team, team_members
 from duly.store.crud import insert_if_absent
 from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, MonitorCheck, MonitorState, User
+from workflows.contracts import MonitorContract
 
 _log = structlog.get_logger(__name__)
 
@@ -63,7 +59,7 @@ class MonitorActivities:
     def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
 
-    @activity.defn(name=MEASURE_ACTIVITY)
+    @activity.defn(name=MonitorContract.measure.name)
     def measure(self, input: MeasureInput) -> MeasureResult:
         """Measure the monitor's value as of `input.at` (a read; nothing is written)."""
         with self.sessions() as session:
@@ -79,7 +75,7 @@ class MonitorActivities:
         _log.info("monitor_measured", monitor=input.monitor.monitor, value=value)
         return MeasureResult(value=value)
 
-    @activity.defn(name=RECORD_ACTIVITY)
+    @activity.defn(name=MonitorContract.record.name)
     def record(self, input: RecordCheckInput) -> RecordCheckResult:
         """Record the slot's check, move the monitor's state, and alert on a transition, once.
 
@@ -156,11 +152,6 @@ class MonitorActivities:
             if insert_if_absent(session=session, row=alert):
                 notify_alert(session=session, alert=alert)
         return recipients
-
-
-def all_activities(instance: MonitorActivities) -> list[Callable[..., Any]]:
-    """The bound activity methods of `instance`, for `Worker(activities=...)`."""
-    return [instance.measure, instance.record]
 
 
 def alert_message(spec: MonitorSpec, value: float | None, transition: Transition) -> str:

@@ -10,9 +10,7 @@ are non-retryable `ApplicationError`s with a message that says what to fix.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -58,6 +56,7 @@ from duly.store.assignment import (
 from duly.store.crud import VersionConflict, insert_if_absent, store_definition
 from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task, User
+from workflows.contracts import ProcessContract
 
 _log = structlog.get_logger(__name__)
 
@@ -93,7 +92,7 @@ class ProcessActivities:
 
     # --- instances ---------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.start_instance.name)
     def start_instance(self, input: StartInstanceInput) -> None:
         """Record a new instance and the definition it is pinned to, once."""
         log = _log.bind(instance=input.instance_id, process=input.process)
@@ -125,7 +124,7 @@ class ProcessActivities:
             )
         log.info("instance_started" if inserted else "instance_already_recorded")
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.finish_instance.name)
     def finish_instance(self, input: FinishInstanceInput) -> None:
         """Mark a running instance completed or failed; a finished one is left as it is."""
         log = _log.bind(instance=input.instance_id)
@@ -143,7 +142,7 @@ class ProcessActivities:
 
     # --- tasks -------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.open_task.name)
     def open_task(self, input: OpenTaskInput) -> OpenTaskResult:
         """Open a step visit's task and choose its assignee, once: a retry never picks again.
 
@@ -219,7 +218,7 @@ class ProcessActivities:
             return least_loaded(session=session, team=name, exclude=exclude), name
         raise AssignmentError(f"'{rule}' is not an assignment rule; expected {ASSIGN_FORMS}")
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.close_task.name)
     def close_task(self, input: CloseTaskInput) -> None:
         """Complete or cancel an open task; closing a closed task changes nothing."""
         log = _log.bind(task=input.task_id)
@@ -250,7 +249,7 @@ class ProcessActivities:
 
     # --- facts -------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.record_step.name)
     def record_step(self, input: RecordStepInput) -> None:
         """Write one row of the step-outcome fact table, once per (instance, step, visit)."""
         with write_session(self.sessions) as session:
@@ -266,7 +265,7 @@ class ProcessActivities:
             visit=input.visit,
         )
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.record_sla_events.name)
     def record_sla_events(self, input: RecordSlaEventsInput) -> None:
         """Append SLA events, each once per (instance, sequence number)."""
         with write_session(self.sessions) as session:
@@ -284,7 +283,7 @@ class ProcessActivities:
 
     # --- alerts ------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.escalate.name)
     def escalate(self, input: EscalateInput) -> EscalateResult:
         """Run one rung of an SLA ladder: alert someone, or reassign the open task.
 
@@ -424,7 +423,7 @@ class ProcessActivities:
             )
         return EscalateResult(assignee=new, notified=[new])
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.failure_alert.name)
     def failure_alert(self, input: FailureAlertInput) -> None:
         """Tell the process team's manager (or, with no team, every admin) an instance failed."""
         log = _log.bind(instance=input.instance_id, step=input.step)
@@ -465,25 +464,10 @@ class ProcessActivities:
 
     # --- actions -----------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=ProcessContract.run_action.name)
     def run_action(self, input: RunActionInput) -> RunActionResult:
         """Run a registered action (email, webhook, set); see activities/actions.py."""
         return actions.run(input, self.settings)
-
-
-def all_activities(instance: ProcessActivities) -> list[Callable[..., Any]]:
-    """The bound activity methods of `instance`, for `Worker(activities=...)`."""
-    return [
-        instance.start_instance,
-        instance.finish_instance,
-        instance.open_task,
-        instance.close_task,
-        instance.record_step,
-        instance.record_sla_events,
-        instance.escalate,
-        instance.failure_alert,
-        instance.run_action,
-    ]
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -7,12 +7,7 @@ run of the same week, queues nothing more: each manager hears once per channel a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
-
 import structlog
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -20,32 +15,10 @@ from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings, web_url
 from duly.store.db import SessionFactory, write_session
 from duly.summary import SummaryError, build_summary, managers, queue_summary
+from workflows.contracts import SummaryContract
+from workflows.summary_messages import WeeklySummaryInput, WeeklySummaryResult
 
 _log = structlog.get_logger(__name__)
-
-WEEKLY_SUMMARY_WORKFLOW = "WeeklySummaryWorkflow"
-SEND_ACTIVITY = "send_weekly_summaries"
-
-
-class WeeklySummaryInput(BaseModel):
-    """Which week to summarise, for whom.
-
-    Attributes:
-        week: The ISO week, e.g. `2026-W48`.
-        managers: Only these managers; None: everyone who manages a team.
-        now: When the summary is made (open breaches are judged at it): the workflow's time.
-    """
-
-    week: str
-    managers: list[str] | None = None
-    now: datetime | None = None
-
-
-class WeeklySummaryResult(BaseModel):
-    """What was queued: the channels per manager (empty when already queued before)."""
-
-    week: str
-    queued: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class SummaryActivities:
@@ -75,7 +48,7 @@ class SummaryActivities:
             self._definitions = load_definitions(self.settings.definitions)
         return self._definitions
 
-    @activity.defn(name=SEND_ACTIVITY)
+    @activity.defn(name=SummaryContract.send_weekly_summaries.name)
     def send_weekly_summaries(self, input: WeeklySummaryInput) -> WeeklySummaryResult:
         """Build each manager's summary of the week and queue it on their channels, once."""
         definitions = self.definitions
@@ -97,8 +70,3 @@ class SummaryActivities:
                 channels=result.queued[manager],
             )
         return result
-
-
-def all_activities(instance: SummaryActivities) -> list[Callable[..., Any]]:
-    """The bound activity methods, for `Worker(activities=...)`."""
-    return [instance.send_weekly_summaries]

@@ -56,6 +56,7 @@ from temporalio.client import Client
 
 from duly import client as duly_client
 from duly.language.loader import Definitions, load_definitions
+from workflows.contracts import ProcessContract
 from workflows.messages import EventInput, InstanceState, workflow_of
 
 FAR_PROCESS = "breach-far"
@@ -288,11 +289,12 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
         )
         start = by_id[fired.timer_fired_event_attributes.started_event_id]
         meant = at(start) + start.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        escalate = ProcessContract.escalate.name
         scheduled = next(
             e
             for e in events
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "escalate"
+            and e.activity_task_scheduled_event_attributes.activity_type.name == escalate
         )
         began = next(
             e

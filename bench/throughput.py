@@ -10,9 +10,10 @@ that really receives each summary email.
   bench completes `call-customer` with `reached` through `duly.client.complete_task`; the
   instance then emails the summary, takes `check-size` -> `won` and ends.
 - hand-written: `HandWrittenQuoteFollowUp` below, the workflow one would write for this one
-  process without duly: the same `ProcessActivities` methods with the same input models, in the
-  same order, the same number of times, the same update (with a validator) to complete the task,
-  and the SLA ladder as one durable timer raced against the completion.
+  process without duly: the same `ProcessActivities` methods, called through the same contract
+  (`workflows.contracts`: names, models, timeouts and retries), in the same order, the same number
+  of times, the same update (with a validator) to complete the task, and the SLA ladder as one
+  durable timer raced against the completion.
 
 The bench checks that both sides execute the same activity sequence (read from one instance's
 history) and prints it. Every side first runs a few unmeasured warm-up instances. With `--rounds
@@ -46,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
     from collections.abc import AsyncIterator, Iterator
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import dataclass, field
-    from datetime import timedelta
     from functools import partial
     from pathlib import Path
     from typing import Any
@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
     from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client, WorkflowHistory, WorkflowUpdateFailedError
-    from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.exceptions import ApplicationError
     from temporalio.worker import Replayer, Worker, WorkflowRunner
@@ -64,10 +64,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.messages import (
         CloseTaskInput,
         EscalateInput,
-        EscalateResult,
         FinishInstanceInput,
         OpenTaskInput,
-        OpenTaskResult,
         RecordSlaEventsInput,
         RecordStepInput,
         RunActionInput,
@@ -79,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from duly.language.business_time import BusinessCalendar
     from duly.language.durations import parse_duration
     from duly.language.loader import Definitions, load_definitions
+    from workflows.contracts import ProcessContract
     from workflows.messages import (
         CompleteTaskInput,
         CompleteTaskResult,
@@ -95,23 +94,6 @@ CACHED = "duly, templates cached"
 WARMUP = 20
 TARGET_RATIO = 0.8
 INSTANCE_TIMEOUT = 300.0  # seconds an instance may take end to end before the bench gives up
-
-STORE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=30),
-        non_retryable_error_types=["AssignmentError"],
-    ),
-}
-ACTION: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=3,
-    ),
-}
 
 
 # --- the hand-written workflow ----------------------------------------------------------------
@@ -150,8 +132,7 @@ class HandWrittenQuoteFollowUp:
         info = workflow.info()
         instance = instance_id(info.workflow_id, info.first_execution_run_id)
         data = input.data
-        await workflow.execute_activity(
-            "start_instance",
+        await ProcessContract.start_instance.run(
             StartInstanceInput(
                 instance_id=instance,
                 workflow_id=info.workflow_id,
@@ -164,7 +145,6 @@ class HandWrittenQuoteFollowUp:
                 data=data,
                 started_at=workflow.now(),
             ),
-            **STORE,
         )
 
         # call-customer: a task with a three-rung ladder over two business days
@@ -174,8 +154,7 @@ class HandWrittenQuoteFollowUp:
         total = business_time.elapsed(input.calendar, opened, due).total_seconds()
         task_id = f"{instance}/{CALL}/1"
         title = f"Call {data['contact']['name']} about quote {data['quote']['number']}"
-        task = await workflow.execute_activity(
-            "open_task",
+        task = await ProcessContract.open_task.run(
             OpenTaskInput(
                 task_id=task_id,
                 instance_id=instance,
@@ -190,8 +169,6 @@ class HandWrittenQuoteFollowUp:
                 opened_at=opened,
                 due_at=due,
             ),
-            result_type=OpenTaskResult,
-            **STORE,
         )
         self.task_id = task_id
         rungs = 0
@@ -209,8 +186,7 @@ class HandWrittenQuoteFollowUp:
                 break
             except TimeoutError:
                 rungs = rung + 1
-                await workflow.execute_activity(
-                    "escalate",
+                await ProcessContract.escalate.run(
                     EscalateInput(
                         alert_key=f"{instance}/step:{CALL}/1/{rung}",
                         instance_id=instance,
@@ -229,16 +205,13 @@ class HandWrittenQuoteFollowUp:
                         fired_at=workflow.now(),
                         title=title,
                     ),
-                    result_type=EscalateResult,
-                    **STORE,
                 )
         await workflow.wait_condition(lambda: self.completion is not None)
         completion = self.completion
         assert completion is not None
         closed = workflow.now()
         self.task_id = None
-        await workflow.execute_activity(
-            "close_task",
+        await ProcessContract.close_task.run(
             CloseTaskInput(
                 task_id=task_id,
                 status="completed",
@@ -247,7 +220,6 @@ class HandWrittenQuoteFollowUp:
                 closed_by=completion.by,
                 closed_at=closed,
             ),
-            **STORE,
         )
         met = closed <= due
         await self._record(
@@ -265,8 +237,7 @@ class HandWrittenQuoteFollowUp:
             rungs=rungs,
         )
         clock = f"step:{CALL}"
-        await workflow.execute_activity(
-            "record_sla_events",
+        await ProcessContract.record_sla_events.run(
             RecordSlaEventsInput(
                 instance_id=instance,
                 first_seq=0,
@@ -291,7 +262,6 @@ class HandWrittenQuoteFollowUp:
                     ),
                 ],
             ),
-            **STORE,
         )
         if completion.outcome != "reached":
             raise ApplicationError("the bench only drives the 'reached' path")
@@ -299,8 +269,7 @@ class HandWrittenQuoteFollowUp:
         # send-summary: the email action
         began = workflow.now()
         quote, contact = data["quote"], data["contact"]
-        await workflow.execute_activity(
-            "run_action",
+        await ProcessContract.run_action.run(
             RunActionInput(
                 action="email",
                 instance_id=instance,
@@ -314,7 +283,6 @@ class HandWrittenQuoteFollowUp:
                 data=data,
                 idempotency_key=f"{instance}/send-summary/1",
             ),
-            **ACTION,
         )
         await self._record(input, instance, "send-summary", "action", began, workflow.now(), "done")
 
@@ -325,12 +293,10 @@ class HandWrittenQuoteFollowUp:
         await self._record(input, instance, "check-size", "decision", now, now, "otherwise")
         now = workflow.now()
         await self._record(input, instance, "won", "end", now, now, "won")
-        await workflow.execute_activity(
-            "finish_instance",
+        await ProcessContract.finish_instance.run(
             FinishInstanceInput(
                 instance_id=instance, status="completed", result="won", data=data, ended_at=now
             ),
-            **STORE,
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ProcessResult(status="completed", result="won", data=data)
@@ -346,8 +312,7 @@ class HandWrittenQuoteFollowUp:
         outcome: str,
         **task: Any,
     ) -> None:
-        await workflow.execute_activity(
-            "record_step",
+        await ProcessContract.record_step.run(
             RecordStepInput(
                 instance_id=instance,
                 process=input.process,
@@ -367,7 +332,6 @@ class HandWrittenQuoteFollowUp:
                     input.calendar, opened, closed
                 ).total_seconds(),
             ),
-            **STORE,
         )
 
     @workflow.update

@@ -529,10 +529,10 @@ def summary(
 
 
 async def _send_summary(settings: Settings, week: str, chosen: list[str] | None) -> None:
-    from activities.summary import WeeklySummaryResult
     from duly.summary import start_week
     from duly.temporal_client import connect
     from workflows.summary import weekly_summary_id
+    from workflows.summary_messages import WeeklySummaryResult
 
     client = await connect(settings=settings)
     started = await start_week(client, week, task_queue=settings.task_queue, managers=chosen)

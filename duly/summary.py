@@ -383,8 +383,8 @@ async def start_week(
     from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
-    from activities.summary import WEEKLY_SUMMARY_WORKFLOW, WeeklySummaryInput
     from workflows.summary import weekly_summary_id
+    from workflows.summary_messages import WEEKLY_SUMMARY_WORKFLOW, WeeklySummaryInput
 
     parse_week(week)
     try:

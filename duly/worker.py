@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine
@@ -27,10 +28,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.monitors import MonitorActivities
-from activities.monitors import all_activities as monitor_activities
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from activities.summary import SummaryActivities
-from activities.summary import all_activities as summary_activities
 from duly import published
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions
@@ -40,8 +39,9 @@ from duly.metrics import serving as serving_metrics
 from duly.notify import delivering
 from duly.settings import Settings, get_settings
 from duly.store import crud
-from duly.store.db import make_engine, migrate, session_factory, write_session
+from duly.store.db import SessionFactory, make_engine, migrate, session_factory, write_session
 from duly.temporal_client import TemporalSettingsError, TemporalUnavailable, connect, settle
+from workflows.contracts import CONTRACTS, implementations
 from workflows.monitor import MonitorWorkflow
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
@@ -79,20 +79,13 @@ def build_worker(
     Returns:
         The worker, not yet running: `await worker.run()` or `async with worker:`.
     """
-    engine = make_engine(settings.database_url)
-    activities = ProcessActivities(session_factory(engine), settings)
-    monitors = MonitorActivities(session_factory(engine))
-    summaries = SummaryActivities(session_factory(engine), settings)
+    sessions = session_factory(make_engine(settings.database_url))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[ProcessWorkflow, MonitorWorkflow, WeeklySummaryWorkflow],
         workflow_runner=workflow_runner(),
-        activities=[
-            *all_activities(activities),
-            *monitor_activities(monitors),
-            *summary_activities(summaries),
-        ],
+        activities=activities(sessions, settings),
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
@@ -103,6 +96,23 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         interceptors=[ActivityLogContext()],  # every activity log line names its instance
     )
+
+
+def activities(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
+    """Every workflow's activities, bound to the database and settings, for `Worker`.
+
+    Derived from the workflows' contracts (`workflows.contracts`): each activity they name
+    is implemented exactly once, with the types they name.
+
+    Raises:
+        ContractError: An activity is missing, implemented twice, or in no contract.
+    """
+    holders = (
+        ProcessActivities(sessions, settings),
+        MonitorActivities(sessions),
+        SummaryActivities(sessions, settings),
+    )
+    return implementations(CONTRACTS, holders)
 
 
 def prepare_database(

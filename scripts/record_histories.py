@@ -26,13 +26,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities.process import ProcessActivities, all_activities  # noqa: E402
+from activities.process import ProcessActivities  # noqa: E402
 from duly.client import start_instance  # noqa: E402
 from duly.language.loader import load_definitions  # noqa: E402
 from duly.settings import Settings  # noqa: E402
 from duly.store.crud import sync_org  # noqa: E402
 from duly.store.db import create_all, make_engine, session_factory  # noqa: E402
 from duly.temporal_binaries import test_server_path  # noqa: E402
+from workflows.contracts import ProcessContract, implementations  # noqa: E402
 from workflows.messages import CompleteTaskInput, EventInput, InstanceState, workflow_of  # noqa: E402
 from workflows.process import ProcessWorkflow  # noqa: E402
 from workflows.sandbox import workflow_runner  # noqa: E402
@@ -93,7 +94,9 @@ async def main() -> None:
                 env.client,
                 task_queue=queue,
                 workflows=[ProcessWorkflow],
-                activities=all_activities(ProcessActivities(sessions, settings)),
+                activities=implementations(
+                    [ProcessContract], [ProcessActivities(sessions, settings)]
+                ),
                 activity_executor=executor,
                 workflow_runner=workflow_runner(),
             ):

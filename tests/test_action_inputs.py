@@ -22,12 +22,13 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.client import start_instance
 from duly.language.loader import load_definitions
 from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory
+from workflows.contracts import ProcessContract, implementations
 from workflows.messages import InstanceState, ProcessResult, workflow_of
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
@@ -127,7 +128,7 @@ async def run_instance(
             env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(ProcessActivities(sessions, settings)),
+            activities=implementations([ProcessContract], [ProcessActivities(sessions, settings)]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

@@ -26,7 +26,7 @@ from temporalio.worker import Worker
 
 from activities.actions import run
 from activities.messages import RunActionInput
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.client import start_instance
 from duly.crm.http import retry_after
 from duly.language.loader import load_definitions
@@ -34,6 +34,7 @@ from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import StepFact
+from workflows.contracts import ProcessContract, implementations
 from workflows.messages import CompleteTaskInput, InstanceState, ProcessResult, workflow_of
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
@@ -388,7 +389,7 @@ async def worker(
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(activities),
+            activities=implementations([ProcessContract], [activities]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

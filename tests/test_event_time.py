@@ -25,7 +25,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.client import TaskRejected, complete_task, send_event
 from duly.language import business_time
 from duly.language.durations import parse_duration
@@ -35,6 +35,7 @@ from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import SlaEventRow, StepFact, StepFactWeek, Task
+from workflows.contracts import ProcessContract, implementations
 from workflows.messages import (
     CompleteTaskInput,
     EventInput,
@@ -167,7 +168,7 @@ async def engine(
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(activities),
+            activities=implementations([ProcessContract], [activities]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

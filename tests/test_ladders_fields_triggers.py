@@ -25,7 +25,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.cli import typed_fields
 from duly.client import send_event
 from duly.language.loader import Definitions, load_definitions
@@ -34,6 +34,7 @@ from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import Alert, Delivery, StepFact
+from workflows.contracts import ProcessContract, implementations
 from workflows.messages import (
     CompleteTaskInput,
     EventInput,
@@ -188,7 +189,7 @@ async def drill(
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(ProcessActivities(sessions, settings)),
+            activities=implementations([ProcessContract], [ProcessActivities(sessions, settings)]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

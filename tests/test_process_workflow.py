@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.client import AlreadyRunning, start_instance
 from duly.language import business_time
 from duly.language.business_time import BusinessCalendar
@@ -30,6 +30,7 @@ from duly.settings import Settings
 from duly.store.crud import VersionConflicts, publish_definitions, sync_org
 from duly.store.db import create_all, make_engine, session_factory, write_session
 from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task
+from workflows.contracts import ProcessContract, implementations
 from workflows.messages import (
     CompleteTaskInput,
     EventInput,
@@ -159,7 +160,7 @@ async def engine(
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(activities),
+            activities=implementations([ProcessContract], [activities]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

@@ -17,8 +17,7 @@ from sqlmodel import func, select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.summary import SummaryActivities, WeeklySummaryInput, WeeklySummaryResult
-from activities.summary import all_activities as summary_activities
+from activities.summary import SummaryActivities
 from duly.language.loader import Definitions
 from duly.notify import Deliverer, DeliveryPolicy
 from duly.reports import rollup
@@ -36,8 +35,10 @@ from duly.summary import (
     summary_key,
     week_bounds,
 )
+from workflows.contracts import SummaryContract, implementations
 from workflows.sandbox import workflow_runner
 from workflows.summary import WeeklySummaryWorkflow, weekly_summary_id
+from workflows.summary_messages import WeeklySummaryInput, WeeklySummaryResult
 
 ROOT = Path(__file__).resolve().parent.parent / "definitions"
 W46 = datetime(2026, 11, 10, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
@@ -239,7 +240,7 @@ async def summary_worker(
             env.client,
             task_queue=task_queue,
             workflows=[WeeklySummaryWorkflow],
-            activities=summary_activities(activities),
+            activities=implementations([SummaryContract], [activities]),
             activity_executor=pool,
             workflow_runner=workflow_runner(),
         ):

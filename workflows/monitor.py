@@ -9,29 +9,17 @@ activity; no scheduling logic lives here.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from duly.monitors.messages import (
-        MEASURE_ACTIVITY,
         MONITOR_WORKFLOW,
-        RECORD_ACTIVITY,
         MeasureInput,
-        MeasureResult,
         MonitorInput,
         MonitorResult,
         RecordCheckInput,
-        RecordCheckResult,
     )
-
-# Reads and writes to the database: retry until it answers, as the process workflow's do
-STORE_TIMEOUT = timedelta(seconds=30)
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
+    from workflows.contracts import MonitorContract
 
 
 @workflow.defn(name=MONITOR_WORKFLOW)
@@ -42,27 +30,17 @@ class MonitorWorkflow:
     async def run(self, input: MonitorInput) -> MonitorResult:
         """Measure the monitor now and record what it found."""
         at = workflow.now()
-        measured: MeasureResult = await workflow.execute_activity(
-            MEASURE_ACTIVITY,
-            MeasureInput(
-                monitor=input.monitor, at=at, period=input.period, timezone=input.timezone
-            ),
-            result_type=MeasureResult,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+        measured = await MonitorContract.measure.run(
+            MeasureInput(monitor=input.monitor, at=at, period=input.period, timezone=input.timezone)
         )
-        recorded: RecordCheckResult = await workflow.execute_activity(
-            RECORD_ACTIVITY,
+        recorded = await MonitorContract.record.run(
             RecordCheckInput(
                 monitor=input.monitor,
                 slot=input.slot,
                 value=measured.value,
                 checked_at=at,
                 manager_team=input.manager_team,
-            ),
-            result_type=RecordCheckResult,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            )
         )
         if recorded.transition is not None:
             workflow.logger.info(

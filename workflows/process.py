@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
         FailureAlertInput,
         FinishInstanceInput,
         OpenTaskInput,
-        OpenTaskResult,
         RecordSlaEventsInput,
         RecordStepInput,
         RunActionInput,
@@ -50,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         WaitStep,
         field_value_problem,
     )
+    from workflows.contracts import ProcessContract
     from workflows.messages import (
         INVALID_REQUEST,
         TASK_NOT_OPEN,
@@ -69,25 +68,6 @@ with workflow.unsafe.imports_passed_through():
         instance_id,
     )
 
-# Side effects write to the database: retry until it answers (a DB outage must not lose a row).
-# Writes take milliseconds; a short timeout means one lost with a crashed worker is soon retried.
-STORE = {
-    "start_to_close_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=30),
-        non_retryable_error_types=["AssignmentError"],
-    ),
-}
-# Actions reach other systems: a few tries, then the step's `on_error` (or a visible failure)
-ACTION = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=3,
-    ),
-}
 SEEN_EVENTS_KEPT = 500
 PROMPT_SLA_AUDIT = "sla-audit-written-promptly"
 """The patch that writes SLA events when the watcher wakes for them (workflow.patched)."""
@@ -147,8 +127,7 @@ class ProcessWorkflow:
         if fresh:
             self._backdate = self._occurred(input.occurred_at)
             self.state.started_at = self._backdate or workflow.now()
-            await self._activity(
-                "start_instance",
+            await ProcessContract.start_instance.run(
                 StartInstanceInput(
                     instance_id=self.state.instance_id,
                     workflow_id=workflow.info().workflow_id,
@@ -221,8 +200,7 @@ class ProcessWorkflow:
         now, self._backdate = self._backdate or received, None
         task_id = f"{self.state.instance_id}/{step_id}/{visit}"
         clock = self._start_step_clock(step_id, step, visit, now)
-        opened = await self._activity(
-            "open_task",
+        opened = await ProcessContract.open_task.run(
             OpenTaskInput(
                 task_id=task_id,
                 instance_id=self.state.instance_id,
@@ -238,7 +216,6 @@ class ProcessWorkflow:
                 opened_at=now,
                 due_at=clock.due_at if clock else None,
             ),
-            result_type=OpenTaskResult,
         )
         self.state.task = OpenTask(
             task_id=task_id,
@@ -290,8 +267,7 @@ class ProcessWorkflow:
                 },
             )
         holder = self._breach_holders.pop(task_id, task.assignee)
-        await self._activity(
-            "close_task",
+        await ProcessContract.close_task.run(
             CloseTaskInput(
                 task_id=task_id,
                 status="completed" if completion else "cancelled",
@@ -324,8 +300,7 @@ class ProcessWorkflow:
         now = workflow.now()
         try:
             params = self._action_params(step)
-            done = await self._activity(
-                "run_action",
+            done = await ProcessContract.run_action.run(
                 RunActionInput(
                     action=step.do,
                     instance_id=self.state.instance_id,
@@ -335,8 +310,6 @@ class ProcessWorkflow:
                     data=self.state.data,
                     idempotency_key=f"{self.state.instance_id}/{step_id}/{visit}",
                 ),
-                result_type=RunActionResult,
-                options=ACTION,
             )
         except (ActivityError, expressions.ExpressionError) as err:
             # a `with:` that cannot be rendered fails the action as a failed send would
@@ -345,8 +318,7 @@ class ProcessWorkflow:
             await self._record(step_id, step, visit, opened_at=now, outcome="error")
             if step.on_error:
                 return step.on_error
-            await self._activity(
-                "failure_alert",
+            await ProcessContract.failure_alert.run(
                 FailureAlertInput(
                     alert_key=f"{self.state.instance_id}/{step_id}/{visit}/failure",
                     instance_id=self.state.instance_id,
@@ -439,8 +411,7 @@ class ProcessWorkflow:
         self.state.step = None
         await self._stop_watcher(watcher)
         await self._flush_sla_events()
-        await self._activity(
-            "finish_instance",
+        await ProcessContract.finish_instance.run(
             FinishInstanceInput(
                 instance_id=self.state.instance_id,
                 status=self.state.status,
@@ -469,8 +440,7 @@ class ProcessWorkflow:
         received_at: datetime | None = None,
     ) -> None:
         closed_at = closed_at or workflow.now()
-        await self._activity(
-            "record_step",
+        await ProcessContract.record_step.run(
             RecordStepInput(
                 instance_id=self.state.instance_id,
                 process=self.spec.process,
@@ -562,8 +532,7 @@ class ProcessWorkflow:
         previous = task.assignee
         now = workflow.now()
         try:
-            result: EscalateResult = await self._activity(
-                "escalate",
+            result: EscalateResult = await ProcessContract.escalate.run(
                 EscalateInput(
                     alert_key=f"{task.task_id}/reassign/{workflow.uuid4().hex}",
                     instance_id=self.state.instance_id,
@@ -582,7 +551,6 @@ class ProcessWorkflow:
                     title=task.title,
                     by=input.by,
                 ),
-                result_type=EscalateResult,
             )
         except ActivityError as err:
             cause = err.cause
@@ -937,8 +905,7 @@ class ProcessWorkflow:
         """A rung's `set:` or `action:`: run as an action step's would be, its data merged."""
         do, given = ("set", action.set) if action.set is not None else (action.action, action.with_)
         assert do is not None and given is not None  # a RungAction has exactly one
-        done: RunActionResult = await self._activity(
-            "run_action",
+        done: RunActionResult = await ProcessContract.run_action.run(
             RunActionInput(
                 action=do,
                 instance_id=self.state.instance_id,
@@ -948,8 +915,6 @@ class ProcessWorkflow:
                 data=self.state.data,
                 idempotency_key=key,
             ),
-            result_type=RunActionResult,
-            options=ACTION,
         )
         self._merge(done.data)
 
@@ -966,8 +931,7 @@ class ProcessWorkflow:
         action: RungAction,
         key: str,
     ) -> EscalateResult:
-        result: EscalateResult = await self._activity(
-            "escalate",
+        result: EscalateResult = await ProcessContract.escalate.run(
             EscalateInput(
                 alert_key=key,
                 instance_id=self.state.instance_id,
@@ -986,7 +950,6 @@ class ProcessWorkflow:
                 fired_at=now,
                 title=task.title if task and on_task else self.spec.title,
             ),
-            result_type=EscalateResult,
         )
         return result
 
@@ -1021,8 +984,7 @@ class ProcessWorkflow:
             pending = self.state.sla_events[start:]
             if not pending:
                 return
-            await self._activity(
-                "record_sla_events",
+            await ProcessContract.record_sla_events.run(
                 RecordSlaEventsInput(
                     instance_id=self.state.instance_id, first_seq=start, events=pending
                 ),
@@ -1057,18 +1019,6 @@ class ProcessWorkflow:
             return True
         except TimeoutError:
             return False
-
-    async def _activity(
-        self,
-        name: str,
-        arg: Any,
-        *,
-        result_type: type | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> Any:
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type, **(options or STORE)
-        )
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

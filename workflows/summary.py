@@ -3,31 +3,21 @@
 Its id names the week (`weekly-summary/2026-W48`, see `weekly_summary_id`; a run for some
 managers only also names them) and is never reused, so two triggers of one week (two workers'
 schedulers, a repeated `duly summary --send`) run it once; the outbox's keys make a repeat
-harmless even after Temporal forgot the run. The work is one activity (activities/summary.py);
-the workflow only names the moment.
+harmless even after Temporal forgot the run. The work is one activity (`SummaryContract`,
+implemented in activities/summary.py); the workflow only names the moment.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.summary import (
-        SEND_ACTIVITY,
+    from workflows.contracts import SummaryContract
+    from workflows.summary_messages import (
         WEEKLY_SUMMARY_WORKFLOW,
         WeeklySummaryInput,
         WeeklySummaryResult,
     )
-
-SEND_TIMEOUT = timedelta(minutes=2)
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["SummaryError"],
-)
 
 
 def weekly_summary_id(week: str, managers: list[str] | None = None) -> str:
@@ -49,11 +39,4 @@ class WeeklySummaryWorkflow:
     async def run(self, input: WeeklySummaryInput) -> WeeklySummaryResult:
         """Build and queue the summaries, judging open breaches at the workflow's time."""
         request = input.model_copy(update={"now": input.now or workflow.now()})
-        result: WeeklySummaryResult = await workflow.execute_activity(
-            SEND_ACTIVITY,
-            request,
-            result_type=WeeklySummaryResult,
-            start_to_close_timeout=SEND_TIMEOUT,
-            retry_policy=SEND_RETRY,
-        )
-        return result
+        return await SummaryContract.send_weekly_summaries.run(request)

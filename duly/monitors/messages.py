@@ -15,8 +15,6 @@ from pydantic import BaseModel
 from duly.language.model import MonitorSpec
 
 MONITOR_WORKFLOW = "MonitorWorkflow"
-MEASURE_ACTIVITY = "monitor_measure"
-RECORD_ACTIVITY = "monitor_record"
 
 Period = Literal["day", "week", "month"]
 State = Literal["ok", "alerting"]

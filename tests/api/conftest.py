@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.api.app import create_app
 from duly.api.auth import issue_token
 from duly.api.signing import signed_headers
@@ -30,6 +30,7 @@ from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory, write_session
 from duly.store.models import Instance, Task
+from workflows.contracts import ProcessContract, implementations
 from workflows.messages import EventInput, InstanceState, ProcessResult, workflow_of
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
@@ -164,7 +165,7 @@ async def api(
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(ProcessActivities(sessions, settings)),
+            activities=implementations([ProcessContract], [ProcessActivities(sessions, settings)]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

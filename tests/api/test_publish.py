@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly import published
 from duly.api.app import create_app
 from duly.cli import app as cli_app
@@ -29,6 +29,7 @@ from duly.settings import Settings
 from duly.store.crud import VersionConflicts
 from duly.store.db import session_factory, write_session
 from duly.store.models import Definition, InboundEvent, Instance, PublishedSet, UnheardEvent
+from workflows.contracts import ProcessContract, implementations
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -86,7 +87,7 @@ async def live(
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(ProcessActivities(sessions, settings)),
+            activities=implementations([ProcessContract], [ProcessActivities(sessions, settings)]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

@@ -29,7 +29,7 @@ from slack_sdk.signature import SignatureVerifier
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.api.app import create_app
 from duly.api.routes.slack import background_done
 from duly.language.loader import Definitions
@@ -37,6 +37,7 @@ from duly.language.model import SlackApp
 from duly.notify.deliverer import Deliverer, DeliveryPolicy
 from duly.settings import Settings
 from duly.store.models import Delivery
+from workflows.contracts import ProcessContract, implementations
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -250,7 +251,7 @@ async def world(
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
-            activities=all_activities(ProcessActivities(sessions, settings)),
+            activities=implementations([ProcessContract], [ProcessActivities(sessions, settings)]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):

@@ -22,7 +22,7 @@ from activities.messages import (
     RunActionInput,
     SlaEvent,
 )
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.settings import Settings
 from duly.store.db import SessionFactory, session_factory, write_session
 from duly.store.models import (
@@ -481,7 +481,7 @@ def test_reassign_leaves_a_closed_task_alone(acts, sessions, instance) -> None:
     assert rows(sessions, Alert) == []
 
 
-# --- actions and the worker's list ------------------------------------------------------------
+# --- actions -----------------------------------------------------------------------------------
 
 
 def test_set_action_runs_through_the_activity(acts) -> None:
@@ -497,18 +497,3 @@ def test_set_action_runs_through_the_activity(acts) -> None:
         ),
     )
     assert result.data == {"lead": {"status": "nurture", "score": 3}, "flag": True}
-
-
-def test_all_activities_lists_every_activity_method(acts) -> None:
-    names = {fn.__name__ for fn in all_activities(acts)}
-    assert names == {
-        "start_instance",
-        "finish_instance",
-        "open_task",
-        "close_task",
-        "record_step",
-        "record_sla_events",
-        "escalate",
-        "failure_alert",
-        "run_action",
-    }

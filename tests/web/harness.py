@@ -26,11 +26,12 @@ from playwright.async_api import Browser, Page, Playwright
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.process import ProcessActivities, all_activities
+from activities.process import ProcessActivities
 from duly.api.app import create_app
 from duly.api.server import EmbeddedServer, bind
 from duly.language.loader import Definitions
 from duly.settings import Settings
+from workflows.contracts import ProcessContract, implementations
 from workflows.process import ProcessWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -115,7 +116,9 @@ async def running_site(
                 env.client,
                 task_queue=task_queue,
                 workflows=[ProcessWorkflow],
-                activities=all_activities(ProcessActivities(sessions, settings)),
+                activities=implementations(
+                    [ProcessContract], [ProcessActivities(sessions, settings)]
+                ),
                 activity_executor=executor,
                 workflow_runner=workflow_runner(),
             ):
