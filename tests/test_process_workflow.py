@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 from sqlmodel import Session, select
+from support import definitions_with
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -25,7 +27,7 @@ from duly.client import AlreadyRunning, start_instance
 from duly.language import business_time
 from duly.language.business_time import BusinessCalendar
 from duly.language.durations import parse_duration
-from duly.language.loader import Definitions
+from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
 from duly.store.crud import VersionConflicts, publish_definitions, sync_org
 from duly.store.db import create_all, make_engine, session_factory, write_session
@@ -139,14 +141,15 @@ class Engine:
             return list(session.exec(query).all())
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def engine(
-    time_skipping_env: WorkflowEnvironment,
+@contextlib.asynccontextmanager
+async def running_engine(
+    env: WorkflowEnvironment,
     definitions: Definitions,
     task_queue: str,
     tmp_path: Path,
     smtp: tuple[Settings, Any],
 ) -> AsyncIterator[Engine]:
+    """A worker with the real activities on a fresh SQLite store, polling `task_queue` of `env`."""
     settings, inbox = smtp
     db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
     create_all(db)
@@ -157,15 +160,27 @@ async def engine(
     activities = ProcessActivities(sessions, settings)
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(
-            time_skipping_env.client,
+            env.client,
             task_queue=task_queue,
             workflows=[ProcessWorkflow],
             activities=implementations([ProcessContract], [activities]),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
         ):
-            yield Engine(time_skipping_env, definitions, sessions, task_queue, inbox)
+            yield Engine(env, definitions, sessions, task_queue, inbox)
     db.dispose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def engine(
+    time_skipping_env: WorkflowEnvironment,
+    definitions: Definitions,
+    task_queue: str,
+    tmp_path: Path,
+    smtp: tuple[Settings, Any],
+) -> AsyncIterator[Engine]:
+    async with running_engine(time_skipping_env, definitions, task_queue, tmp_path, smtp) as e:
+        yield e
 
 
 def quote(number: str, amount: int = 12_000, owner: str = "ana") -> dict[str, Any]:
@@ -456,36 +471,69 @@ async def test_an_instance_row_is_written_once_and_closed_with_its_result(engine
     assert datetime.now(UTC) - row.started_at < timedelta(days=3650)
 
 
-async def test_a_long_instance_continues_as_new_and_keeps_its_state(engine: Engine) -> None:
-    definition = engine.definitions.processes["quote-follow-up"]
+# A call-back loop whose wait lasts a second of real time: a few visits outgrow a small history
+CALL_BACK = """\
+process: call-back
+title: Call back until the customer answers
+version: 1
+calendar: us-east
+team: inbound-sales
+trigger: {event: callback.requested, key: "{{ quote.number }}"}
+start: call-customer
+steps:
+  call-customer:
+    kind: task
+    title: "Call about quote {{ quote.number }}"
+    assign: owner
+    outcomes: {voicemail: wait-a-moment, lost: lost}
+  wait-a-moment: {kind: wait, for: 1 second, next: call-customer}
+  lost: {kind: end, result: lost}
+"""
+
+
+async def test_a_long_instance_continues_as_new_and_keeps_its_state(
+    dev_server_env: WorkflowEnvironment,
+    task_queue: str,
+    tmp_path: Path,
+    smtp: tuple[Settings, Any],
+) -> None:
+    # On the dev server in real time: the time-skipping server keeps its clock locked for good
+    # when a query reaches a run in the instant it continues as new (its lock for the query's
+    # workflow task is never released), which no real Temporal does.
+    definitions = load_definitions(definitions_with(tmp_path / "definitions", {"cb": CALL_BACK}))
     number = f"Q-{uuid.uuid4().hex[:6]}"
-    started = await engine.env.client.start_workflow(
-        ProcessWorkflow.run,
-        ProcessInput(
-            definition=definition, business_key=number, data=quote(number), history_limit=40
-        ),
-        id=f"quote-follow-up/{number}",
-        task_queue=engine.task_queue,
-    )
-    # the instance, whichever run is current: queries and updates follow it as it continues
-    handle = engine.env.client.get_workflow_handle(started.id, result_type=ProcessResult)
-    first = await engine.open_task(handle, "call-customer")
-    for visit in range(1, 4):
-        await engine.complete(handle, "call-customer", "voicemail")
-        await engine.until(handle, lambda s, v=visit: s.visits.get("wait-a-day") == v)
-        await engine.sleep_past_wait(handle, "wait-a-day")
-    state = await engine.open_task(handle, "call-customer")
-    description = await handle.describe()
-    assert description.run_id != started.result_run_id  # a new run carries on
-    assert state.instance_id == first.instance_id
-    assert state.visits == {"call-customer": 4, "wait-a-day": 3}
-    assert state.data["quote"]["number"] == number
-    await engine.complete(handle, "call-customer", "lost")
-    assert (await handle.result()).result == "lost"
-    facts = engine.rows(StepFact, first.instance_id)
+    async with running_engine(dev_server_env, definitions, task_queue, tmp_path, smtp) as engine:
+        started = await engine.env.client.start_workflow(
+            ProcessWorkflow.run,
+            ProcessInput(
+                definition=definitions.processes["call-back"],
+                business_key=number,
+                data=quote(number),
+                history_limit=40,
+            ),
+            id=f"call-back/{number}",
+            task_queue=engine.task_queue,
+        )
+        # the instance, whichever run is current: queries and updates follow it as it continues
+        handle = engine.env.client.get_workflow_handle(started.id, result_type=ProcessResult)
+        first = await engine.open_task(handle, "call-customer")
+        for visit in range(1, 4):
+            await engine.complete(handle, "call-customer", "voicemail")
+            await engine.until(handle, lambda s, v=visit: s.visits.get("wait-a-moment") == v)
+        state = await engine.until(
+            handle, lambda s: s.task is not None and s.visits.get("call-customer") == 4
+        )
+        description = await handle.describe()
+        assert description.run_id != started.result_run_id  # a new run carries on
+        assert state.instance_id == first.instance_id
+        assert state.visits == {"call-customer": 4, "wait-a-moment": 3}
+        assert state.data["quote"]["number"] == number
+        await engine.complete(handle, "call-customer", "lost")
+        assert (await handle.result()).result == "lost"
+        facts = engine.rows(StepFact, first.instance_id)
     assert sorted((f.step, f.visit) for f in facts) == sorted(
         [("call-customer", v) for v in range(1, 5)]
-        + [("wait-a-day", v) for v in range(1, 4)]
+        + [("wait-a-moment", v) for v in range(1, 4)]
         + [("lost", 1)]
     )
 
