@@ -322,8 +322,7 @@ class SlaClocks:
 
     def _count(self, clock: ClockState, now: datetime) -> None:
         """Fold the running stretch into the time counted so far."""
-        if clock.running_since is None:
-            return
+        assert clock.running_since is not None  # called only while the clock runs
         if clock.business:
             clock.counted_seconds += business_time.elapsed(
                 self.calendar, clock.running_since, now
