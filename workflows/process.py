@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         StartInstanceInput,
     )
     from duly.language import business_time, expressions
+    from duly.language.actions import signature_of
     from duly.language.model import (
         ActionStep,
         DecisionStep,
@@ -363,13 +364,15 @@ class ProcessWorkflow:
 
     def _params(self, do: str, with_: dict[str, Any]) -> dict[str, Any]:
         """An action's `with:` rendered on the instance data (an email's template filled in)."""
+        action = signature_of(do)
         given = dict(with_)
-        url = given.pop("url", None) if do == "webhook" else None
+        url_param = action.url_param
+        url = given.pop(url_param, None) if url_param else None
         params: dict[str, Any] = expressions.render_value(given, self.state.data)
-        if isinstance(url, str):  # data goes into the path and query only, %-encoded
-            params["url"] = expressions.render_url(url, self.state.data)
+        if url_param and isinstance(url, str):  # data goes into the path and query only
+            params[url_param] = expressions.render_url(url, self.state.data)
         template = self.definition.templates.get(str(params.pop("template", "")))
-        if do == "email" and template is not None:
+        if action.templated and template is not None:
             params.setdefault("subject", self._render(template.subject))
             params.setdefault("body", self._render(template.body))
         return params
@@ -766,8 +769,9 @@ class ProcessWorkflow:
 
     async def _rung_action(self, clock: ClockState, action: RungAction, key: str) -> None:
         """A rung's `set:` or `action:`: run as an action step's would be, its data merged."""
-        do, given = ("set", action.set) if action.set is not None else (action.action, action.with_)
-        assert do is not None and given is not None  # a RungAction has exactly one
+        call = action.call
+        assert call is not None  # the caller runs notify and reassign through `escalate`
+        do, given = call
         done: RunActionResult = await self._activity(
             "run_action",
             RunActionInput(
