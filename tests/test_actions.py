@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.actions import ACTION_HANDLERS, expand_dotted, run
 from activities.messages import RunActionInput
 from duly.language.actions import ACTIONS
+from duly.language.model import RungAction
 from duly.notify.signing import verify
 from duly.settings import Settings
 
@@ -38,6 +39,18 @@ def action(name: str, **params: Any) -> RunActionInput:
 
 def test_every_action_the_language_knows_has_a_handler_and_no_more() -> None:
     assert set(ACTION_HANDLERS) == set(ACTIONS)
+
+
+def test_a_rung_runs_a_registered_action_for_set_and_action_and_none_for_alerts() -> None:
+    values = {"lead.status": "stalled"}
+    assert RungAction(set=values).call == ("set", values)
+    note = RungAction.model_validate({"action": "crm.note", "with": {"body": "late"}})
+    assert note.call == ("crm.note", {"body": "late"})
+    assert {call[0] for call in (RungAction(set=values).call, note.call) if call} <= set(
+        ACTION_HANDLERS
+    )
+    assert RungAction(notify="manager").call is None
+    assert RungAction(reassign="manager").call is None
 
 
 def test_an_unknown_action_is_not_retried() -> None:

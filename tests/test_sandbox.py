@@ -2,7 +2,9 @@
 
 Workflow code that reads the wall clock or opens a file fails its workflow task instead of
 running. (Passing every module through the sandbox would save memory, but it silently drops
-these checks, which is why `workflows.sandbox` does not: the first test failed with it.)
+these checks, which is why `workflows.sandbox` does not: the first test failed with it.) Only the
+pure modules workflows use are passed through: the definition loader, which reads files and the
+environment, is not, so a workflow that called it would fail the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+import workflows.clock
+from duly.language import business_time
 from workflows.sandbox import workflow_runner
 
 
@@ -33,6 +37,25 @@ class OpensAFile:
     @workflow.run
     async def run(self) -> str:
         return Path(__file__).read_text()[:10]
+
+
+@workflow.defn(sandboxed=True)
+class AsksTheLoaderWhereDefinitionsAre:
+    @workflow.run
+    async def run(self) -> str:
+        from duly.language import loader
+
+        return str(loader.default_root())  # DULY_DEFINITIONS, read from the environment
+
+
+@workflow.defn(sandboxed=True)
+class ImportsPureModules:
+    @workflow.run
+    async def run(self) -> list[int]:
+        from duly.language import business_time as arithmetic
+        from workflows import clock as sla_clock
+
+        return [id(sla_clock), id(arithmetic)]
 
 
 @workflow.defn(sandboxed=True)
@@ -91,3 +114,30 @@ async def test_workflow_time_runs(dev_server_env: WorkflowEnvironment, task_queu
             UsesWorkflowTime.run, id=f"sandbox-{uuid.uuid4()}", task_queue=task_queue
         )
     assert datetime.datetime.fromisoformat(result).tzinfo is not None
+
+
+async def test_the_definition_loader_is_not_passed_through(
+    dev_server_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    # passed through, it would read the environment from inside a workflow, unchecked
+    kind, _ = await _task_failure(dev_server_env, AsksTheLoaderWhereDefinitionsAre, task_queue)
+    assert kind == "RestrictedWorkflowAccessError"
+
+
+async def test_the_pure_modules_workflows_use_are_the_workers_own(
+    dev_server_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with Worker(
+        dev_server_env.client,
+        task_queue=task_queue,
+        workflows=[ImportsPureModules],
+        workflow_runner=workflow_runner(),
+    ):
+        ids = await dev_server_env.client.execute_workflow(
+            ImportsPureModules.run,
+            id=f"sandbox-{uuid.uuid4()}",
+            task_queue=task_queue,
+            execution_timeout=datetime.timedelta(minutes=1),
+        )
+    # passed through: not imported again for every instance
+    assert ids == [id(workflows.clock), id(business_time)]

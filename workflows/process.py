@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -28,26 +28,23 @@ with workflow.unsafe.imports_passed_through():
         RecordStepInput,
         RunActionInput,
         RunActionResult,
-        SlaEvent,
-        SlaEventKind,
         StartInstanceInput,
     )
     from duly.language import business_time, expressions
-    from duly.language.durations import Duration
+    from duly.language.actions import signature_of
     from duly.language.model import (
         ActionStep,
-        Clock,
         DecisionStep,
         EndStep,
         FieldSpec,
         Rung,
         RungAction,
         Step,
-        Targets,
         TaskStep,
         WaitStep,
         field_value_problem,
     )
+    from workflows.clock import AlertLevel, Change, SlaClocks, is_late
     from workflows.contracts import ProcessContract
     from workflows.messages import (
         INVALID_REQUEST,
@@ -71,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
 SEEN_EVENTS_KEPT = 500
 PROMPT_SLA_AUDIT = "sla-audit-written-promptly"
 """The patch that writes SLA events when the watcher wakes for them (workflow.patched)."""
-AlertLevel = Literal["warning", "breach", "escalation"]
 
 
 class _Ended(Exception):
@@ -117,6 +113,7 @@ class ProcessWorkflow:
         # who held each open task when its SLA breached: the breach is theirs (not carried by
         # continue-as-new, which never happens while a task is open)
         self._breach_holders: dict[str, str | None] = {}
+        self._sla = SlaClocks(self.spec, self.calendar, self.state.clocks)
 
     # --- the steps ------------------------------------------------------------------------
 
@@ -339,13 +336,15 @@ class ProcessWorkflow:
 
     def _params(self, do: str, with_: dict[str, Any]) -> dict[str, Any]:
         """An action's `with:` rendered on the instance data (an email's template filled in)."""
+        action = signature_of(do)
         given = dict(with_)
-        url = given.pop("url", None) if do == "webhook" else None
+        url_param = action.url_param
+        url = given.pop(url_param, None) if url_param else None
         params: dict[str, Any] = expressions.render_value(given, self.state.data)
-        if isinstance(url, str):  # data goes into the path and query only, %-encoded
-            params["url"] = expressions.render_url(url, self.state.data)
+        if url_param and isinstance(url, str):  # data goes into the path and query only
+            params[url_param] = expressions.render_url(url, self.state.data)
         template = self.definition.templates.get(str(params.pop("template", "")))
-        if do == "email" and template is not None:
+        if action.templated and template is not None:
             params.setdefault("subject", self._render(template.subject))
             params.setdefault("body", self._render(template.body))
         return params
@@ -465,7 +464,7 @@ class ProcessWorkflow:
                 else None,
                 final_assignee=final_assignee,
                 received_at=received_at or opened_at,
-                late_arriving=_late(clock, clock.breached_at) if clock is not None else None,
+                late_arriving=is_late(clock, clock.breached_at) if clock is not None else None,
                 stage=_stage(step, outcome),
             ),
         )
@@ -622,201 +621,50 @@ class ProcessWorkflow:
         """The live state: step, task, assignee, due time, next rung of the ladder."""
         return self.state
 
-    # --- SLA clocks -----------------------------------------------------------------------
+    # --- SLA clocks (their arithmetic: workflows/clock.py) ---------------------------------
 
     def _start_step_clock(
         self, step_id: str, step: TaskStep, visit: int, now: datetime
     ) -> ClockState | None:
         """A task's own SLA clock, counting from `now`; the caller hands it to the watcher."""
-        if step.sla is None:
-            return None
-        return self._new_clock(f"step:{step_id}", step.sla.within, now, step_id, visit)
+        clock, change = self._sla.start_step(
+            step_id, step, visit, at=now, now=workflow.now(), data=self.state.data
+        )
+        self._keep(change, step_id)
+        return clock
 
     def _clock_point(self, point: str, at: datetime | None = None) -> None:
         """A step was entered or an event arrived: start, stop, pause or resume clocks.
 
         `at` is when the event happened, if earlier than now: clocks start and stop then.
         """
-        now = at or workflow.now()
-        for name, spec in self.spec.clocks.items():
-            clock = self.state.clocks.get(name)
-            if clock is None:
-                if spec.starts == point:
-                    clock = self._new_clock(name, spec.within, now, self.state.step, 0)
-                    if clock is not None:
-                        self.state.clocks[name] = clock
-                continue
-            if clock.status == "stopped":
-                continue
-            if point in spec.stops:
-                self._stop_clock(clock, max(now, clock.running_since or clock.started_at))
-            elif point in spec.pauses_in and clock.status == "running":
-                self._count(clock, now)
-                clock.status, clock.running_since, clock.due_at = "paused", None, None
-                self._sla_event(clock, "pause", now)
-            elif (
-                point in self.spec.steps
-                and point not in spec.pauses_in
-                and clock.status == "paused"
-            ):
-                clock.status, clock.running_since = "running", now
-                clock.due_at = self._due(clock)
-                self._sla_event(clock, "resume", now, clock.due_at)
+        now = workflow.now()
+        step = self.state.step
+        self._keep(
+            self._sla.at_point(point, at=at or now, now=now, step=step, data=self.state.data),
+            step,
+        )
         self._clocks_changed()
 
-    def _new_clock(
-        self, name: str, within: Duration | Targets, now: datetime, step: str | None, visit: int
-    ) -> ClockState | None:
-        target, duration = self._target(within)
-        if duration is None:
-            self._history("no-sla-target", step, f"clock {name}: no target for '{target}'")
-            return None
-        due = business_time.add(self.calendar, now, duration)
-        business = duration.kind != "wall"
-        total = (
-            business_time.elapsed(self.calendar, now, due).total_seconds()
-            if business
-            else float(duration.seconds)
-        )
-        clock = ClockState(
-            name=name,
-            step=step,
-            visit=visit,
-            business=business,
-            total_seconds=total,
-            running_since=now,
-            started_at=now,
-            due_at=due,
-            target=target,
-            received_at=workflow.now() if now < workflow.now() else None,
-        )
-        self._sla_event(
-            clock, "start", now, due, f"within {duration}" + (f" ({target})" if target else "")
-        )
-        return clock
-
-    def _target(self, within: Duration | Targets) -> tuple[str, Duration | None]:
-        if isinstance(within, Duration):
-            return "", within
-        try:
-            value = expressions.render(within.by, self.state.data).strip()
-        except expressions.ExpressionError:
-            value = ""
-        return value, within.targets.get(value, within.default)
-
-    def _count(self, clock: ClockState, now: datetime) -> None:
-        """Fold the running stretch into the time counted so far."""
-        if clock.running_since is None:
-            return
-        if clock.business:
-            clock.counted_seconds += business_time.elapsed(
-                self.calendar, clock.running_since, now
-            ).total_seconds()
-        else:
-            clock.counted_seconds += (now - clock.running_since).total_seconds()
-        clock.running_since = now
-
-    def _at_share(self, clock: ClockState, share: float) -> datetime:
-        """When `share` of the clock's total will have been counted (while it runs)."""
-        assert clock.running_since is not None
-        if share == 1 and clock.due_at is not None:
-            return clock.due_at  # "2 business days" is due at the same time of day, not at close
-        left = max(share * clock.total_seconds - clock.counted_seconds, 0.0)
-        if clock.business:
-            return business_time.add_business_seconds(self.calendar, clock.running_since, left)
-        return clock.running_since + timedelta(seconds=left)
-
-    def _due(self, clock: ClockState) -> datetime:
-        """The due time after a pause or a new target: the rest of the total from now on."""
-        clock.due_at = None
-        return self._at_share(clock, 1.0)
-
     def _stop_clock(self, clock: ClockState, now: datetime, *, cancelled: bool = False) -> None:
-        """Stop a clock: met or breached.
-
-        With `cancelled` (its task ended by an event) it is not applicable (`met` None),
-        unless its deadline had already passed.
-        """
-        if clock.status == "running":
-            self._count(clock, now)
-        clock.status, clock.running_since, clock.stopped_at = "stopped", None, now
-        clock.met = clock.breached_at is None and clock.counted_seconds <= clock.total_seconds
-        if not clock.met and now < workflow.now() and clock.counted_seconds <= clock.total_seconds:
-            # stopped at an earlier instant (work logged in the CRM in time, its event came
-            # after the deadline): met, though the breach was announced when it seemed due
-            clock.met, clock.breached_at = True, None
-        if not clock.met and clock.breached_at is None:
-            clock.breached_at = clock.due_at
-        if cancelled and clock.met:
-            clock.met = None
-        verdict = {True: "met", False: "breached", None: "not applicable"}[clock.met]
-        self._sla_event(clock, "stop", now, clock.due_at, verdict)
+        """Stop a clock at `now`: met, breached, or (`cancelled`) not applicable."""
+        self._keep(self._sla.stop(clock, now, now=workflow.now(), cancelled=cancelled))
         self._clocks_changed()
 
     def _retarget(self) -> None:
         """Data behind a `by:` target changed: keep the time counted, recompute due and rungs."""
-        now = workflow.now()
-        for clock in self.state.clocks.values():
-            within = self._within_of(clock)
-            if clock.status == "stopped" or not isinstance(within, Targets):
-                continue
-            target, duration = self._target(within)
-            if duration is None or target == clock.target:
-                continue
-            if clock.status == "running":
-                self._count(clock, now)
-            nominal_due = business_time.add(self.calendar, clock.started_at, duration)
-            clock.total_seconds = (
-                business_time.elapsed(self.calendar, clock.started_at, nominal_due).total_seconds()
-                if clock.business
-                else float(duration.seconds)
-            )
-            clock.target = target
-            if clock.status == "running":
-                clock.due_at = self._due(clock)
-            self._sla_event(clock, "retarget", now, clock.due_at, f"within {duration} ({target})")
+        self._keep(self._sla.retarget(now=workflow.now(), data=self.state.data))
         self._clocks_changed()
 
-    def _within_of(self, clock: ClockState) -> Duration | Targets | None:
-        if clock.name.startswith("step:"):
-            step = self.spec.steps.get(clock.name.removeprefix("step:"))
-            return step.sla.within if isinstance(step, TaskStep) and step.sla else None
-        spec = self.spec.clocks.get(clock.name)
-        return spec.within if spec else None
-
-    def _ladder_of(self, clock: ClockState) -> list[Rung]:
-        if clock.name.startswith("step:"):
-            step = self.spec.steps.get(clock.name.removeprefix("step:"))
-            return step.sla.escalate if isinstance(step, TaskStep) and step.sla else []
-        spec: Clock | None = self.spec.clocks.get(clock.name)
-        return spec.escalate if spec else []
+    def _keep(self, change: Change, step: str | None = None) -> None:
+        """Keep what a clock change produced: its SLA events, and why a clock did not start."""
+        self.state.sla_events.extend(change.events)
+        for detail in change.no_target:
+            self._history("no-sla-target", step, detail)
 
     def _clocks_changed(self) -> None:
         self._clock_version += 1
-        self.state.next_rung = self._next_point()
-
-    def _next_point(self) -> NextRung | None:
-        """The earliest pending moment of any running clock: a rung, or the breach itself."""
-        points: list[NextRung] = []
-        for clock in self.state.clocks.values():
-            if clock.status != "running":
-                continue
-            ladder = self._ladder_of(clock)
-            if clock.breached_at is None:
-                points.append(
-                    NextRung(
-                        clock=clock.name, rung=-1, at=self._at_share(clock, 1.0), action="breach"
-                    )
-                )
-            if clock.rungs_done < len(ladder):
-                rung = ladder[clock.rungs_done]
-                action = rung.summary
-                at = self._at_share(clock, rung.at)
-                points.append(
-                    NextRung(clock=clock.name, rung=clock.rungs_done, at=at, action=action)
-                )
-        # the breach is recorded before a 100% rung that fires at the same instant
-        return min(points, key=lambda p: (p.at, p.rung), default=None)
+        self.state.next_rung = self._sla.next_point()
 
     async def _watch_clocks(self) -> None:
         """Fire each rung once, in order, at its instant; recompute when clocks change.
@@ -830,7 +678,7 @@ class ProcessWorkflow:
             if pending and workflow.patched(PROMPT_SLA_AUDIT):
                 await self._flush_sla_events()
                 continue
-            point = self._next_point()
+            point = self._sla.next_point()
             self.state.next_rung = point
             changed = self._change_since(self._clock_version)
             if point is None:
@@ -850,30 +698,16 @@ class ProcessWorkflow:
         return lambda: self._clock_version != version or self._closing
 
     async def _fire(self, point: NextRung) -> None:
-        clock = self.state.clocks[point.clock]
         now = workflow.now()
-        # a point already past when duly learnt of the event is recorded at its true instant
-        late = _late(clock, point.at)
-        if point.rung < 0:
-            clock.breached_at = point.at
+        fired = self._sla.fire(point, now=now)
+        self.state.sla_events.extend(fired.events)
+        clock, rung, level = fired.clock, fired.rung, fired.level
+        if rung is None:
             task = self.state.task
             if task is not None and clock.step == task.step and clock.visit == task.visit:
                 self._breach_holders.setdefault(task.task_id, task.assignee)
-            self._sla_event(
-                clock, "breach", point.at if late else now, clock.due_at, _LATE if late else ""
-            )
             self._clocks_changed()
             return
-        rung = self._ladder_of(clock)[point.rung]
-        clock.rungs_done = point.rung + 1
-        level: AlertLevel = "warning" if rung.at < 1 else "breach" if rung.at == 1 else "escalation"
-        self._sla_event(
-            clock,
-            "warning" if level == "warning" else "escalation",
-            point.at if late else now,
-            clock.due_at,
-            f"rung {point.rung + 1}: {point.action}" + (f" ({_LATE})" if late else ""),
-        )
         self._clocks_changed()
         task = self.state.task
         on_task = task is not None and (clock.step is None or task.step == clock.step)
@@ -903,8 +737,9 @@ class ProcessWorkflow:
 
     async def _rung_action(self, clock: ClockState, action: RungAction, key: str) -> None:
         """A rung's `set:` or `action:`: run as an action step's would be, its data merged."""
-        do, given = ("set", action.set) if action.set is not None else (action.action, action.with_)
-        assert do is not None and given is not None  # a RungAction has exactly one
+        call = action.call
+        assert call is not None  # the caller runs notify and reassign through `escalate`
+        do, given = call
         done: RunActionResult = await ProcessContract.run_action.run(
             RunActionInput(
                 action=do,
@@ -959,25 +794,6 @@ class ProcessWorkflow:
 
     # --- bookkeeping ----------------------------------------------------------------------
 
-    def _sla_event(
-        self,
-        clock: ClockState,
-        kind: SlaEventKind,
-        at: datetime,
-        due: datetime | None = None,
-        detail: str = "",
-    ) -> None:
-        event = SlaEvent(
-            clock=clock.name,
-            kind=kind,
-            at=at,
-            step=clock.step,
-            visit=clock.visit or None,
-            due_at=due,
-            detail=detail,
-        )
-        self.state.sla_events.append(event)
-
     async def _flush_sla_events(self) -> None:
         async with self._flush_lock:
             start = self.state.sla_events_written
@@ -1029,14 +845,6 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-_LATE = "late-arriving: the event came after this instant"
-
-
-def _late(clock: ClockState, at: datetime | None) -> bool:
-    """Whether an instant of a clock had passed before duly learnt of the event behind it."""
-    return at is not None and clock.received_at is not None and at <= clock.received_at
 
 
 def _render_on(template: str, data: dict[str, Any]) -> str:

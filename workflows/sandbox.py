@@ -1,12 +1,31 @@
-"""The workflow sandbox duly's worker runs ProcessWorkflow in."""
+"""The workflow sandbox duly's worker runs its workflows in."""
 
 from __future__ import annotations
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-# Deterministic libraries the interpreter calls while running a step: the language (business
-# time, templates) and Jinja2, whose template cache takes a threading lock the sandbox forbids.
-PASSTHROUGH = ("duly.language", "activities.messages", "jinja2", "markupsafe")
+# The pure, deterministic modules workflows use, shared with the worker rather than imported
+# again for every instance. Only these: a module passed through runs unrestricted, so the
+# sandbox would no longer refuse its file, environment or clock reads (duly.language.loader
+# reads definitions/ and DULY_* variables, and is not here).
+PASSTHROUGH = (
+    "workflows.clock",  # SLA clock arithmetic
+    "workflows.messages",  # ProcessWorkflow's input, state and updates
+    "workflows.contracts",  # the activities each workflow calls, typed
+    "workflows.summary_messages",  # WeeklySummaryWorkflow's input and activity
+    "activities.messages",  # what ProcessWorkflow sends its activities
+    "duly.monitors.messages",  # MonitorWorkflow's input and activities
+    "duly.language.actions",  # the action registry: how an action's `with:` renders
+    "duly.language.business_time",  # deadlines (zoneinfo works normally only outside)
+    "duly.language.compiler",  # CompiledProcess, the definition an instance runs
+    "duly.language.durations",
+    "duly.language.expressions",  # templates and conditions on the instance data
+    "duly.language.model",  # the definition's steps, clocks and ladders
+    # Jinja2 imports its runtime while it renders, and its template cache takes a threading
+    # lock the sandbox forbids
+    "jinja2",
+    "markupsafe",
+)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

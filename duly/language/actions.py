@@ -1,8 +1,9 @@
-"""The names of the actions a process may `do`, and the parameters each takes.
+"""The names of the actions a process may `do`, the parameters each takes, and how they render.
 
 The worker registers one implementation per name (activities/actions.py); a test keeps the two
 in step. An unknown name is a load-time error, since Temporal would otherwise retry a missing
-activity forever.
+activity forever. The compiler checks a `with:` and the interpreter renders it by asking this
+registry, never by testing an action's name.
 """
 
 from __future__ import annotations
@@ -12,24 +13,42 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ActionSignature:
-    """Parameters of one action's `with:`; `open_ended` accepts any key (set writes data)."""
+    """Parameters of one action's `with:`, and how they are rendered on the instance data.
+
+    Attributes:
+        summary: What the action does, for people.
+        required: Keys `with:` must give.
+        optional: Keys `with:` may give.
+        open_ended: Any key is accepted (`set` writes data under them).
+        url_param: The key holding a URL, whose template puts instance data into its path and
+            query only, %-encoded, so data never changes where the request goes.
+        templated: `template` names an email template (definitions/templates/) whose subject and
+            body fill in what `with:` leaves out; without one, `body` is required.
+    """
 
     summary: str
     required: frozenset[str] = frozenset()
     optional: frozenset[str] = frozenset()
     open_ended: bool = False
+    url_param: str | None = None
+    templated: bool = False
 
+
+SET = "set"
+"""The action a rung's `set:` runs: it writes values into the instance data."""
 
 ACTIONS: dict[str, ActionSignature] = {
     "email": ActionSignature(
         "send an email; `template` names definitions/templates/<name>.txt",
         required=frozenset({"to"}),
         optional=frozenset({"subject", "body", "template", "cc"}),
+        templated=True,
     ),
     "webhook": ActionSignature(
         "POST the instance data (or `payload`) as JSON to `url`",
         required=frozenset({"url"}),
         optional=frozenset({"payload", "secret_env"}),
+        url_param="url",
     ),
     "crm.update": ActionSignature(
         "set fields on a CRM record: `crm` (hubspot, salesforce, pipedrive), `object`, `id`",
@@ -45,8 +64,20 @@ ACTIONS: dict[str, ActionSignature] = {
         required=frozenset({"crm", "object", "id", "body"}),
         optional=frozenset({"owner"}),
     ),
-    "set": ActionSignature(
+    SET: ActionSignature(
         "write values into the instance data: `with: {lead.status: qualified}`",
         open_ended=True,
     ),
 }
+
+
+def signature_of(name: str) -> ActionSignature:
+    """The registered action `name`; one that renders `with:` as plain values if unknown.
+
+    The compiler refuses unknown names, so only an instance started on an older definition
+    can meet one: its `run_action` then fails as any unknown action does.
+    """
+    return ACTIONS.get(name, _UNKNOWN)
+
+
+_UNKNOWN = ActionSignature("an action this worker does not have")

@@ -431,11 +431,12 @@ class _Checker:
             for key in sorted(signature.required - set(with_)):
                 self.problem((*at, "with"), f"action '{do}' needs '{key}' in 'with'", key=True)
         self.check_values((*at, "with"), with_)
-        url = with_.get("url")
-        if do == "webhook" and isinstance(url, str) and (problem := url_template_problem(url)):
-            self.problem((*at, "with", "url"), problem)
+        url_param = signature.url_param
+        url = with_.get(url_param) if url_param else None
+        if url_param and isinstance(url, str) and (problem := url_template_problem(url)):
+            self.problem((*at, "with", url_param), problem)
         template = with_.get("template")
-        if do == "email" and template is not None:
+        if signature.templated and template is not None:
             if not isinstance(template, str):
                 self.problem(
                     (*at, "with", "template"),
@@ -448,8 +449,8 @@ class _Checker:
                     (*at, "with", "template"),
                     f"no email template '{template}' in definitions/templates/{hint}",
                 )
-        if do == "email" and template is None and "body" not in with_:
-            self.problem((*at, "with"), "action 'email' needs a 'template' or a 'body'", key=True)
+        if signature.templated and template is None and "body" not in with_:
+            self.problem((*at, "with"), f"action '{do}' needs a 'template' or a 'body'", key=True)
 
     def check_values(self, at: YamlPath, value: Any) -> None:
         if isinstance(value, str):

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from duly.language.actions import SET
 from duly.language.durations import Duration, parse_duration
 
 ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -162,6 +163,18 @@ class RungAction(Spec):
         if self.reassign is not None:
             return f"reassign {self.reassign}"
         return "set" if self.set is not None else f"action {self.action}"
+
+    @property
+    def call(self) -> tuple[str, dict[str, Any]] | None:
+        """The registered action it runs, with that action's `with:`; None for notify, reassign.
+
+        `set:` runs the `set` action with the values to write as its `with:`.
+        """
+        if self.set is not None:
+            return SET, self.set
+        if self.action is not None:
+            return self.action, self.with_
+        return None
 
 
 RUNG_ACTIONS = ("notify", "reassign", "set", "action")
