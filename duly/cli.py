@@ -23,8 +23,8 @@ from duly.tables import span, table, when
 from duly.timefmt import local
 
 if TYPE_CHECKING:
-    from duly.api.auth import Principal
-    from duly.api.context import ApiContext
+    from duly.services.auth import Principal
+    from duly.services.context import ServiceContext
 
 app = typer.Typer(
     help="duly: run sales processes on time, and measure how consistently they are run.",
@@ -751,7 +751,7 @@ def _zones(definitions: Path, acting: str | None) -> Callable[[str | None], tzin
 class Work:
     """What a command acting for a user works with: the API's context, the user, a loop."""
 
-    def __init__(self, context: ApiContext, principal: Principal) -> None:
+    def __init__(self, context: ServiceContext, principal: Principal) -> None:
         self.context = context
         self.principal = principal
 
@@ -767,9 +767,9 @@ def _with_work(
 
     A refusal (`ServiceError`) prints its message and exits 1.
     """
-    from duly.api.auth import default_admin, principal_of
-    from duly.api.context import ApiContext, TemporalProvider
-    from duly.api.errors import ServiceError
+    from duly.services.auth import default_admin, principal_of
+    from duly.services.context import ServiceContext, TemporalProvider
+    from duly.services.errors import ServiceError
     from duly.store.db import session_factory
     from duly.temporal_client import connect
 
@@ -777,7 +777,7 @@ def _with_work(
     _quiet_logging()
     engine, live = open_published_or_exit(settings)
     try:
-        context = ApiContext(
+        context = ServiceContext(
             settings,
             live.current(),
             session_factory(engine),
@@ -829,8 +829,8 @@ def complete(
     temporal: TemporalOption = None,
 ) -> None:
     """Complete an open task with an outcome (and the fields it asks for)."""
-    from duly.api.schemas import CompleteTaskRequest
-    from duly.api.services import tasks
+    from duly.services import tasks
+    from duly.services.schemas import CompleteTaskRequest
 
     _field_values(field or [])  # a malformed pair is refused before anything is opened
 
@@ -856,7 +856,7 @@ def reassign(
     temporal: TemporalOption = None,
 ) -> None:
     """Hand an open task to someone else (managers: within their teams; admins: anyone)."""
-    from duly.api.services import tasks
+    from duly.services import tasks
 
     def go(work: Work) -> str:
         result = work.run(tasks.reassign_task(work.context, work.principal, task, to))
@@ -875,7 +875,7 @@ def token(
     Only its hash is stored: keep the printed token; run this again to replace a lost one.
     The user's web sessions end with the old token: they sign in again with the new one.
     """
-    from duly.api.auth import issue_token
+    from duly.services.auth import issue_token
 
     def go(work: Work) -> str:
         with work.context.write() as session:
@@ -909,7 +909,7 @@ def tasks(
 
     Without --as, the first admin's view: every task.
     """
-    from duly.api.services.tasks import list_tasks
+    from duly.services.tasks import list_tasks
 
     if status not in ("open", "completed", "cancelled", "any"):
         typer.echo(f"--status must be open, completed, cancelled or any, not {status!r}", err=True)
@@ -964,7 +964,7 @@ def alerts(
     definitions: DefinitionsOption = Path("definitions"),
 ) -> None:
     """Alerts a user may see (their own; a manager's teams'; an admin's all), newest first."""
-    from duly.api.services.alerts import list_alerts
+    from duly.services.alerts import list_alerts
 
     if state not in ("open", "acknowledged", "resolved", "all"):
         typer.echo(f"--state must be open, acknowledged, resolved or all, not {state!r}", err=True)
@@ -1009,7 +1009,7 @@ def ack(
     definitions: DefinitionsOption = Path("definitions"),
 ) -> None:
     """Acknowledge an alert (acknowledging it again changes nothing)."""
-    from duly.api.services.alerts import ack_alert
+    from duly.services.alerts import ack_alert
 
     def go(work: Work) -> Any:
         with work.context.write() as session:
@@ -1079,7 +1079,7 @@ def instances(
     definitions: DefinitionsOption = Path("definitions"),
 ) -> None:
     """Instances a user may see, newest first."""
-    from duly.api.services.instances import list_instances
+    from duly.services.instances import list_instances
 
     def go(work: Work) -> Any:
         with work.context.read() as session:
@@ -1129,7 +1129,7 @@ def show(
     temporal: TemporalOption = None,
 ) -> None:
     """An instance: where it is now (live, while it runs), its tasks, steps and SLA events."""
-    from duly.api.services.instances import instance_detail
+    from duly.services.instances import instance_detail
 
     def go(work: Work) -> Any:
         return work.run(instance_detail(work.context, work.principal, instance))
@@ -1342,8 +1342,8 @@ def report(
     """
     from pydantic import ValidationError
 
-    from duly.api.services.reports import run_report
     from duly.reports import GROUPINGS, ReportQuery, to_csv, to_text
+    from duly.services.reports import run_report
 
     if by is not None and by not in GROUPINGS:
         typer.echo(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}", err=True)
@@ -1519,8 +1519,8 @@ def _import(
     clock: Callable[[], float],
 ) -> None:
     """Send planned import events, with a progress bar on a terminal, lines every 5 s otherwise."""
-    from duly.api.context import ApiContext, TemporalProvider
-    from duly.api.errors import ServiceError
+    from duly.services.context import ServiceContext, TemporalProvider
+    from duly.services.errors import ServiceError
     from duly.sources.importer import deliver
     from duly.store.db import session_factory
     from duly.temporal_client import connect
@@ -1528,7 +1528,7 @@ def _import(
     settings = _settings(definitions=definitions, temporal_address=temporal)
     _quiet_logging()
     engine, live = open_published_or_exit(settings)
-    context = ApiContext(
+    context = ServiceContext(
         settings,
         live.current(),
         session_factory(engine),
@@ -1577,8 +1577,8 @@ def calendar_url(
     Anyone with the URL sees the user's open task titles: share it like a password, and
     `--rotate` it when it leaked.
     """
-    from duly.api.auth import principal_of
     from duly.calendar_feed import ensure_feed, feed_url
+    from duly.services.auth import principal_of
 
     def go(work: Work) -> str:
         with work.context.write() as session:
@@ -1708,8 +1708,8 @@ def unheard_command(
     acting: ActingOption = None,
 ) -> None:
     """List events no published process listened to (kept, their ids not consumed); replay them."""
-    from duly.api.services import definitions as definition_service
-    from duly.api.services import unheard as unheard_service
+    from duly.services import definitions as definition_service
+    from duly.services import unheard as unheard_service
 
     def go(work: Work) -> None:
         definition_service.require_admin(work.principal)
