@@ -21,8 +21,8 @@ from activities.summary import SummaryActivities, WeeklySummaryInput, WeeklySumm
 from activities.summary import all_activities as summary_activities
 from duly.language.loader import Definitions
 from duly.notify import Deliverer, DeliveryPolicy
-from duly.reports import rollup
 from duly.settings import Settings
+from duly.store import rollup
 from duly.store.crud import publish_definitions, sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
 from duly.store.models import Delivery, Instance, StepFact, Task
