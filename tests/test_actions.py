@@ -18,8 +18,8 @@ from temporalio.exceptions import ApplicationError
 from activities.actions import ACTION_HANDLERS, expand_dotted, run
 from activities.messages import RunActionInput
 from duly.language.actions import ACTIONS
-from duly.notify.signing import verify
 from duly.settings import Settings
+from duly.signing import verify
 
 KEY = "quote-follow-up/Q-1/send-summary/1"
 

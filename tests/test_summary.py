@@ -27,15 +27,14 @@ from duly.store.crud import publish_definitions, sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
 from duly.store.models import Delivery, Instance, StepFact, Task
 from duly.summary import (
-    ScheduledStart,
     SummaryError,
     build_summary,
     last_week,
     parse_week,
-    start_week,
     summary_key,
     week_bounds,
 )
+from duly.summary_schedule import ScheduledStart, start_week
 from workflows.sandbox import workflow_runner
 from workflows.summary import WeeklySummaryWorkflow, weekly_summary_id
 

@@ -16,10 +16,10 @@ from duly.cli.common import (
     quiet_logging,
     settings_with,
 )
+from duly.file_schemas import json_schema
 from duly.language.diagram import mermaid
 from duly.language.errors import DefinitionError
 from duly.language.loader import load_paths
-from duly.language.schema import json_schema
 
 app = typer.Typer()
 

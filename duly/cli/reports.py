@@ -106,7 +106,7 @@ def summary(
 
 async def _send_summary(settings: Settings, week: str, chosen: list[str] | None) -> None:
     from activities.summary import WeeklySummaryResult
-    from duly.summary import start_week
+    from duly.summary_schedule import start_week
     from duly.temporal_client import connect
     from workflows.summary import weekly_summary_id
 

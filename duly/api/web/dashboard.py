@@ -2,7 +2,7 @@
 
 One page, `/dashboard`, for one process (and optionally one team) over the last N weeks:
 
-- SLA attainment against the process's goal, per week (an SVG chart, `duly.api.charts`);
+- SLA attainment against the process's goal, per week (an SVG chart, `duly.charts`);
 - per rep: attainment, the weeks meeting the goal of the weeks active, the trend, median time;
 - the funnel step by step and the outcome mix of each task step;
 - the breaches: tasks open past due now, then the visits that missed their SLA, each linking
@@ -28,7 +28,9 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import false, or_, true
 from sqlmodel import Session, col, func, select
 
-from duly.api.charts import (
+from duly.api.web.render import context_of, render
+from duly.api.web.session import WebUser
+from duly.charts import (
     FunnelBar,
     OutcomeSlice,
     WeekBar,
@@ -39,8 +41,6 @@ from duly.api.charts import (
     outcome_chart,
     week_dots,
 )
-from duly.api.web.render import context_of, render
-from duly.api.web.session import WebUser
 from duly.language.loader import Definitions
 from duly.reports import (
     AttainmentReport,

@@ -164,7 +164,7 @@ def what_if_job(job_id: str, request: Request, user: WebUser) -> HTMLResponse:
     if not job_id.replace("-", "").isalnum() or not path.is_file():
         raise NotFound(f"no what-if run {job_id!r}")
     job = json.loads(path.read_text(encoding="utf-8"))
-    chart = Markup(job["svg"]) if job.get("svg") else None  # drawn by duly.api.charts, escaped
+    chart = Markup(job["svg"]) if job.get("svg") else None  # drawn by duly.charts, escaped
     page = render(
         request,
         user,
