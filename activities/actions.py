@@ -27,8 +27,8 @@ from temporalio.exceptions import ApplicationError
 from activities.crm import CRM_HANDLERS
 from activities.messages import RunActionInput, RunActionResult
 from duly.notify.channels import outbound_allowed, refused_host, where
-from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from duly.settings import Settings
+from duly.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 ActionHandler = Callable[[RunActionInput, Settings], RunActionResult]
 

@@ -38,7 +38,6 @@ from duly.metrics import count_on_commit
 from duly.notify import notify_alert, notify_task_assigned
 from duly.notify.messages import instance_url, load_record, queue_message, record_fields
 from duly.notify.model import Action, Fact, Message
-from duly.reports.rollup import add_fact
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
     AssignmentError,
@@ -56,6 +55,7 @@ from duly.store.assignment import (
 from duly.store.crud import VersionConflict, insert_if_absent, store_definition
 from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task, User
+from duly.store.rollup import add_fact
 from workflows.contracts import ProcessContract
 
 _log = structlog.get_logger(__name__)

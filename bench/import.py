@@ -25,8 +25,8 @@ from pathlib import Path
 import _harness as h
 import structlog
 
-from duly.api.context import ApiContext, TemporalProvider
 from duly.language.loader import load_definitions
+from duly.services.context import ServiceContext, TemporalProvider
 from duly.settings import Settings
 from duly.sources.importer import deliver, plan
 from duly.store.db import session_factory
@@ -57,7 +57,7 @@ async def main(records: int, concurrency: int) -> None:
         export = folder / "contacts.csv"
         write_export(export, records)
         async with h.dev_server(folder) as (_, client):
-            context = ApiContext(
+            context = ServiceContext(
                 settings, definitions, session_factory(engine), TemporalProvider.of(client)
             )
             source = definitions.sources["hubspot"]

@@ -36,8 +36,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from duly.language.loader import Definitions, load_definitions
 from duly.reports import REPORTS, ReportQuery
-from duly.reports.rollup import rebuild
 from duly.store.db import create_all, make_engine, session_factory, write_session
+from duly.store.rollup import rebuild
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(

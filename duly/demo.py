@@ -74,8 +74,8 @@ from duly.demo_progress import DemoProgress, ProgressCallback
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
-from duly.reports import rollup
 from duly.settings import Settings
+from duly.store import rollup
 from duly.store.db import session_factory, write_session
 from duly.store.models import (
     Alert,

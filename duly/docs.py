@@ -10,11 +10,11 @@ import json
 import os
 from pathlib import Path
 
+from duly.file_schemas import FileKind, json_schema
 from duly.language.compiler import CompiledProcess
 from duly.language.diagram import mermaid
 from duly.language.diagram_svg import svg
 from duly.language.loader import load_definitions
-from duly.language.schema import FileKind, json_schema
 
 SCHEMAS: tuple[FileKind, ...] = ("process", "calendar", "org", "monitor", "source", "scenario")
 NOTICE = (

@@ -43,7 +43,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from duly import outbox
+from duly import mail_sink
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
 from duly.temporal_binaries import dev_server_path
@@ -110,20 +110,20 @@ class StackService:
     address: Callable[[Settings], str] | None = None
 
 
-async def _outbox(context: StackContext) -> None:
-    if outbox.wanted(context.settings):
-        await outbox.run(context.settings, context.stop)
+async def _mail_sink(context: StackContext) -> None:
+    if mail_sink.wanted(context.settings):
+        await mail_sink.run(context.settings, context.stop)
     else:
         await context.stop.wait()
 
 
-def _outbox_address(settings: Settings) -> str:
-    if not outbox.wanted(settings):
+def _mail_sink_address(settings: Settings) -> str:
+    if not mail_sink.wanted(settings):
         return f"mail goes to {settings.smtp_host}:{settings.smtp_port}"
-    return f"smtp://127.0.0.1:{settings.smtp_port}, kept in {outbox.folder(settings)}/"
+    return f"smtp://127.0.0.1:{settings.smtp_port}, kept in {mail_sink.folder(settings)}/"
 
 
-OUTBOX = StackService(name="Email outbox", run=_outbox, address=_outbox_address)
+MAIL_SINK = StackService(name="Email outbox", run=_mail_sink, address=_mail_sink_address)
 
 
 async def _web(context: StackContext) -> None:
@@ -148,7 +148,7 @@ def _web_address(settings: Settings) -> str:
 
 WEB = StackService(name="Web app", run=_web, address=_web_address)
 
-SERVICES: list[StackService] = [OUTBOX, WEB]
+SERVICES: list[StackService] = [MAIL_SINK, WEB]
 """Services `duly up` runs beside the worker."""
 
 

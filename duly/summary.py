@@ -12,14 +12,14 @@ It is rendered as plain text and as HTML (for email), and queued on the manager'
 through the notification outbox with the key `summary/<manager>/<week>`: each channel gets one
 delivery per week, however often the summary is sent. `WeeklySummaryWorkflow`
 (workflows/summary.py), whose id names the week, sends it once a week for every manager; the
-worker's scheduler starts it on Mondays at 08:00 UTC; `duly summary` prints (or sends) it.
+worker's scheduler starts it on Mondays at 08:00 UTC (`duly.summary_schedule`); `duly summary`
+prints (or sends) it.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -32,9 +32,6 @@ from duly.notify.summary_message import pct, summary_message
 from duly.reports import ReportQuery, attainment
 from duly.store.models import Task
 from duly.store.types import utc_now
-
-if TYPE_CHECKING:
-    from temporalio.client import Client
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 BREACHES_LISTED = 10
@@ -363,53 +360,3 @@ def queue_summary(session: Session, summary: WeeklySummary) -> list[str]:
 def summary_key(manager: str, week: str) -> str:
     """The outbox key of a manager's summary of a week."""
     return f"summary/{manager}/{week}"
-
-
-# --- starting the weekly run ---------------------------------------------------------------------
-
-SCHEDULE_JOB = "weekly-summary"
-SCHEDULE_CRON = "0 8 * * mon"
-"""Mondays at 08:00 UTC: the week before is complete everywhere from Asia to the Americas."""
-
-
-async def start_week(
-    client: Client, week: str, *, task_queue: str, managers: list[str] | None = None
-) -> bool:
-    """Start `WeeklySummaryWorkflow` for a week unless it ran (or runs); True if this started it.
-
-    Raises:
-        SummaryError: The week is not an ISO week.
-    """
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    from workflows.summary import weekly_summary_id
-    from workflows.summary_messages import WEEKLY_SUMMARY_WORKFLOW, WeeklySummaryInput
-
-    parse_week(week)
-    try:
-        await client.start_workflow(
-            WEEKLY_SUMMARY_WORKFLOW,
-            WeeklySummaryInput(week=week, managers=managers),
-            id=weekly_summary_id(week, managers),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
-    except WorkflowAlreadyStartedError:
-        return False
-    return True
-
-
-class ScheduledStart:
-    """The scheduler's job: at each Monday slot, start the summary of the week before."""
-
-    def __init__(self, task_queue: str) -> None:
-        self.task_queue = task_queue
-
-    # A Monday missed while no worker ran is started when one is back, any day that week
-    misfire_grace = timedelta(days=6)
-
-    async def __call__(self, client: Client, at: datetime) -> bool:
-        """Start the run for the last complete week before the slot."""
-        return await start_week(client, last_week(at), task_queue=self.task_queue)

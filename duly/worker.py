@@ -215,12 +215,12 @@ async def _monitors(
         return
     from duly.monitors.following import follow as follow_published
     from duly.monitors.scheduler import Periodic, cron_trigger, scheduling
-    from duly.summary import SCHEDULE_CRON, SCHEDULE_JOB, ScheduledStart
+    from duly.summary_schedule import SCHEDULE_CRON, SCHEDULE_JOB, ScheduledStart
 
     engine = make_engine(settings.database_url)
     queue = task_queue or settings.task_queue
-    # Each manager's weekly summary, Mondays at 08:00 UTC (duly/summary.py); registered before
-    # the scheduler starts, which drops stored jobs nobody registered
+    # Each manager's weekly summary, Mondays at 08:00 UTC (duly/summary_schedule.py); registered
+    # before the scheduler starts, which drops stored jobs nobody registered
     start = ScheduledStart(queue)
     summary = Periodic(
         SCHEDULE_JOB, cron_trigger(SCHEDULE_CRON), start, misfire_grace=start.misfire_grace

@@ -26,10 +26,10 @@ from playwright.async_api import async_playwright  # noqa: E402
 from web.harness import chromium_missing, launch  # noqa: E402
 
 from duly.api.app import create_app  # noqa: E402
-from duly.api.auth import issue_token  # noqa: E402
 from duly.api.server import EmbeddedServer, bind  # noqa: E402
 from duly.demo import run_demo  # noqa: E402
 from duly.language.loader import load_definitions  # noqa: E402
+from duly.services.auth import issue_token  # noqa: E402
 from duly.settings import Settings  # noqa: E402
 from duly.store.db import make_engine, session_factory, write_session  # noqa: E402
 

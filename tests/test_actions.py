@@ -19,8 +19,8 @@ from activities.actions import ACTION_HANDLERS, expand_dotted, run
 from activities.messages import RunActionInput
 from duly.language.actions import ACTIONS
 from duly.language.model import RungAction
-from duly.notify.signing import verify
 from duly.settings import Settings
+from duly.signing import verify
 
 KEY = "quote-follow-up/Q-1/send-summary/1"
 

@@ -30,11 +30,11 @@ from duly.client import TaskRejected, complete_task, send_event
 from duly.language import business_time
 from duly.language.durations import parse_duration
 from duly.language.loader import Definitions, load_definitions
-from duly.reports.rollup import week_start
 from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import SlaEventRow, StepFact, StepFactWeek, Task
+from duly.store.rollup import week_start
 from workflows.contracts import ProcessContract, implementations
 from workflows.messages import (
     CompleteTaskInput,

@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.process import ProcessActivities
-from duly.cli import typed_fields
+from duly.cli.work import typed_fields
 from duly.client import send_event
 from duly.language.loader import Definitions, load_definitions
 from duly.reports.stages import record_stages, stage_funnel

@@ -40,8 +40,8 @@ from duly.notify import (
     enqueue,
     requeue_failed,
 )
-from duly.notify.signing import verify
 from duly.settings import Settings
+from duly.signing import verify
 from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, session_factory, write_session
 from duly.store.models import Delivery, UserChannel

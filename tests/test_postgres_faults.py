@@ -29,11 +29,11 @@ from support import definitions_with, poll
 from temporalio.testing import WorkflowEnvironment
 
 from duly.api.app import create_app
-from duly.api.auth import issue_token
 from duly.api.server import serve
 from duly.client import TaskRejected, complete_task, start_instance
 from duly.language.loader import load_definitions
 from duly.logs import configure
+from duly.services.auth import issue_token
 from duly.settings import Settings
 from duly.store.db import session_factory, write_session
 from duly.store.models import Alert, Delivery, Instance, StepFact, Task

@@ -14,9 +14,9 @@ import pytest
 from support import poll
 from test_stack import DULY, ROOT, Up, free_port
 
-from duly.api.auth import issue_token
-from duly.api.signing import signed_headers
 from duly.language.loader import load_definitions
+from duly.services.auth import issue_token
+from duly.services.signing import signed_headers
 from duly.store.db import make_engine, session_factory, write_session
 from duly.temporal_client import connect
 from workflows.messages import WORKFLOW_NAME, ProcessInput, ProcessResult, instance_id

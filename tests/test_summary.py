@@ -20,21 +20,20 @@ from temporalio.worker import Worker
 from activities.summary import SummaryActivities
 from duly.language.loader import Definitions
 from duly.notify import Deliverer, DeliveryPolicy
-from duly.reports import rollup
 from duly.settings import Settings
+from duly.store import rollup
 from duly.store.crud import publish_definitions, sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory, write_session
 from duly.store.models import Delivery, Instance, StepFact, Task
 from duly.summary import (
-    ScheduledStart,
     SummaryError,
     build_summary,
     last_week,
     parse_week,
-    start_week,
     summary_key,
     week_bounds,
 )
+from duly.summary_schedule import ScheduledStart, start_week
 from workflows.contracts import SummaryContract, implementations
 from workflows.sandbox import workflow_runner
 from workflows.summary import WeeklySummaryWorkflow, weekly_summary_id

@@ -23,9 +23,9 @@ from temporalio.client import Client
 
 from duly import metrics
 from duly.api import web
-from duly.api.context import ApiContext, ClientFactory, TemporalProvider
 from duly.api.deps import current_user, known_query_parameters
-from duly.api.errors import ServiceError
+from duly.api.errors import http_status
+from duly.api.json_body import refusal
 from duly.api.middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders
 from duly.api.openapi import documented_openapi
 from duly.api.routes import alerts, events, instances, me, reports, sources, tasks
@@ -33,8 +33,11 @@ from duly.api.routes import calendar as calendar_routes
 from duly.api.routes import definitions as definitions_routes
 from duly.api.routes import slack as slack_routes
 from duly.api.web.login_limit import LoginLimiter
+from duly.event_limits import EventLimitError
 from duly.language.loader import Definitions, load_definitions
 from duly.published import PublishedDefinitions
+from duly.services.context import ClientFactory, ServiceContext, TemporalProvider
+from duly.services.errors import ServiceError
 from duly.settings import Settings, get_settings
 from duly.store.db import make_engine, migrate, session_factory
 from duly.temporal_client import connect
@@ -44,7 +47,7 @@ log = structlog.get_logger(__name__)
 DESCRIPTION = """\
 duly runs a sales team's processes on time. Every call but `POST /api/events` takes a user's
 API token as `Authorization: Bearer <token>` (`duly token USER` issues one); what each role may
-see and do is in `duly/api/access.py`. Inbound events are signed instead: see docs/events.md.
+see and do is in `duly/services/access.py`. Inbound events are signed instead: see docs/events.md.
 
 Errors answer `{"detail": "what was wrong, and what to do"}`; a 422 for a request of the wrong
 shape also lists each problem, located, in `errors`.
@@ -76,7 +79,7 @@ def create_app(
             memory, the default limits) when not given.
 
     Returns:
-        The application; `app.state.duly` is its `ApiContext`.
+        The application; `app.state.duly` is its `ServiceContext`.
     """
     settings = settings or get_settings()
     definitions = definitions if definitions is not None else load_definitions(settings.definitions)
@@ -93,7 +96,7 @@ def create_app(
         )
     sessions = session_factory(database)
     # every request reads the newest published set (the loaded one until something is published)
-    context = ApiContext(
+    context = ServiceContext(
         settings, definitions, sessions, temporal, PublishedDefinitions(sessions, definitions)
     )
 
@@ -129,6 +132,7 @@ def create_app(
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(EventLimitError, _over_limit)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     web.install(app)  # the web pages, /static and /docs (after the API's error handlers)
@@ -139,8 +143,9 @@ def create_app(
 
 
 async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+    status = http_status(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -168,6 +173,11 @@ def _methods_of(app: FastAPI, refusing: object) -> list[str]:
             for method in route.methods or ()
         }
     )
+
+
+async def _over_limit(request: Request, exc: EventLimitError) -> JSONResponse:
+    """Event data a service found over duly's limits: the same 422 as a body over them."""
+    return await _invalid_request(request, refusal(exc))
 
 
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,8 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from temporalio.client import Client
 
-from duly.api.auth import Principal, authenticate
-from duly.api.context import ApiContext
+from duly.services.auth import Principal, authenticate
+from duly.services.context import ServiceContext
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -21,13 +21,13 @@ bearer = HTTPBearer(
 )
 
 
-def get_context(request: Request) -> ApiContext:
+def get_context(request: Request) -> ServiceContext:
     """The API context `create_app` put on the application."""
-    context: ApiContext = request.app.state.duly
+    context: ServiceContext = request.app.state.duly
     return context
 
 
-Context = Annotated[ApiContext, Depends(get_context)]
+Context = Annotated[ServiceContext, Depends(get_context)]
 
 
 def get_session(context: Context) -> Iterator[Session]:

@@ -1,112 +1,32 @@
-"""What the API's services refuse, each with the HTTP status it answers with.
-
-Services (duly/api/services/) raise these; the JSON API turns them into `{"detail": message}`
-with their status, and web pages can show the message as it is: it says what was wrong and,
-where there is one, what to do.
-"""
+"""The HTTP status the API answers each kind of service refusal with."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from temporalio.service import RPCError, RPCStatusCode
-
-from duly.client import (
-    AlreadyRunning,
-    ClientError,
-    InstanceNotFound,
-    MissingKey,
-    TaskRejected,
-    UnknownProcess,
+from duly.services.errors import (
+    Conflict,
+    Invalid,
+    Malformed,
+    NotAllowed,
+    NotAuthenticated,
+    NotFound,
+    ServiceError,
+    Unavailable,
 )
-from duly.temporal_client import TemporalUnavailable
+
+STATUS: dict[type[ServiceError], int] = {
+    Malformed: 400,
+    NotAuthenticated: 401,
+    NotAllowed: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Unavailable: 503,
+}
 
 
-class ServiceError(Exception):
-    """A request the API refused; `status` is its HTTP status, the message is for people."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-
-class Malformed(ServiceError):
-    """The request cannot be read: a body that is not JSON."""
-
-    status = 400
-
-
-class NotAuthenticated(ServiceError):
-    """No token, or a token that names nobody."""
-
-    status = 401
-
-
-class NotAllowed(ServiceError):
-    """The user may not do this; nothing changed."""
-
-    status = 403
-
-
-class NotFound(ServiceError):
-    """No such thing (or none the user may see)."""
-
-    status = 404
-
-
-class Conflict(ServiceError):
-    """The thing changed since the caller looked: a task no longer open, a key already running."""
-
-    status = 409
-
-
-class Invalid(ServiceError):
-    """The request is well-formed but wrong: an unknown outcome, a bad field, a missing key."""
-
-    status = 422
-
-
-class Unavailable(ServiceError):
-    """Temporal (or the worker behind it) did not answer; trying again later may work."""
-
-    status = 503
-
-
-def from_client_error(exc: ClientError | TemporalUnavailable) -> ServiceError:
-    """The service error for what `duly.client` (or the connection to Temporal) raised."""
-    if isinstance(exc, TemporalUnavailable):
-        return Unavailable(f"{exc}; try again once it is back")
-    if isinstance(exc, TaskRejected):
-        return (Conflict if exc.stale else Invalid)(str(exc))
-    if isinstance(exc, UnknownProcess | InstanceNotFound):
-        return NotFound(str(exc))
-    if isinstance(exc, AlreadyRunning):
-        return Conflict(str(exc))
-    if isinstance(exc, MissingKey):
-        return Invalid(str(exc))
-    return Unavailable(str(exc))
-
-
-def from_rpc_error(exc: RPCError) -> ServiceError:
-    """The service error for a request Temporal itself refused."""
-    status = {
-        RPCStatusCode.INVALID_ARGUMENT: Invalid,
-        RPCStatusCode.NOT_FOUND: NotFound,
-        RPCStatusCode.ALREADY_EXISTS: Conflict,
-        RPCStatusCode.FAILED_PRECONDITION: Conflict,
-    }.get(exc.status, Unavailable)
-    return status(f"Temporal refused the request: {exc.message}")
-
-
-@contextmanager
-def translated() -> Iterator[None]:
-    """Turn what `duly.client` and Temporal raise inside the block into service errors."""
-    try:
-        yield
-    except (ClientError, TemporalUnavailable) as exc:
-        raise from_client_error(exc) from None
-    except RPCError as exc:
-        raise from_rpc_error(exc) from None
+def http_status(exc: ServiceError) -> int:
+    """The status of a refusal: its kind's (or the nearest kind it derives from), else 400."""
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 400

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from duly.api.errors import Malformed
 from duly.event_limits import EventLimitError, check_event, parse_json
+from duly.services.errors import Malformed
 
 
 def read_json(body: bytes) -> Any:

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from duly.notify.outbox import Outgoing
-from duly.notify.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from duly.settings import Settings
+from duly.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from duly.store.db import SessionFactory
 
 USER_AGENT = "duly-notify/1"
@@ -184,7 +184,7 @@ async def post_webhook(item: Outgoing, context: ChannelContext) -> str:
     """POST the delivery's JSON document, signed when the user's webhook names a secret.
 
     Headers: `Idempotency-Key` (the delivery's key), `X-Duly-Event` (its kind),
-    `X-Duly-Timestamp`, and `X-Duly-Signature` (see `duly.notify.signing`).
+    `X-Duly-Timestamp`, and `X-Duly-Signature` (see `duly.signing`).
     """
     assert item.target is not None
     body = json_body(item.payload)

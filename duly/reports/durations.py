@@ -25,48 +25,17 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, String, case, cast, func, literal, or_, select
+from sqlalchemy import ColumnElement, Float, String, cast, func, literal, or_, select
 from sqlalchemy import tuple_ as sql_tuple
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from duly.language.loader import Definitions
 from duly.reports.filters import FACTS, Resolved, fact_conditions, group_key, key_label, resolve
 from duly.reports.models import DurationReport, DurationRow, Grouping, ReportQuery
+from duly.store.rollup import DURATIONS, bucket_of
 
 PERCENTILES = (0.5, 0.9)
 _NONE = ""  # stands for a NULL group key (an unassigned visit), which IN cannot match
-
-
-class floor_int(FunctionElement[int]):  # noqa: N801 (an SQL function's name)
-    """The floor of a non-negative number as an integer, on every database."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(floor_int)
-def _floor_int(element: floor_int, compiler: Any, **kw: Any) -> str:
-    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
-
-
-@compiles(floor_int, "sqlite")
-def _floor_int_sqlite(element: floor_int, compiler: Any, **kw: Any) -> str:
-    # SQLite's FLOOR needs its optional math functions; its cast truncates, the same from 0 up
-    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
-
-
-def bucket_of(seconds: Any) -> ColumnElement[int]:
-    """The histogram bucket of a business-seconds value, as SQL: monotone in the value.
-
-    The same numbers as `duly.reports.rollup.bucket_number` computes in Python.
-    """
-    return case(
-        (seconds < 7200, floor_int(seconds / 60)),
-        (seconds < 172_800, 120 + floor_int((seconds - 7200) / 900)),
-        else_=304 + floor_int((seconds - 172_800) / 3600),
-    )
 
 
 def rank_of(fraction: float, count: int) -> int:
@@ -172,8 +141,6 @@ def duration_stats(
 
 def _rollup_histogram(resolved: Resolved, by: Grouping | None) -> Any:
     """The histogram from `step_fact_week_durations`, keyed like the fact-table query."""
-    from duly.reports.rollup import DURATIONS
-
     d = DURATIONS.c
     raw = group_key(by, DURATIONS, resolved)
     key: Any = raw if raw is None or by == "week" else func.coalesce(raw, literal(_NONE))

@@ -13,13 +13,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Table, and_, case, literal, or_, select
+from sqlalchemy import ColumnElement, Table, and_, literal, or_, select
 from sqlalchemy.orm import Session
 
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
 from duly.reports.models import DEFAULT_WEEKS, MAX_WEEKS, Grouping, ReportQuery, ReportScope, Week
 from duly.store.models import Definition, Instance, StepFact, StepFactWeek, Task
+from duly.store.rollup import week_index
 from duly.store.types import utc_now
 
 FACTS: Table = StepFact.__table__  # type: ignore[attr-defined]
@@ -291,19 +292,7 @@ def group_key(by: Grouping | None, table: Table, resolved: Resolved) -> ColumnEl
         return c.step
     if "week_start" in c:  # a rollup
         return c.week_start
-    return week_index(c.opened_at, resolved.weeks)
-
-
-def week_index(column: Any, weeks: list[Week]) -> ColumnElement[int]:
-    """Which of `weeks` a moment falls in (0 = oldest), NULL outside them.
-
-    A CASE over the weeks' UTC starts, newest first: the same answer on every database, with
-    daylight saving time already in the instants.
-    """
-    if not weeks:
-        return literal(None)
-    whens = [(column >= week.starts_at, index) for index, week in reversed(list(enumerate(weeks)))]
-    return case(*whens, else_=None)
+    return week_index(c.opened_at, [week.starts_at for week in resolved.weeks])
 
 
 def key_label(by: Grouping | None, value: Any, resolved: Resolved) -> str | None:

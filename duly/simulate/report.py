@@ -9,7 +9,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from duly.api.charts import WeekBar, attainment_chart
+from duly.charts import WeekBar, attainment_chart
 
 
 def _pct(value: float | None) -> str:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from duly import timefmt
-from duly.api.auth import Principal
-from duly.api.context import ApiContext
-from duly.api.errors import ServiceError
-from duly.api.services import alerts as alert_service
-from duly.api.services import reports as report_service
-from duly.api.services import tasks as task_service
 from duly.reports import ReportQuery
 from duly.reports.models import AttainmentReport, AttainmentRow
+from duly.services import alerts as alert_service
+from duly.services import reports as report_service
+from duly.services import tasks as task_service
+from duly.services.auth import Principal
+from duly.services.context import ServiceContext
+from duly.services.errors import ServiceError
 from duly.store.models import User
 
 LISTED = 10  # items an answer lists; the rest are counted
@@ -27,7 +27,7 @@ USAGE = (
 )
 
 
-def answer(context: ApiContext, principal: Principal, text: str) -> str:
+def answer(context: ServiceContext, principal: Principal, text: str) -> str:
     """The answer to `/duly <text>`, for `principal`."""
     word = (text.split() or ["help"])[0].lower()
     with context.read() as session:
@@ -43,7 +43,7 @@ def answer(context: ApiContext, principal: Principal, text: str) -> str:
     return USAGE
 
 
-def _tasks(context: ApiContext, session: Session, principal: Principal) -> str:
+def _tasks(context: ServiceContext, session: Session, principal: Principal) -> str:
     page = task_service.list_tasks(
         session=session, principal=principal, definitions=context.definitions, limit=LISTED
     )
@@ -82,7 +82,7 @@ def _alerts(session: Session, principal: Principal) -> str:
     return "\n".join(lines)
 
 
-def _report(context: ApiContext, session: Session, principal: Principal) -> str:
+def _report(context: ServiceContext, session: Session, principal: Principal) -> str:
     mine = not principal.manages and not principal.is_admin
     query = ReportQuery(weeks=1, rep=principal.id if mine else None, by=None if mine else "rep")
     report = report_service.run_report(

@@ -1,7 +1,7 @@
 """What a click in Slack does: complete, open the fields modal, acknowledge, reassign.
 
 Each action runs as the org.yaml user whose `slack_id` clicked, through the same services and
-access rules as the API (`duly.api.services`). The endpoint answers Slack at once and runs
+access rules as the API (`duly.services`). The endpoint answers Slack at once and runs
 these in the background; what the user must hear (a refusal, a click on a stale button) goes
 back ephemerally through the payload's `response_url`, and messages whose task or alert moved
 on are rewritten (`duly.slack.updates.refresh`).
@@ -17,14 +17,14 @@ from slack_sdk.errors import SlackClientError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.concurrency import run_in_threadpool
 
-from duly.api.access import require_complete
-from duly.api.auth import Principal, principal_of
-from duly.api.context import ApiContext
-from duly.api.errors import Conflict, ServiceError
-from duly.api.schemas import CompleteTaskRequest
-from duly.api.services import alerts as alert_service
-from duly.api.services import tasks as task_service
 from duly.notify.channels import outbound_allowed
+from duly.services import alerts as alert_service
+from duly.services import tasks as task_service
+from duly.services.access import require_complete
+from duly.services.auth import Principal, principal_of
+from duly.services.context import ServiceContext
+from duly.services.errors import Conflict, ServiceError
+from duly.services.schemas import CompleteTaskRequest
 from duly.slack import blocks
 from duly.slack.config import user_for, web_client
 from duly.slack.updates import refresh, task_line
@@ -44,7 +44,7 @@ class SlackRequest:
         response_url: Where to answer ephemerally, when Slack gave one.
     """
 
-    context: ApiContext
+    context: ServiceContext
     bot_token: str
     slack_user: str
     response_url: str | None

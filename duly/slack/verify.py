@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 from slack_sdk.signature import SignatureVerifier
 
-from duly.api.errors import NotAuthenticated, NotFound, Unavailable
 from duly.language.model import OrgSpec
+from duly.services.errors import NotAuthenticated, NotFound, Unavailable
 from duly.slack.config import SlackNotConfigured, SlackSecrets, secrets
 
 RETRY_HEADER = "x-slack-retry-num"

@@ -20,9 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from duly.api.context import ApiContext
-from duly.api.schemas import EventIn
-from duly.api.services import events
 from duly.client import starts_on
 from duly.language.business_time import add
 from duly.language.compiler import CompiledProcess
@@ -30,6 +27,9 @@ from duly.language.expressions import ExpressionError
 from duly.language.loader import Definitions
 from duly.language.model import DecisionStep, Targets, TaskStep
 from duly.language.sources import SourceSpec
+from duly.services import events
+from duly.services.context import ServiceContext
+from duly.services.schemas import EventIn
 from duly.sources.changes import Change
 from duly.sources.mapping import Ignored, MappingError, evaluate, map_change, render
 from duly.sources.receive import run_all
@@ -194,7 +194,7 @@ class Delivered:
 
 
 async def deliver(
-    context: ApiContext,
+    context: ServiceContext,
     planned: list[Planned],
     on_progress: Callable[[int], None] = lambda _: None,
     *,

@@ -15,12 +15,12 @@ from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, TemplateError
 from pydantic import ValidationError
 
-from duly.api.schemas import EventIn
 from duly.language import expressions
 from duly.language.expressions import ExpressionError
 from duly.language.model import OrgSpec
 from duly.language.org import user_for_crm_id
 from duly.language.sources import SourceSpec
+from duly.services.schemas import EventIn
 from duly.sources.changes import Change
 
 MAX_EVENT_ID = 200  # EventIn.id's limit

@@ -2,7 +2,7 @@
 
 Nothing is delivered before the whole request is verified, read and mapped, so a bad signature,
 a malformed body or an unmappable change records nothing. Then each event goes through the one
-inbound path (`duly.api.services.events.receive_event`), in order: its dedup, limits and
+inbound path (`duly.services.events.receive_event`), in order: its dedup, limits and
 delivery. An event that fails (Temporal down) stops the request with its error (503), so the CRM
 delivers the whole batch again; the events before it are then duplicates and change nothing.
 """
@@ -18,12 +18,12 @@ import httpx
 import structlog
 
 from duly import metrics
-from duly.api.context import ApiContext
-from duly.api.errors import Invalid, Malformed, NotAuthenticated, ServiceError, Unavailable
-from duly.api.schemas import EventIn
-from duly.api.services import events
-from duly.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from duly.language.sources import SECRET_IS, SourceSpec
+from duly.services import events
+from duly.services.context import ServiceContext
+from duly.services.errors import Invalid, Malformed, NotAuthenticated, ServiceError, Unavailable
+from duly.services.schemas import EventIn
+from duly.services.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from duly.sources import parse, verify
 from duly.sources.changes import Change
 from duly.sources.hubspot_api import FetchError, fetch_properties
@@ -65,7 +65,7 @@ CONCURRENCY = 8
 
 
 async def _deliver(
-    context: ApiContext,
+    context: ServiceContext,
     source: SourceSpec,
     mapped: list[tuple[str, EventIn]],
     outcome: Outcome,
@@ -99,7 +99,7 @@ def secret_of(source: SourceSpec) -> str | None:
     return os.environ.get(source.secret) if source.secret else None
 
 
-async def receive(context: ApiContext, source: SourceSpec, request: Incoming) -> Outcome:
+async def receive(context: ServiceContext, source: SourceSpec, request: Incoming) -> Outcome:
     """Verify, read and map a request, then deliver its events.
 
     Raises:
@@ -238,7 +238,7 @@ READERS: dict[str, Reader] = {
 
 
 async def _mapped(
-    context: ApiContext, source: SourceSpec, changes: list[Change]
+    context: ServiceContext, source: SourceSpec, changes: list[Change]
 ) -> tuple[list[tuple[str, EventIn]], list[str]]:
     """Every change mapped (records fetched first where the source asks), or an error."""
     await _fetch_records(source, changes)

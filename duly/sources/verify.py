@@ -11,7 +11,7 @@
   *seconds*, 5 minutes either side.
 - Salesforce: Flow HTTP callouts carry a shared secret in a header; Outbound Messages are not
   signed at all and are checked by their OrganizationId (`parse`).
-- duly: `X-Duly-Signature` as /api/events (`duly.api.signing`).
+- duly: `X-Duly-Signature` as /api/events (`duly.services.signing`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import hmac
 import re
 import time
 
-from duly.api.signing import SignatureError
-from duly.api.signing import verify as verify_duly
+from duly.services.signing import SignatureError
+from duly.services.signing import verify as verify_duly
 
 REPLAY_WINDOW = 300
 """Seconds a timestamped request stays acceptable, as HubSpot and Standard Webhooks document."""

@@ -299,7 +299,7 @@ class StepFactWeekDuration(SQLModel, table=True):
     One row per (process, version, step, team, assignee, week, bucket) of the task visits with
     business seconds, kept like `StepFactWeek` (same transaction as the fact, once). Buckets
     are minutes up to 2 hours, quarter hours up to 2 days, hours beyond
-    (`duly.reports.rollup.bucket_number`); percentiles find their bucket here and read
+    (`duly.store.rollup.bucket_number`); percentiles find their bucket here and read
     only that bucket's facts.
     """
 

@@ -22,10 +22,10 @@ from temporalio.worker import Worker
 
 from activities.process import ProcessActivities
 from duly.api.app import create_app
-from duly.api.auth import issue_token
-from duly.api.signing import signed_headers
 from duly.api.web.session import SESSION_COOKIE, open_session
 from duly.language.loader import Definitions
+from duly.services.auth import issue_token
+from duly.services.signing import signed_headers
 from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import create_all, make_engine, session_factory, write_session

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from duly import client as duly_client
-from duly.api.auth import hash_token, issue_token
 from duly.client import TaskRejected
+from duly.services.auth import hash_token, issue_token
 from duly.store.db import write_session
 from duly.store.models import Alert, Task, User
 from duly.store.types import utc_now

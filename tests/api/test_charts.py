@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from duly.api.charts import (
+from duly.charts import (
     PALETTE,
     OutcomeSlice,
     declared_outcomes,

@@ -12,8 +12,8 @@ import structlog
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from duly.api.auth import hash_token
 from duly.cli import app
+from duly.services.auth import hash_token
 from duly.store.db import create_all, make_engine, session_factory, write_session
 from duly.store.models import Alert, Instance, StepFact, Task, User
 from duly.store.types import utc_now

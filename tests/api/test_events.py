@@ -11,14 +11,14 @@ from urllib.parse import quote as url_quote
 import httpx
 
 from duly.api.app import create_app
-from duly.api.signing import (
+from duly.language.loader import Definitions
+from duly.services.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     signature,
     signed_headers,
     verify,
 )
-from duly.language.loader import Definitions
 from duly.settings import Settings
 from duly.store.models import InboundEvent, Instance
 from workflows.messages import InstanceState, ProcessResult, workflow_of

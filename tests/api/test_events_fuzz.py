@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from support import poll
 
-from duly.api.signing import signed_headers
+from duly.services.signing import signed_headers
 
 from .conftest import SECRET, Api
 

@@ -17,8 +17,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from duly.api.app import create_app
-from duly.api.signing import signed_headers
 from duly.language.loader import Definitions, load_definitions
+from duly.services.signing import signed_headers
 from duly.settings import Settings
 from duly.store.db import make_engine
 

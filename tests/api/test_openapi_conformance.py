@@ -28,8 +28,8 @@ from temporalio.client import Client
 from api.conftest import SECRET, Api, make_store
 from duly.api.app import create_app
 from duly.api.schemas import Problem
-from duly.api.signing import signed_headers
 from duly.language.loader import Definitions, load_definitions
+from duly.services.signing import signed_headers
 from duly.settings import Settings
 from duly.store.db import make_engine, write_session
 from duly.store.models import Alert, Instance, StepFact, Task

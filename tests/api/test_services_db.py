@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from duly.api.auth import authenticate, issue_token, principal_of
-from duly.api.context import ApiContext, TemporalProvider
-from duly.api.errors import NotAllowed, NotAuthenticated
-from duly.api.schemas import EventIn
-from duly.api.services.alerts import ack_alert, list_alerts
-from duly.api.services.events import _received, _record
-from duly.api.services.instances import list_instances
-from duly.api.services.tasks import list_tasks
 from duly.language.loader import Definitions
+from duly.services.alerts import ack_alert, list_alerts
+from duly.services.auth import authenticate, issue_token, principal_of
+from duly.services.context import ServiceContext, TemporalProvider
+from duly.services.errors import NotAllowed, NotAuthenticated
+from duly.services.events import _received, _record
+from duly.services.instances import list_instances
+from duly.services.schemas import EventIn
+from duly.services.tasks import list_tasks
 from duly.settings import Settings
 from duly.store.crud import sync_org
 from duly.store.db import session_factory, write_session
@@ -130,7 +130,7 @@ def test_tokens_and_events_are_kept_once_on_each_database(
     async def no_temporal():  # pragma: no cover - never called
         raise AssertionError
 
-    context = ApiContext(Settings(), definitions, sessions, TemporalProvider(no_temporal))
+    context = ServiceContext(Settings(), definitions, sessions, TemporalProvider(no_temporal))
     event = EventIn(id="evt-1", type="quote.sent", data={"quote": {"id": "Q-1"}})
     assert not _received(context, "evt-1")
     assert _record(context, event, ["quote-follow-up/Q-1/run"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from duly.api.services.tasks import business_seconds_left
 from duly.language.loader import Definitions
+from duly.services.tasks import business_seconds_left
 from duly.store.models import Instance, StepFact, Task
 
 from .conftest import Api, lead, quote

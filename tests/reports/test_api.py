@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from duly.api.app import create_app
-from duly.api.auth import issue_token
 from duly.language.loader import Definitions
+from duly.services.auth import issue_token
 from duly.settings import Settings
 from duly.store.db import SessionFactory, write_session
 

@@ -354,7 +354,7 @@ async def test_standard_webhooks_and_duly_relays_are_delivered(api: Api) -> None
     assert answer.json()["accepted"] == 1
     assert answer.json()["instances"][0].startswith(f"support-case/{case['id']}/")
 
-    from duly.api.signing import signed_headers
+    from duly.services.signing import signed_headers
 
     from .conftest import DULY_SECRET
 

@@ -11,9 +11,9 @@ from api.conftest import Api
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from duly.api.context import ApiContext, TemporalProvider
 from duly.cli import app
 from duly.language.loader import Definitions
+from duly.services.context import ServiceContext, TemporalProvider
 from duly.settings import Settings
 from duly.sources.importer import deliver, plan
 
@@ -123,7 +123,7 @@ async def test_importing_twice_starts_nothing_new(
     planned = plan(path, definitions.sources["hubspot"], "contact", definitions)
     assert [p.event.occurred_at for p in planned.events] == [created] * 3
     assert [p.event.data.get("owner") for p in planned.events] == ["ana", "chloe", None]
-    context = ApiContext(
+    context = ServiceContext(
         Settings(task_queue=task_queue),
         definitions,
         api.sessions,

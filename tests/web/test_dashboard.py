@@ -21,10 +21,10 @@ import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from duly.api.app import create_app
-from duly.api.auth import issue_token
 from duly.api.server import EmbeddedServer, bind
 from duly.demo import run_demo
 from duly.language.loader import Definitions
+from duly.services.auth import issue_token
 from duly.settings import Settings
 from duly.store.db import make_engine, session_factory, write_session
 

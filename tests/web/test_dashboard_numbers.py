@@ -9,7 +9,7 @@ from datetime import timedelta
 from api.conftest import Api
 
 from duly.api.web.dashboard import slope_text
-from duly.reports import rollup
+from duly.store import rollup
 from duly.store.crud import publish_definitions
 from duly.store.db import write_session
 from duly.store.models import Instance, StepFact

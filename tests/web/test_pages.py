@@ -104,7 +104,7 @@ async def test_forms_without_the_sessions_csrf_token_are_refused(offline_api: Ap
 
 
 async def test_a_new_token_ends_the_sessions_made_with_the_old_one(offline_api: Api) -> None:
-    from duly.api.auth import issue_token
+    from duly.services.auth import issue_token
 
     await sign_in(offline_api, "ben")
     assert (await offline_api.http.get("/inbox")).status_code == 200

@@ -19,11 +19,11 @@ from temporalio.client import Client
 from typer.testing import CliRunner
 
 from duly.api.app import create_app
-from duly.api.auth import issue_token
 from duly.api.web.login_limit import PER_ADDRESS, PER_USER, Limit, LoginLimiter
 from duly.api.web.session import SESSION_COOKIE, SESSION_SECONDS, open_session
 from duly.cli import app as cli_app
 from duly.language.loader import Definitions
+from duly.services.auth import issue_token
 from duly.settings import Settings
 from duly.store.db import make_engine, session_factory, write_session
 from duly.store.models import WebSession

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query
 
 from duly.api.deps import Context, CurrentUser, DbSession
 from duly.api.routes import problems
-from duly.api.schemas import MAX_PAGE, AlertState, Page
-from duly.api.services import alerts
+from duly.services import alerts
+from duly.services.schemas import MAX_PAGE, AlertState, Page
 from duly.store.models import AlertLevel, AlertPublic
 
 router = APIRouter(tags=["alerts"])

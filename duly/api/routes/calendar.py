@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from duly.api.deps import Context
-from duly.api.errors import NotFound
 from duly.calendar_feed import feed, feed_owner
+from duly.services.errors import NotFound
 
 router = APIRouter(tags=["calendar"])
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query
 
 from duly.api.deps import Context, CurrentUser
 from duly.api.routes import problems
-from duly.api.schemas import DefinitionDetail, DefinitionSummary
-from duly.api.services import definitions, unheard
-from duly.api.services.definitions import PublishedOut, PublishPlanOut
-from duly.api.services.unheard import ReplayOut, UnheardOut
+from duly.services import definitions, unheard
+from duly.services.definitions import PublishedOut, PublishPlanOut
+from duly.services.schemas import DefinitionDetail, DefinitionSummary
+from duly.services.unheard import ReplayOut, UnheardOut
 
 router = APIRouter(tags=["definitions"])
 

@@ -12,9 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from duly.api.deps import Context
 from duly.api.json_body import read_json
 from duly.api.routes import problems
-from duly.api.schemas import EventIn, EventOut
-from duly.api.services import events
-from duly.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from duly.services import events
+from duly.services.schemas import EventIn, EventOut
+from duly.services.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 router = APIRouter(tags=["events"])
 

@@ -12,14 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from duly.api.deps import Context, CurrentUser, DbSession
 from duly.api.json_body import read_json
 from duly.api.routes import problems
-from duly.api.schemas import (
+from duly.services import instances
+from duly.services.schemas import (
     MAX_PAGE,
     InstanceDetail,
     Page,
     StartInstanceRequest,
     StartInstanceResponse,
 )
-from duly.api.services import instances
 from duly.store.models import InstancePublic
 
 router = APIRouter(tags=["instances"])

@@ -1,7 +1,7 @@
 """Reports: attainment, durations, outcomes, funnel, backlog and consistency, as JSON or CSV.
 
 `GET /api/reports/<name>` answers JSON; `?format=csv` or `GET /api/reports/<name>.csv` the
-same report as a CSV download. What each role sees: `duly.api.services.reports`.
+same report as a CSV download. What each role sees: `duly.services.reports`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from duly.api.deps import Context, CurrentUser, DbSession
-from duly.api.errors import Invalid
 from duly.api.routes import problems
-from duly.api.services import reports
 from duly.reports import (
     AttainmentReport,
     BacklogReport,
@@ -30,6 +28,8 @@ from duly.reports import (
     ReportQuery,
 )
 from duly.reports.models import MAX_WEEKS
+from duly.services import reports
+from duly.services.errors import Invalid
 
 router = APIRouter(tags=["reports"])
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from duly.api.deps import Context
-from duly.api.errors import NotFound
 from duly.api.routes import problems
+from duly.services.errors import NotFound
 from duly.sources.receive import Incoming, receive
 
 router = APIRouter(tags=["sources"])

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from duly.api.deps import Context, CurrentUser, DbSession
 from duly.api.routes import problems
-from duly.api.schemas import (
+from duly.services import tasks
+from duly.services.schemas import (
     MAX_PAGE,
     CompleteTaskRequest,
     CompleteTaskResponse,
@@ -17,8 +18,7 @@ from duly.api.schemas import (
     ReassignTaskResponse,
     TaskView,
 )
-from duly.api.services import tasks
-from duly.api.services.tasks import TaskScope, TaskStatus
+from duly.services.tasks import TaskScope, TaskStatus
 
 router = APIRouter(tags=["tasks"])
 

@@ -15,13 +15,14 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from duly.api.errors import ServiceError
+from duly.api.errors import http_status
 from duly.api.web.dashboard import router as dashboard_router
 from duly.api.web.pages import router
 from duly.api.web.publish import router as publish_router
 from duly.api.web.render import render
 from duly.api.web.session import LoginRequired, login_url, web_user
 from duly.api.web.whatif import router as what_if_router
+from duly.services.errors import ServiceError
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 """The web pages' styles and scripts, and the vendored Swagger UI."""
@@ -58,8 +59,8 @@ def install(app: FastAPI) -> None:
             request,
             user,
             "error.html",
-            {"status": exc.status, "message": exc.message},
-            status_code=exc.status,
+            {"status": http_status(exc), "message": exc.message},
+            status_code=http_status(exc),
         )
 
     async def to_login(request: Request, exc: Exception) -> Response:

@@ -16,12 +16,13 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from duly.api.auth import principal_of
-from duly.api.errors import ServiceError
-from duly.api.services import alerts as alert_service
+from duly.api.errors import http_status
 from duly.api.web.render import context_of, render
 from duly.notify.ack_links import AckClaim, AckLinkInvalid, ack_secret, read_token
 from duly.notify.messages import load_record, reader_zone, task_of
+from duly.services import alerts as alert_service
+from duly.services.auth import principal_of
+from duly.services.errors import ServiceError
 from duly.store.models import Alert
 
 router = APIRouter(include_in_schema=False)
@@ -104,5 +105,5 @@ async def ack_by_link(token: str, request: Request) -> HTMLResponse:
     except AckLinkInvalid as exc:
         return _page(request, token, {"problem": str(exc)}, status=400)
     except ServiceError as exc:
-        return _page(request, token, {"problem": exc.message}, status=exc.status)
+        return _page(request, token, {"problem": exc.message}, status=http_status(exc))
     return _page(request, token, values)

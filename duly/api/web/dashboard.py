@@ -2,7 +2,7 @@
 
 One page, `/dashboard`, for one process (and optionally one team) over the last N weeks:
 
-- SLA attainment against the process's goal, per week (an SVG chart, `duly.api.charts`);
+- SLA attainment against the process's goal, per week (an SVG chart, `duly.charts`);
 - per rep: attainment, the weeks meeting the goal of the weeks active, the trend, median time;
 - the funnel step by step and the outcome mix of each task step;
 - the breaches: tasks open past due now, then the visits that missed their SLA, each linking
@@ -11,7 +11,7 @@ One page, `/dashboard`, for one process (and optionally one team) over the last 
   API's `/api/reports/<report>.csv` answers the same CSV to a bearer token; these answer it to
   the signed-in browser).
 
-Every figure comes from the reports (`duly.reports`) through `duly.api.services.reports`, so a
+Every figure comes from the reports (`duly.reports`) through `duly.services.reports`, so a
 user sees what the API would show them: a rep their own work, a manager their teams', an admin
 everything; asking for a team outside one's own is refused with the service's message.
 """
@@ -28,8 +28,9 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import false, or_, true
 from sqlmodel import Session, col, func, select
 
-from duly.api.auth import Principal
-from duly.api.charts import (
+from duly.api.web.render import context_of, render
+from duly.api.web.session import WebUser
+from duly.charts import (
     FunnelBar,
     OutcomeSlice,
     WeekBar,
@@ -40,10 +41,6 @@ from duly.api.charts import (
     outcome_chart,
     week_dots,
 )
-from duly.api.errors import Invalid
-from duly.api.services.reports import ReportName, report_csv, run_report, scoped
-from duly.api.web.render import context_of, render
-from duly.api.web.session import WebUser
 from duly.language.loader import Definitions
 from duly.reports import (
     AttainmentReport,
@@ -55,6 +52,9 @@ from duly.reports import (
     ReportQuery,
 )
 from duly.reports.stages import stage_funnel
+from duly.services.auth import Principal
+from duly.services.errors import Invalid
+from duly.services.reports import ReportName, report_csv, run_report, scoped
 from duly.store.models import Instance, StepFact, Task
 from duly.store.types import utc_now
 

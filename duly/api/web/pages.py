@@ -1,7 +1,7 @@
 """The web pages: login, a rep's inbox, a manager's alerts, instances and definitions.
 
-Pages call the same services as the JSON API (duly/api/services/), so who may see and do what
-is `duly/api/access.py` here too, and a refusal shows the service's own message. Forms are
+Pages call the same services as the JSON API (duly/services/), so who may see and do what
+is `duly/services/access.py` here too, and a refusal shows the service's own message. Forms are
 plain HTML forms (`application/x-www-form-urlencoded`, read without a multipart parser); the
 small scripts in /static/duly.js only add what needs a clock: countdowns, and alerts that
 appear without a reload.
@@ -20,13 +20,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from duly.api.auth import Principal
-from duly.api.errors import Invalid, NotAuthenticated, ServiceError
-from duly.api.schemas import ALERT_STATES, CompleteTaskRequest, InstanceDetail, TaskView
-from duly.api.services import alerts as alert_service
-from duly.api.services import definitions as definition_service
-from duly.api.services import instances as instance_service
-from duly.api.services import tasks as task_service
+from duly.api.errors import http_status
 from duly.api.web.ack import router as ack_router
 from duly.api.web.login_limit import client_address, limiter_of
 from duly.api.web.render import PAGE_ENV, context_of, open_alert_count, render, zone_chooser
@@ -53,6 +47,13 @@ from duly.language.diagram import sla_text, step_kind
 from duly.language.diagram_svg import svg
 from duly.language.graph import transitions
 from duly.language.model import FieldSpec, ProcessSpec, TaskStep
+from duly.services import alerts as alert_service
+from duly.services import definitions as definition_service
+from duly.services import instances as instance_service
+from duly.services import tasks as task_service
+from duly.services.auth import Principal
+from duly.services.errors import Invalid, NotAuthenticated, ServiceError
+from duly.services.schemas import ALERT_STATES, CompleteTaskRequest, InstanceDetail, TaskView
 from duly.store.models import Definition, Instance, Task
 from duly.store.types import utc_now
 
@@ -167,7 +168,7 @@ async def login(request: Request) -> Response:
     try:
         check_login_challenge(request, form.get("challenge"))
     except ServiceError as exc:
-        return _login_form(request, next=next_path, error=exc.message, status=exc.status)
+        return _login_form(request, next=next_path, error=exc.message, status=http_status(exc))
     user_id, token = form.get("user", ""), form.get("token", "")
     limiter, address = limiter_of(request), client_address(request)
     refusal = limiter.check(user_id, address)
@@ -193,7 +194,7 @@ async def login(request: Request) -> Response:
         limiter.failed(user_id, address)
         log.info("sign_in_failed", user=user_id[:100], address=address)
         return _login_form(
-            request, next=next_path, user_id=user_id, error=exc.message, status=exc.status
+            request, next=next_path, user_id=user_id, error=exc.message, status=http_status(exc)
         )
     limiter.succeeded(user_id)
     response = RedirectResponse(next_path, status_code=303)
@@ -340,7 +341,7 @@ async def complete(task_id: str, request: Request, user: WebUser) -> Response:
                 error=refused.message,
                 error_task=task_id,
                 form=form,
-                status=refused.status,
+                status=http_status(refused),
             )
         )
     target = f"/inbox?completed={quote(result.task_id, safe='')}"

@@ -13,12 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from duly.api.errors import ServiceError
-from duly.api.services import definitions as definition_service
-from duly.api.services import unheard as unheard_service
+from duly.api.errors import http_status
 from duly.api.web.pages import form_of
 from duly.api.web.render import context_of, render
 from duly.api.web.session import CSRF_FIELD, WebUser, check_csrf
+from duly.services import definitions as definition_service
+from duly.services import unheard as unheard_service
+from duly.services.errors import ServiceError
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,7 +60,9 @@ async def publish_now(request: Request, user: WebUser) -> Response:
     try:
         done = await run_in_threadpool(definition_service.publish, context, user)
     except ServiceError as exc:
-        return await run_in_threadpool(_page, request, user, {"problem": exc.message}, exc.status)
+        return await run_in_threadpool(
+            _page, request, user, {"problem": exc.message}, http_status(exc)
+        )
     return RedirectResponse(f"{PAGE}?published={done.published}", status_code=303)
 
 

@@ -26,12 +26,12 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import func, select
 
 from duly import timefmt
-from duly.api.access import alerts_visible
-from duly.api.auth import Principal
-from duly.api.context import ApiContext
-from duly.api.services.alerts import in_state
 from duly.api.templating import environment
 from duly.api.web.session import csrf_token, session_token
+from duly.services.access import alerts_visible
+from duly.services.alerts import in_state
+from duly.services.auth import Principal
+from duly.services.context import ServiceContext
 from duly.store.models import Alert, User
 
 
@@ -91,9 +91,9 @@ PAGE_ENV = _environment()
 """The pages' template environment (autoescaping, with the display filters)."""
 
 
-def context_of(request: Request) -> ApiContext:
+def context_of(request: Request) -> ServiceContext:
     """The API context `create_app` put on the application."""
-    context: ApiContext = request.app.state.duly
+    context: ServiceContext = request.app.state.duly
     return context
 
 

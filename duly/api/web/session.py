@@ -5,7 +5,7 @@ the JSON API takes). Signing in opens a session: a random id (`secrets.token_url
 bits) in the session cookie, and a row in `web_sessions` keeping only its SHA-256, its user
 and when it expires (`SESSION_SECONDS` after sign-in, checked on every request, whatever the
 browser does with the cookie). The id is not the token: it signs in no API call, and ends
-when its user signs out, when their token is reissued (`duly.api.auth.issue_token` deletes
+when its user signs out, when their token is reissued (`duly.services.auth.issue_token` deletes
 their sessions) and when it expires. The cookie is `HttpOnly` (no script reads it),
 `SameSite=Lax` (no other site's form or script sends it with a POST) and `Secure` whenever
 `DULY_PUBLIC_URL` is https (or the request came over https). Web replicas share the sessions
@@ -30,10 +30,10 @@ from fastapi import Depends, Request
 from sqlmodel import Session, col, delete, select
 from starlette.responses import Response
 
-from duly.api.auth import Principal, authenticate, principal_for
-from duly.api.context import ApiContext
 from duly.api.deps import get_context
-from duly.api.errors import NotAuthenticated, ServiceError
+from duly.services.auth import Principal, authenticate, principal_for
+from duly.services.context import ServiceContext
+from duly.services.errors import NotAllowed, NotAuthenticated
 from duly.store.models import User, WebSession
 from duly.store.types import utc_now
 
@@ -53,10 +53,8 @@ class LoginRequired(Exception):
         super().__init__(next_path)
 
 
-class CsrfRejected(ServiceError):
+class CsrfRejected(NotAllowed):
     """A form POST without this session's CSRF token, or from another site."""
-
-    status = 403
 
 
 def session_token(request: Request) -> str | None:
@@ -124,7 +122,9 @@ def close_session(*, session: Session, session_id: str) -> None:
     session.exec(delete(WebSession).where(col(WebSession.id_hash) == hash_session_id(session_id)))
 
 
-def web_user(request: Request, context: Annotated[ApiContext, Depends(get_context)]) -> Principal:
+def web_user(
+    request: Request, context: Annotated[ServiceContext, Depends(get_context)]
+) -> Principal:
     """The signed-in user of a page request.
 
     Raises:
@@ -230,7 +230,7 @@ def secure_cookies(request: Request) -> bool:
     Behind a TLS proxy in another container the request itself looks like plain http, so the
     public URL decides.
     """
-    context: ApiContext = request.app.state.duly
+    context: ServiceContext = request.app.state.duly
     public = context.settings.public_url.strip().lower()
     return public.startswith("https://") or request.url.scheme == "https"
 

@@ -20,12 +20,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from duly.api.auth import Principal
-from duly.api.errors import Invalid, NotAllowed, NotFound
 from duly.api.web.pages import form_of
 from duly.api.web.render import context_of, render
 from duly.api.web.session import CSRF_FIELD, WebUser, check_csrf
 from duly.language.errors import DefinitionError
+from duly.services.auth import Principal
+from duly.services.errors import Invalid, NotAllowed, NotFound
 
 router = APIRouter(include_in_schema=False)
 MAX_RUNS = 5
@@ -164,7 +164,7 @@ def what_if_job(job_id: str, request: Request, user: WebUser) -> HTMLResponse:
     if not job_id.replace("-", "").isalnum() or not path.is_file():
         raise NotFound(f"no what-if run {job_id!r}")
     job = json.loads(path.read_text(encoding="utf-8"))
-    chart = Markup(job["svg"]) if job.get("svg") else None  # drawn by duly.api.charts, escaped
+    chart = Markup(job["svg"]) if job.get("svg") else None  # drawn by duly.charts, escaped
     page = render(
         request,
         user,

@@ -23,7 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, MetaData, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, text
 from sqlmodel import SQLModel
 
 HERE = Path(__file__).resolve().parent
@@ -184,10 +184,9 @@ def revision(message: str) -> Path:
     Returns:
         The new revision's file.
     """
-    from duly.store.db import make_engine
-
     with tempfile.TemporaryDirectory() as scratch:
-        engine = make_engine(f"sqlite:///{Path(scratch) / 'head.db'}")
+        # a plain engine: duly.store.db's engines migrate through this module, not the reverse
+        engine = create_engine(f"sqlite:///{Path(scratch) / 'head.db'}")
         try:
             upgrade(engine)
             with engine.begin() as connection:

@@ -1,4 +1,4 @@
-"""The fact table rolled up by week (`step_fact_weeks`, duly.reports.rollup).
+"""The fact table rolled up by week (`step_fact_weeks`, duly.store.rollup).
 
 Revision ID: 0003
 Revises: 0002

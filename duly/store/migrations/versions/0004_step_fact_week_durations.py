@@ -5,7 +5,11 @@ Revises: 0003
 Create Date: 2026-11-29 05:06:37.846328
 """
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
@@ -45,13 +49,7 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
     # Facts recorded before the rollups existed (new ones are counted as they are written)
-    from sqlalchemy.orm import Session
-
-    from duly.reports.rollup import rebuild
-
-    with Session(bind=op.get_bind()) as session:
-        rebuild(session)
-        session.flush()
+    _backfill(op.get_bind())
 
 
 def downgrade() -> None:
@@ -62,3 +60,158 @@ def downgrade() -> None:
 
     op.drop_table("step_fact_week_durations")
     # ### end Alembic commands ###
+
+
+# The backfill, frozen as of this revision: the tables as they are here (`sa.table`), and the
+# rollups' grid and keys written out, so that no later change to duly's models or to its rollup
+# code (a column added to a rollup, say) changes what upgrading a database from before 0004
+# does. The keys must be the ones `duly.store.rollup.rollup_key` makes for new facts.
+
+UTC_TIME = duly.store.types.UtcDateTime(timezone=True)
+DIMENSIONS = (
+    "process",
+    "version",
+    "step",
+    "kind",
+    "team",
+    "assignee",
+    "week_start",
+    "outcome",
+    "sla_met",
+    "highest_rung",
+)
+DURATION_DIMENSIONS = ("process", "version", "step", "team", "assignee", "week_start", "bucket")
+
+definitions = sa.table(
+    "definitions",
+    sa.column("process", sa.String),
+    sa.column("version", sa.Integer),
+    sa.column("compiled_json", sa.Text),
+)
+step_facts = sa.table(
+    "step_facts",
+    sa.column("process", sa.String),
+    sa.column("version", sa.Integer),
+    sa.column("step", sa.String),
+    sa.column("kind", sa.String),
+    sa.column("team", sa.String),
+    sa.column("assignee", sa.String),
+    sa.column("outcome", sa.String),
+    sa.column("sla_met", sa.Boolean),
+    sa.column("highest_rung", sa.Integer),
+    sa.column("visit", sa.Integer),
+    sa.column("opened_at", UTC_TIME),
+    sa.column("business_seconds", sa.Float),
+)
+step_fact_weeks = sa.table(
+    "step_fact_weeks",
+    sa.column("key", sa.Text),
+    sa.column("process", sa.String),
+    sa.column("version", sa.Integer),
+    sa.column("step", sa.String),
+    sa.column("kind", sa.String),
+    sa.column("team", sa.String),
+    sa.column("assignee", sa.String),
+    sa.column("week_start", UTC_TIME),
+    sa.column("outcome", sa.String),
+    sa.column("sla_met", sa.Boolean),
+    sa.column("highest_rung", sa.Integer),
+    sa.column("visits", sa.Integer),
+    sa.column("first_visits", sa.Integer),
+    sa.column("seconds_count", sa.Integer),
+    sa.column("seconds_sum", sa.Float),
+)
+step_fact_week_durations = sa.table(
+    "step_fact_week_durations",
+    sa.column("key", sa.Text),
+    sa.column("process", sa.String),
+    sa.column("version", sa.Integer),
+    sa.column("step", sa.String),
+    sa.column("team", sa.String),
+    sa.column("assignee", sa.String),
+    sa.column("week_start", UTC_TIME),
+    sa.column("bucket", sa.Integer),
+    sa.column("visits", sa.Integer),
+    sa.column("seconds_sum", sa.Float),
+)
+
+
+def _backfill(connection: sa.Connection) -> None:
+    """Count every recorded fact into both rollups, in its week in its calendar's time zone.
+
+    The facts are read once, a thousand at a time, and counted in Python, which holds only the
+    rollup rows: a few thousand, however many facts.
+    """
+    zones = _zones(connection)
+    weeks: dict[str, dict[str, Any]] = {}
+    durations: dict[str, dict[str, Any]] = {}
+    read = [name for name in (*DIMENSIONS, "visit", "business_seconds") if name != "week_start"]
+    query = sa.select(step_facts.c.opened_at, *(step_facts.c[name] for name in read))
+    facts = connection.execute(query.execution_options(yield_per=1000))
+    for fact in facts.mappings():
+        zone = zones.get((fact["process"], fact["version"]), UTC)
+        dims = {name: fact[name] for name in DIMENSIONS if name != "week_start"}
+        dims["week_start"] = _week_start(fact["opened_at"], zone)
+        seconds = fact["business_seconds"]
+        row = _counted(
+            weeks, dims, DIMENSIONS, ("visits", "first_visits", "seconds_count", "seconds_sum")
+        )
+        row["visits"] += 1
+        row["first_visits"] += 1 if fact["visit"] == 1 else 0
+        row["seconds_count"] += 0 if seconds is None else 1
+        row["seconds_sum"] += float(seconds or 0.0)
+        if fact["kind"] == "task" and seconds is not None:
+            timed = {name: dims[name] for name in DURATION_DIMENSIONS if name != "bucket"}
+            timed["bucket"] = _bucket(float(seconds))
+            counts = _counted(durations, timed, DURATION_DIMENSIONS, ("visits", "seconds_sum"))
+            counts["visits"] += 1
+            counts["seconds_sum"] += float(seconds)
+    for table, rows in ((step_fact_weeks, weeks), (step_fact_week_durations, durations)):
+        written = list(rows.values())
+        for first in range(0, len(written), 1000):
+            connection.execute(sa.insert(table), written[first : first + 1000])
+
+
+def _zones(connection: sa.Connection) -> dict[tuple[str, int], tzinfo]:
+    """Each stored (process, version)'s calendar time zone (UTC when unreadable)."""
+    zones: dict[tuple[str, int], tzinfo] = {}
+    c = definitions.c
+    for process, version, compiled in connection.execute(
+        sa.select(c.process, c.version, c.compiled_json)
+    ):
+        try:
+            zones[(process, version)] = ZoneInfo(json.loads(compiled)["calendar"]["timezone"])
+        except (ValueError, KeyError, TypeError, ZoneInfoNotFoundError):
+            zones[(process, version)] = UTC
+    return zones
+
+
+def _counted(
+    rows: dict[str, dict[str, Any]],
+    dims: dict[str, Any],
+    names: tuple[str, ...],
+    counts: tuple[str, ...],
+) -> dict[str, Any]:
+    """The rollup row of `dims` (made with zero counts the first time), by its unique key."""
+    values = {name: dims[name] for name in names}
+    values["week_start"] = dims["week_start"].astimezone(UTC).isoformat()
+    key = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    if key not in rows:
+        rows[key] = {**dims, "key": key, **dict.fromkeys(counts, 0)}
+    return rows[key]
+
+
+def _week_start(moment: datetime, zone: tzinfo) -> datetime:
+    """Monday 00:00 of the ISO week `moment` falls in, in `zone`, as a UTC instant."""
+    local = moment.astimezone(zone).date()
+    monday = local - timedelta(days=local.weekday())
+    return datetime(monday.year, monday.month, monday.day, tzinfo=zone).astimezone(UTC)
+
+
+def _bucket(seconds: float) -> int:
+    """The histogram bucket: minutes to 2 h, quarter hours to 2 days, then hours."""
+    if seconds < 7200:
+        return int(seconds // 60)
+    if seconds < 172_800:
+        return 120 + int((seconds - 7200) // 900)
+    return 304 + int((seconds - 172_800) // 3600)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, true
 from sqlmodel import Session, col, func, select
 
-from duly.api.access import alerts_visible, require_alert
-from duly.api.auth import Principal
-from duly.api.errors import NotFound
-from duly.api.schemas import AlertState, Page
+from duly.services.access import alerts_visible, require_alert
+from duly.services.auth import Principal
+from duly.services.errors import NotFound
+from duly.services.schemas import AlertState, Page
 from duly.store.models import Alert, AlertPublic
 from duly.store.types import utc_now
 

@@ -1,11 +1,14 @@
-"""The embedded stack's outbox: an SMTP server on 127.0.0.1 that keeps every mail as a file.
+"""The embedded stack's mail sink: an SMTP server on 127.0.0.1 that keeps every mail as a file.
 
 `duly up` runs on one machine with no mail relay, yet processes send email (a quote summary, a
-question to a customer). The outbox accepts them on `DULY_SMTP_HOST:DULY_SMTP_PORT` and writes
+question to a customer). The sink accepts them on `DULY_SMTP_HOST:DULY_SMTP_PORT` and writes
 each to `<data_dir>/outbox/` as an .eml file, so a newcomer can read what duly sent; a mail
 with an HTML part is also kept as an .html file beside it, to open in a browser, and its links
 (the instance, the acknowledge page) are logged. Point `DULY_SMTP_HOST` at a real relay (not on
-this machine) and the outbox stays off.
+this machine) and the sink stays off.
+
+Not to be confused with `duly.notify.outbox`: the transactional outbox every notification waits
+in until it is delivered, on any channel.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def keep_readable(path: Path, raw: bytes) -> dict[str, Any]:
 
 
 def wanted(settings: Settings) -> bool:
-    """The outbox runs when mail is addressed to this machine."""
+    """The sink runs when mail is addressed to this machine."""
     return settings.smtp_host in LOCAL_HOSTS
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, or_, true
 from sqlmodel import col, select
 
-from duly.api.auth import Principal
-from duly.api.errors import NotAllowed
 from duly.language.loader import Definitions
+from duly.services.auth import Principal
+from duly.services.errors import NotAllowed
 from duly.store.models import Alert, Instance, Task
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, delete, select
 
-from duly.api.errors import NotAuthenticated, NotFound
+from duly.services.errors import NotAuthenticated, NotFound
 from duly.store.models import Team, TeamMember, User, WebSession
 
 TOKEN_PREFIX = "duly_"

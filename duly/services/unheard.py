@@ -1,15 +1,15 @@
-"""Events no published process listens to, for the receive path and for admins."""
+"""Events no published process listened to, for admins: listed, and replayed once heard."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from duly import unheard
-from duly.api.context import ApiContext
-from duly.api.schemas import EventIn, EventOut
+from duly.services.context import ServiceContext
+from duly.services.events import receive_event
+from duly.services.schemas import EventIn
 from duly.store.models import UnheardEvent
 
 
@@ -37,31 +37,7 @@ class ReplayOut(BaseModel):
     instances: list[str]
 
 
-def is_unheard(context: ApiContext, event_type: str) -> bool:
-    """No published process starts on, or reacts to, this event type."""
-    return not unheard.heard(context.definitions, event_type)
-
-
-async def keep(context: ApiContext, event: EventIn) -> EventOut:
-    """Keep an unheard event for admins; its id stays unconsumed (a resend is not a duplicate)."""
-
-    def write() -> None:
-        with context.write() as session:
-            unheard.keep(
-                session,
-                event_id=event.id,
-                event_type=event.type,
-                data=event.data,
-                occurred_at=event.occurred_at,
-            )
-
-    await run_in_threadpool(write)
-    return EventOut(
-        status="unheard", event_id=event.id, instances=[], detail=unheard.message(event.type)
-    )
-
-
-def listed(context: ApiContext, *, pending_only: bool = False) -> list[UnheardOut]:
+def listed(context: ServiceContext, *, pending_only: bool = False) -> list[UnheardOut]:
     """The kept events, newest first."""
     definitions = context.definitions
     with context.read() as session:
@@ -76,16 +52,14 @@ def listed(context: ApiContext, *, pending_only: bool = False) -> list[UnheardOu
     ]
 
 
-async def replay(context: ApiContext) -> list[ReplayOut]:
+async def replay(context: ServiceContext) -> list[ReplayOut]:
     """Replay every kept event a published process listens to now, once each."""
-    from duly.api.services.events import receive_event  # the very path POST /api/events takes
-
     with context.read() as session:
         rows = unheard.listed(session, pending_only=True, limit=10_000)
 
     async def receive(row: UnheardEvent) -> tuple[str, list[str]]:
         event = EventIn(id=row.id, type=row.type, data=row.data, occurred_at=row.occurred_at)
-        out = await receive_event(context, event)
+        out = await receive_event(context, event)  # the very path POST /api/events takes
         return out.status, out.instances
 
     def mark(event_id: str, status: str, instances: list[str]) -> None:

@@ -13,19 +13,19 @@ from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
 from duly import client as duly_client
-from duly.api.access import can_see_task, require_complete, require_reassign, tasks_visible
-from duly.api.auth import Principal
-from duly.api.context import ApiContext
-from duly.api.errors import Conflict, Invalid, NotAllowed, NotFound, translated
-from duly.api.schemas import (
+from duly.language import business_time
+from duly.language.loader import Definitions
+from duly.services.access import can_see_task, require_complete, require_reassign, tasks_visible
+from duly.services.auth import Principal
+from duly.services.context import ServiceContext
+from duly.services.errors import Conflict, Invalid, NotAllowed, NotFound, translated
+from duly.services.schemas import (
     CompleteTaskRequest,
     CompleteTaskResponse,
     Page,
     ReassignTaskResponse,
     TaskView,
 )
-from duly.language import business_time
-from duly.language.loader import Definitions
 from duly.store.models import Task, User
 from duly.store.types import utc_now
 
@@ -131,7 +131,7 @@ def business_seconds_left(
 
 
 async def complete_task(
-    context: ApiContext, principal: Principal, task_id: str, request: CompleteTaskRequest
+    context: ServiceContext, principal: Principal, task_id: str, request: CompleteTaskRequest
 ) -> CompleteTaskResponse:
     """Complete an open task through its instance's `complete_task` Update.
 
@@ -162,7 +162,7 @@ async def complete_task(
 
 
 async def reassign_task(
-    context: ApiContext, principal: Principal, task_id: str, to: str
+    context: ServiceContext, principal: Principal, task_id: str, to: str
 ) -> ReassignTaskResponse:
     """Hand an open task to another user through its instance's `reassign_task` Update.
 

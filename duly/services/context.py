@@ -1,4 +1,4 @@
-"""What every API request (and service call) works with: settings, definitions, DB, Temporal."""
+"""What every service call works with: settings, definitions, the database and Temporal."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from sqlmodel import Session
 from temporalio.client import Client
 
-from duly.api.errors import Unavailable, from_client_error
 from duly.language.loader import Definitions
 from duly.published import PublishedDefinitions
+from duly.services.errors import Unavailable, from_client_error
 from duly.settings import Settings
 from duly.store.db import SessionFactory, write_session
 from duly.temporal_client import TemporalUnavailable
@@ -75,8 +75,8 @@ class TemporalProvider:
 
 
 @dataclass(frozen=True)
-class ApiContext:
-    """Everything the API's services need.
+class ServiceContext:
+    """Everything the services need: one per API server, CLI command or Slack handler.
 
     Attributes:
         settings: duly's settings.

@@ -9,11 +9,12 @@ from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
 from duly import client as duly_client
-from duly.api.access import instances_visible, require_start
-from duly.api.auth import Principal
-from duly.api.context import ApiContext
-from duly.api.errors import NotAllowed, NotFound, ServiceError, translated
-from duly.api.schemas import (
+from duly.language.loader import Definitions
+from duly.services.access import instances_visible, require_start
+from duly.services.auth import Principal
+from duly.services.context import ServiceContext
+from duly.services.errors import NotAllowed, NotFound, ServiceError, translated
+from duly.services.schemas import (
     InstanceDetail,
     Page,
     SlaEventView,
@@ -21,7 +22,6 @@ from duly.api.schemas import (
     StartInstanceResponse,
     StepFactView,
 )
-from duly.language.loader import Definitions
 from duly.store.models import Instance, InstancePublic, SlaEventRow, StepFact, Task, TaskPublic
 from workflows.messages import InstanceState
 
@@ -145,7 +145,7 @@ def instance_record(
 
 
 async def instance_detail(
-    context: ApiContext, principal: Principal, instance_id: str
+    context: ServiceContext, principal: Principal, instance_id: str
 ) -> InstanceDetail:
     """An instance with its history and, while it runs, its live state.
 
@@ -183,7 +183,7 @@ async def instance_detail(
     return detail
 
 
-async def live_state(context: ApiContext, instance_id: str) -> InstanceState:
+async def live_state(context: ServiceContext, instance_id: str) -> InstanceState:
     """The state query's answer, within `STATE_TIMEOUT` seconds.
 
     Raises:
@@ -204,7 +204,7 @@ async def live_state(context: ApiContext, instance_id: str) -> InstanceState:
 
 
 async def start_instance(
-    context: ApiContext, principal: Principal, request: StartInstanceRequest
+    context: ServiceContext, principal: Principal, request: StartInstanceRequest
 ) -> StartInstanceResponse:
     """Start an instance of a process on data.
 

@@ -1,6 +1,6 @@
 """Reports for a user: the figures their role lets them see, as models or CSV.
 
-Who sees what (the same people as for tasks, `duly.api.access`):
+Who sees what (the same people as for tasks, `duly.services.access`):
 
 - a rep, their own figures: every report is narrowed to the visits assigned to them, and
   asking for another rep's is refused;
@@ -17,10 +17,10 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from duly.api.auth import Principal
-from duly.api.errors import Invalid, NotAllowed
 from duly.language.loader import Definitions
 from duly.reports import REPORTS, Report, ReportError, ReportQuery, to_csv
+from duly.services.auth import Principal
+from duly.services.errors import Invalid, NotAllowed
 
 ReportName = Literal["attainment", "durations", "outcomes", "funnel", "backlog", "consistency"]
 

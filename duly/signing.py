@@ -6,7 +6,7 @@ A signed request carries `X-Duly-Timestamp` (Unix seconds) and
 later (`verify`'s `tolerance`); `Idempotency-Key` lets it drop a resent one.
 
 `sign` is the one signature duly makes or checks: notifications on the JSON webhook channel,
-the `webhook` action (activities/actions.py) and inbound events (`duly.api.signing`) all use
+the `webhook` action (activities/actions.py) and inbound events (`duly.services.signing`) all use
 it, so a receiver written for one checks the others.
 """
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from duly import published
-from duly.api.auth import Principal
-from duly.api.context import ApiContext
-from duly.api.errors import Conflict, Invalid, NotAllowed, NotFound
-from duly.api.schemas import DefinitionDetail, DefinitionSummary
 from duly.language.compiler import CompiledProcess
 from duly.language.diagram import mermaid
 from duly.language.diagram_svg import svg
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions
+from duly.services.auth import Principal
+from duly.services.context import ServiceContext
+from duly.services.errors import Conflict, Invalid, NotAllowed, NotFound
+from duly.services.schemas import DefinitionDetail, DefinitionSummary
 from duly.store import crud
 
 
@@ -118,7 +118,7 @@ def _plan_out(plan: published.PublishPlan) -> dict[str, object]:
     }
 
 
-def publish_plan(context: ApiContext) -> PublishPlanOut:
+def publish_plan(context: ServiceContext) -> PublishPlanOut:
     """Validate the server's definitions folder and show what publishing it changes.
 
     Raises:
@@ -132,7 +132,7 @@ def publish_plan(context: ApiContext) -> PublishPlanOut:
     return PublishPlanOut(**_plan_out(plan))
 
 
-def publish(context: ApiContext, principal: Principal) -> PublishedOut:
+def publish(context: ServiceContext, principal: Principal) -> PublishedOut:
     """Validate and publish the server's definitions folder, all or nothing.
 
     Raises:

@@ -15,6 +15,9 @@ benchmarks that bulk-load facts).
 A visit counts in the week (ISO, from Monday 00:00) of its opening in its process calendar's
 time zone, the weeks the reports use for a process; reports read the rollups when the period
 is whole weeks of that grid, and the fact table otherwise.
+
+The rollups are the store's: the engine's activities keep them as they write facts, and
+`duly.reports` only reads them (with `week_index` and `bucket_of`, the same grid in SQL).
 """
 
 from __future__ import annotations
@@ -25,12 +28,24 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Table, and_, case, delete, func, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
-from duly.reports.filters import week_index
-from duly.reports.models import Week
 from duly.store.models import Definition, StepFact, StepFactWeek, StepFactWeekDuration
 
 WEEKS: Table = StepFactWeek.__table__  # type: ignore[attr-defined]
@@ -56,14 +71,57 @@ DURATION_COUNTS = ("visits", "seconds_sum")
 def bucket_number(seconds: float) -> int:
     """The histogram bucket of a duration: minutes to 2 h, quarter hours to 2 days, then hours.
 
-    The same numbers as `duly.reports.durations.bucket_of` computes in SQLite (for seconds
-    from 0 up: its integer cast truncates, which is the floor there).
+    The same numbers as `bucket_of` computes in SQL (for seconds from 0 up: SQLite's integer
+    cast truncates, which is the floor there).
     """
     if seconds < 7200:
         return int(seconds // 60)
     if seconds < 172_800:
         return 120 + int((seconds - 7200) // 900)
     return 304 + int((seconds - 172_800) // 3600)
+
+
+class floor_int(FunctionElement[int]):  # noqa: N801 (an SQL function's name)
+    """The floor of a non-negative number as an integer, on every database."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(floor_int)
+def _floor_int(element: floor_int, compiler: Any, **kw: Any) -> str:
+    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@compiles(floor_int, "sqlite")
+def _floor_int_sqlite(element: floor_int, compiler: Any, **kw: Any) -> str:
+    # SQLite's FLOOR needs its optional math functions; its cast truncates, the same from 0 up
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
+
+
+def bucket_of(seconds: Any) -> ColumnElement[int]:
+    """The histogram bucket of a business-seconds value, as SQL: monotone in the value.
+
+    The same numbers as `bucket_number` computes in Python.
+    """
+    return case(
+        (seconds < 7200, floor_int(seconds / 60)),
+        (seconds < 172_800, 120 + floor_int((seconds - 7200) / 900)),
+        else_=304 + floor_int((seconds - 172_800) / 3600),
+    )
+
+
+def week_index(column: Any, starts: list[datetime]) -> ColumnElement[int]:
+    """Which of consecutive weeks (their UTC starts, oldest first) a moment falls in, as SQL.
+
+    0 is the oldest; NULL before it (the newest week is open-ended: callers bound the period).
+    A CASE over the UTC instants, newest first: the same answer on every database, with
+    daylight saving time already in the instants.
+    """
+    if not starts:
+        return literal(None)
+    whens = [(column >= start, index) for index, start in reversed(list(enumerate(starts)))]
+    return case(*whens, else_=None)
 
 
 def week_start(moment: datetime, zone: tzinfo) -> datetime:
@@ -154,8 +212,6 @@ def rebuild(session: Session, zones: dict[tuple[str, int], tzinfo] | None = None
     Returns:
         The number of rows written to `step_fact_weeks`.
     """
-    from duly.reports.durations import bucket_of
-
     zones = zones if zones is not None else zones_of(session)
     session.execute(delete(WEEKS))
     session.execute(delete(DURATIONS))
@@ -206,23 +262,23 @@ def rebuild(session: Session, zones: dict[tuple[str, int], tzinfo] | None = None
     return written
 
 
-def _weeks(first: datetime, last: datetime, zone: tzinfo) -> list[Week]:
+def _weeks(first: datetime, last: datetime, zone: tzinfo) -> list[datetime]:
+    """The UTC starts of the weeks from the one holding `first` to the one holding `last`."""
     start = week_start(first, zone)
-    weeks = []
+    starts = []
     while start <= last:
-        end = week_start(start + timedelta(days=8), zone)
-        weeks.append(Week(start=start.date(), label="", starts_at=start, ends_at=end))
-        start = end
-    return weeks
+        starts.append(start)
+        start = week_start(start + timedelta(days=8), zone)
+    return starts
 
 
 def _write(
-    session: Session, table: Table, grouped: Any, weeks: list[Week], names: tuple[str, ...]
+    session: Session, table: Table, grouped: Any, weeks: list[datetime], names: tuple[str, ...]
 ) -> int:
     rows = []
     for row in session.execute(grouped).mappings():
         values = dict(row)
-        values["week_start"] = weeks[int(values.pop("week"))].starts_at
+        values["week_start"] = weeks[int(values.pop("week"))]
         values["key"] = rollup_key(values, names)
         rows.append(values)
     for first in range(0, len(rows), 1000):

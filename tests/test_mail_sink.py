@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import free_port
 
-from duly import outbox
+from duly import mail_sink
 from duly.notify import render
 from duly.notify.channels import email_message
 from duly.notify.model import Action, Fact, Message
@@ -44,9 +44,9 @@ async def test_an_html_email_is_kept_as_a_page_to_open_and_its_links_are_logged(
         target="maria@example.com",
     )
     stop = asyncio.Event()
-    running = asyncio.create_task(outbox.run(settings, stop))
+    running = asyncio.create_task(mail_sink.run(settings, stop))
     try:
-        folder = outbox.folder(settings)
+        folder = mail_sink.folder(settings)
         for _ in range(500):  # the server is up once it answers
             try:
                 await asyncio.to_thread(_send, settings, item)
@@ -54,11 +54,11 @@ async def test_an_html_email_is_kept_as_a_page_to_open_and_its_links_are_logged(
             except OSError:
                 await asyncio.sleep(0.01)
         else:
-            raise AssertionError("the outbox never answered")
+            raise AssertionError("the mail sink never answered")
         pages = sorted(folder.glob("*.html"))
         assert len(pages) == 1 and len(list(folder.glob("*.eml"))) == 1
         assert "Acknowledge" in pages[0].read_text() and "EST" in pages[0].read_text()
-        kept = outbox.keep_readable(
+        kept = mail_sink.keep_readable(
             pages[0].with_suffix(".eml"), next(folder.glob("*.eml")).read_bytes()
         )
         assert kept["subject"] == "Breach: Call Lee Park"

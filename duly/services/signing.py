@@ -6,7 +6,7 @@ timestamp with the body lets duly refuse a captured request replayed later: a re
 timestamp is more than `REPLAY_WINDOW` away from duly's clock is refused even when its signature
 is right. (The same scheme as Stripe's and Slack's webhooks, so the usual relay code fits; and
 the same as duly's own outbound webhooks, notifications and the `webhook` action, all made by
-`duly.notify.signing.sign`.)
+`duly.signing.sign`.)
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 import hmac
 import time
 
-from duly.notify.signing import SIGNATURE_HEADER as SIGNATURE_HEADER
-from duly.notify.signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
-from duly.notify.signing import sign
+from duly.signing import SIGNATURE_HEADER as SIGNATURE_HEADER
+from duly.signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from duly.signing import sign
 
 REPLAY_WINDOW = 300
 """Seconds a signed request stays acceptable, either side of duly's clock."""

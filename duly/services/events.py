@@ -12,20 +12,18 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 
 from duly import client as duly_client
-from duly.api.context import ApiContext
-from duly.api.errors import NotAuthenticated, Unavailable, translated
-from duly.api.json_body import refusal
-from duly.api.schemas import EventIn, EventOut
-from duly.api.services import unheard
-from duly.api.signing import SignatureError, verify
-from duly.event_limits import EventLimitError
+from duly import unheard
+from duly.services.context import ServiceContext
+from duly.services.errors import NotAuthenticated, Unavailable, translated
+from duly.services.schemas import EventIn, EventOut
+from duly.services.signing import SignatureError, verify
 from duly.store.crud import insert_if_absent
 from duly.store.models import InboundEvent
 from workflows.messages import EventInput
 
 
 def check_signature(
-    context: ApiContext, timestamp: str | None, signature: str | None, body: bytes
+    context: ServiceContext, timestamp: str | None, signature: str | None, body: bytes
 ) -> None:
     """Refuse a request that is not signed with the shared secret, or too old.
 
@@ -45,7 +43,7 @@ def check_signature(
         raise NotAuthenticated(str(exc)) from None
 
 
-async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
+async def receive_event(context: ServiceContext, event: EventIn) -> EventOut:
     """Deliver an event unless its id was received before.
 
     It starts an instance of every process whose `trigger.event` is its type, and goes to the
@@ -53,8 +51,8 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
     data updates.
 
     Raises:
-        RequestValidationError: The data is over one of duly's limits (422, naming the field);
-            nothing was recorded or started.
+        EventLimitError: The data is over one of duly's limits (the API answers 422, naming
+            the field); nothing was recorded or started.
         Invalid: The event triggers a process but its data does not give the business key
             (or gives one that cannot name an instance).
         Unavailable: Temporal did not answer; the event was not recorded, so resending works.
@@ -62,33 +60,45 @@ async def receive_event(context: ApiContext, event: EventIn) -> EventOut:
     if await run_in_threadpool(_received, context, event.id):
         return EventOut(status="duplicate", event_id=event.id, instances=[])
     client = await context.temporal.get()
-    try:
-        with translated():
-            touched = await duly_client.send_event(
-                client,
-                context.definitions,
-                EventInput(
-                    id=event.id, type=event.type, data=event.data, occurred_at=event.occurred_at
-                ),
-                task_queue=context.settings.task_queue,
-            )
-    except EventLimitError as exc:  # checked before Temporal is asked anything
-        raise refusal(exc) from None
-    if not touched and unheard.is_unheard(context, event.type):
+    with translated():  # an EventLimitError is raised before Temporal is asked anything
+        touched = await duly_client.send_event(
+            client,
+            context.definitions,
+            EventInput(
+                id=event.id, type=event.type, data=event.data, occurred_at=event.occurred_at
+            ),
+            task_queue=context.settings.task_queue,
+        )
+    if not touched and not unheard.heard(context.definitions, event.type):
         # no process names it and no live instance took it: kept for replay, id unconsumed
-        return await unheard.keep(context, event)
+        return await run_in_threadpool(_keep_unheard, context, event)
     if not await run_in_threadpool(_record, context, event, touched):
         # received twice at once: the other request recorded it (delivery was idempotent)
         return EventOut(status="duplicate", event_id=event.id, instances=[])
     return EventOut(status="accepted", event_id=event.id, instances=touched)
 
 
-def _received(context: ApiContext, event_id: str) -> bool:
+def _keep_unheard(context: ServiceContext, event: EventIn) -> EventOut:
+    """Keep an unheard event for admins; its id stays unconsumed (a resend is not a duplicate)."""
+    with context.write() as session:
+        unheard.keep(
+            session,
+            event_id=event.id,
+            event_type=event.type,
+            data=event.data,
+            occurred_at=event.occurred_at,
+        )
+    return EventOut(
+        status="unheard", event_id=event.id, instances=[], detail=unheard.message(event.type)
+    )
+
+
+def _received(context: ServiceContext, event_id: str) -> bool:
     with context.read() as session:
         return session.get(InboundEvent, event_id) is not None
 
 
-def _record(context: ApiContext, event: EventIn, touched: list[str]) -> bool:
+def _record(context: ServiceContext, event: EventIn, touched: list[str]) -> bool:
     row = InboundEvent(
         id=event.id, type=event.type, data=event.data, instance_id=next(iter(touched), None)
     )
