@@ -72,6 +72,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -473,6 +474,50 @@ def footer(bench: Bench, since: Machine, sent: int) -> None:
     )
 
 
+def at(event: Any) -> datetime:
+    """When a history event happened."""
+    return event.event_time.ToDatetime(UTC)  # type: ignore[no-any-return]
+
+
+def split_history(
+    events: Sequence[Any], clock: Clock, seen: float, created: datetime
+) -> dict[str, float] | str:
+    """One clock's delay split by its history (see `breakdown`); what is missing, if anything."""
+    fired = scheduled = began = None
+    for event in events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_TIMER_FIRED and fired is None:
+            if at(event) >= clock.due_at - timedelta(seconds=5):
+                fired = event
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and scheduled is None:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == "escalate":
+                scheduled = event
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED and scheduled is not None:
+            if event.activity_task_started_event_attributes.scheduled_event_id == (
+                scheduled.event_id
+            ):
+                began = event
+    if fired is None or scheduled is None or began is None:
+        timers = [
+            f"{(at(e) - clock.due_at).total_seconds():+.1f} s"
+            for e in events
+            if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+        ]
+        state = "started" if began else "scheduled" if scheduled else "not scheduled"
+        return f"timers fired at {', '.join(timers) or 'none'} from due; escalate {state}"
+    start = next(
+        e for e in events if e.event_id == fired.timer_fired_event_attributes.started_event_id
+    )
+    meant = at(start) + start.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+    return {
+        "set": (meant - clock.due_at).total_seconds(),
+        "timer": (at(fired) - meant).total_seconds(),
+        "dispatch": (created - at(fired)).total_seconds(),
+        "queued": (at(began) - at(scheduled)).total_seconds(),
+        "run": seen - at(began).timestamp(),
+    }
+
+
 async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -> str:
     """Where the delay goes, from the histories of a sample of clocks.
 
@@ -490,6 +535,7 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
     """
     sample = clocks[:: max(1, len(clocks) // SAMPLE)]
     parts: dict[str, list[float]] = {n: [] for n in ("set", "timer", "dispatch", "queued", "run")}
+    odd: list[str] = []
     for clock in sample:
         if clock.task_id not in alerts.alerts:
             continue
@@ -499,37 +545,17 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
             events = (await handle.fetch_history()).events
         except RPCError:
             continue
-        by_id = {e.event_id: e for e in events}
-
-        def at(event: Any) -> datetime:
-            return event.event_time.ToDatetime(UTC)  # type: ignore[no-any-return]
-
-        fired = next(
-            e
-            for e in events
-            if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
-            and at(e) >= clock.due_at - timedelta(seconds=5)
-        )
-        start = by_id[fired.timer_fired_event_attributes.started_event_id]
-        meant = at(start) + start.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
-        scheduled = next(
-            e
-            for e in events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "escalate"
-        )
-        began = next(
-            e
-            for e in events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-            and e.activity_task_started_event_attributes.scheduled_event_id == scheduled.event_id
-        )
-        parts["set"].append((meant - clock.due_at).total_seconds())
-        parts["timer"].append((at(fired) - meant).total_seconds())
-        parts["dispatch"].append((created - at(fired)).total_seconds())
-        parts["queued"].append((at(began) - at(scheduled)).total_seconds())
-        parts["run"].append(seen - at(began).timestamp())
+        split = split_history(events, clock, seen, created)
+        if isinstance(split, str):
+            odd.append(f"{clock.instance}: {split}")
+            continue
+        for name, value in split.items():
+            parts[name].append(value)
     lines = [f"  from {len(parts['set'])} histories:"]
+    if odd:
+        lines.append(
+            f"  ({len(odd)} more without a timer fired at due and escalate started: {odd[0]})"
+        )
     for name, label in (
         ("set", "timer set late (workflow task)"),
         ("timer", "timer fired late (server)"),
@@ -881,8 +907,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--poll", type=float, default=0.025, help="seconds between alert polls")
     args = parser.parse_args()
-    if args.due > args.clocks:
-        parser.error("--due is part of --clocks")
+    if args.clocks and not 0 < args.due <= args.clocks:
+        parser.error("--due is part of --clocks (at least 1)")
     h.run(bench(args))
 
 
