@@ -1,5 +1,6 @@
 """What the Temporal benchmarks share: the embedded dev server, worker subprocesses, an SMTP sink,
-reading duly's SQLite store while the worker writes it, and small statistics.
+duly's store (a SQLite file, or a fresh PostgreSQL schema) read while the worker writes it, and
+small statistics.
 
 Workers run a snapshot of the code (`snapshot_code`) taken when the benchmark starts: the
 workflow sandbox re-reads the workflow module from disk for every instance it creates, so edits
@@ -24,19 +25,30 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
+import yaml
 from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, create_engine
+from sqlmodel import col, select
 from temporalio.client import Client
 
 from duly.stack import DevServer
+from duly.store.models import Task
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+POSTGRES_URL = os.environ.get(
+    "DULY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 T = TypeVar("T")
 
@@ -66,10 +78,14 @@ async def dev_server(folder: Path) -> AsyncIterator[tuple[DevServer, Client]]:
 
 
 class SmtpSink:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 that accepts and counts every message."""
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that accepts and counts every message, and
+    notes when each alert's email (`X-Duly-Notification: alert.*`) arrived, by its delivery key
+    (`X-Duly-Idempotency-Key`: the alert's key and `:email`)."""
 
     def __init__(self) -> None:
         self.received = 0
+        self.alerts: dict[str, float] = {}
+        self._headers = BytesHeaderParser()
         self._controller = Controller(self, hostname=LOOPBACK, port=free_port())
 
     @property
@@ -77,7 +93,12 @@ class SmtpSink:
         return int(self._controller.port)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        arrived = time.time()
         self.received += 1
+        headers = self._headers.parsebytes(envelope.content)
+        if str(headers.get("X-Duly-Notification", "")).startswith("alert."):
+            key = "".join(str(headers["X-Duly-Idempotency-Key"]).split())  # unfolded
+            self.alerts.setdefault(key, arrived)
         return "250 Message accepted for delivery"
 
     def __enter__(self) -> SmtpSink:
@@ -124,16 +145,76 @@ class HttpSink:
         self._server.close()
 
 
-def copy_definitions(folder: Path, *, webhooks: int, processes: bool = True) -> Path:
+def copy_definitions(
+    folder: Path, *, webhooks: int, processes: bool = True, quiet_reps: bool = False
+) -> Path:
     """The shipped definitions in `folder/definitions`, with the webhook URLs of org.yaml
-    (`http://127.0.0.1:9999/...`, where nothing listens) pointed at an `HttpSink` port."""
+    (`http://127.0.0.1:9999/...`, where nothing listens) pointed at an `HttpSink` port.
+
+    `quiet_reps` takes the reps' channels away: their task assignments are then in-app only,
+    nothing bulk is queued for the deliverer, and managers still get every alert.
+    """
     definitions = folder / "definitions"
     for part in ("calendars", "templates", *(("processes",) if processes else ())):
         shutil.copytree(ROOT / "definitions" / part, definitions / part)
     org = (ROOT / "definitions" / "org.yaml").read_text(encoding="utf-8")
     org = org.replace("http://127.0.0.1:9999/", f"http://{LOOPBACK}:{webhooks}/")
+    if quiet_reps:
+        document = yaml.safe_load(org)
+        for user in document["users"].values():
+            if user.get("role", "rep") == "rep":
+                user.pop("channels", None)
+        org = yaml.safe_dump(document, sort_keys=False)
     (definitions / "org.yaml").write_text(org, encoding="utf-8")
     return definitions
+
+
+# --- duly's store ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Store:
+    """duly's database for one benchmark run.
+
+    Attributes:
+        kind: "sqlite" or "postgresql".
+        url: What the worker is given (`DULY_DATABASE_URL`).
+        engine: The benchmark's own connection, for reading what the worker wrote.
+        where: Where it is, for people.
+    """
+
+    kind: str
+    url: str
+    engine: Engine
+    where: str
+
+
+@contextlib.contextmanager
+def store(kind: str, folder: Path) -> Iterator[Store]:
+    """A fresh store: a SQLite file in `folder`, or a new schema in PostgreSQL's `test` database
+    (`DULY_TEST_POSTGRES_URL`), dropped with everything in it when the block ends."""
+    if kind == "sqlite":
+        path = folder / "duly.db"
+        url = f"sqlite:///{path}"
+        engine = create_engine(url)  # a reader: in WAL mode it never blocks the worker
+        try:
+            yield Store(kind, url, engine, str(path))
+        finally:
+            engine.dispose()
+        return
+    schema = f"duly_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    engine = create_engine(url)
+    try:
+        yield Store(kind, url, engine, f"{POSTGRES_URL.rpartition('@')[2]}, schema {schema}")
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def run(main: Awaitable[None]) -> None:
@@ -246,18 +327,18 @@ def worker_env(
     code: Path,
     address: str,
     task_queue: str,
-    database: Path,
+    database: Path | str,
     definitions: Path,
     smtp_port: int,
 ) -> dict[str, str]:
     """The environment of a worker subprocess: its DULY_* settings, and the code snapshot first
-    on its import path."""
+    on its import path. `database` is a SQLite file, or a database URL."""
     return {
         "PYTHONPATH": str(code),
         "DULY_WEBHOOK_SECRET_OMAR": "bench-secret",
         "DULY_TEMPORAL_ADDRESS": address,
         "DULY_TASK_QUEUE": task_queue,
-        "DULY_DATABASE_URL": f"sqlite:///{database}",
+        "DULY_DATABASE_URL": database if isinstance(database, str) else f"sqlite:///{database}",
         "DULY_DEFINITIONS": str(definitions),
         "DULY_SMTP_HOST": LOOPBACK,
         "DULY_SMTP_PORT": str(smtp_port),
@@ -379,3 +460,55 @@ class TaskWatcher:
             future = self._waiting.setdefault(task_id, asyncio.get_running_loop().create_future())
             await asyncio.wait_for(asyncio.shield(future), timeout)
         return self.tasks[task_id]
+
+
+def chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
+    """`items` in lists of at most `size` (an IN list the databases take in one query)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class TaskOpenings:
+    """Learns when awaited tasks are open, on either store: each poll reads, by id, only the
+    `tasks` rows someone is waiting for (committed by `open_task`), so its cost follows the
+    number waiting, not the table's size.
+    """
+
+    def __init__(self, engine: Engine, *, interval: float = 0.05) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._waiting: dict[str, asyncio.Future[tuple[datetime, datetime | None]]] = {}
+        self._running = True
+
+    async def run(self) -> None:
+        """Poll until `stop()`."""
+        while self._running:
+            if self._waiting:
+                rows = await asyncio.to_thread(self._read, list(self._waiting))
+                for task_id, opened, due in rows:
+                    future = self._waiting.pop(task_id, None)
+                    if future is not None and not future.done():
+                        future.set_result((opened, due))
+            await asyncio.sleep(self.interval)
+
+    def _read(self, ids: list[str]) -> list[Any]:
+        with self.engine.connect() as connection:
+            return [
+                row
+                for chunk in chunks(ids)
+                for row in connection.execute(
+                    select(Task.id, Task.opened_at, Task.due_at).where(col(Task.id).in_(chunk))
+                )
+            ]
+
+    def stop(self) -> None:
+        self._running = False
+
+    async def opened(
+        self, task_id: str, timeout: float = 300.0
+    ) -> tuple[datetime, datetime | None]:
+        """Wait until the task's row is committed; its (opened_at, due_at)."""
+        future = self._waiting.get(task_id)
+        if future is None:
+            future = self._waiting[task_id] = asyncio.get_running_loop().create_future()
+        return await asyncio.wait_for(asyncio.shield(future), timeout)

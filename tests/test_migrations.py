@@ -157,6 +157,31 @@ def test_a_database_made_by_create_all_with_todays_models_is_adopted_at_head(
     assert differences(empty) == []
 
 
+def test_deliveries_queued_before_lanes_take_the_lane_of_their_kind(empty: Engine) -> None:
+    migrations.upgrade(empty, "0012")
+    with empty.begin() as connection:
+        connection.execute(
+            text("INSERT INTO users (id, name, role, active) VALUES ('ana', 'Ana', 'rep', true)")
+        )
+        for key, kind in (("a:email", "alert.breach"), ("t:email", "task.assigned")):
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (key, user_id, channel, kind, subject, body, payload,"
+                    " status, attempts, next_attempt_at, created_at) VALUES (:key, 'ana', 'email',"
+                    " :kind, 's', 'b', '{}', 'pending', 0, :now, :now)"
+                ),
+                {"key": key, "kind": kind, "now": "2026-12-01 09:00:00"},
+            )
+
+    assert migrations.upgrade(empty) == migrations.head()
+
+    with empty.connect() as connection:
+        lanes = connection.execute(text("SELECT key, lane FROM deliveries ORDER BY key"))
+        assert lanes.all() == [("a:email", "alert"), ("t:email", "bulk")]
+    migrations.downgrade(empty, "0012")
+    assert "lane" not in {column["name"] for column in inspect(empty).get_columns("deliveries")}
+
+
 def test_create_all_and_migrations_build_the_same_schema(tmp_path: Path) -> None:
     # Tests build their databases with create_all: it must be the schema production migrates to
     engine = make_engine(f"sqlite:///{tmp_path / 'created.db'}")

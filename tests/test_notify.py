@@ -55,6 +55,7 @@ DUE = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # 17:00 in New York
 FAST = DeliveryPolicy(
     batch_size=10,
     poll_interval=0.02,
+    alert_poll_interval=0.02,
     lease=60.0,
     send_timeout=10.0,
     first_retry=0.05,
@@ -86,8 +87,9 @@ class Receiver:
     """Records every request; keeps each notification once by key (what a receiver should do).
 
     `faults[path]` lists what the next requests to `path` meet: "500" (an error answer,
-    nothing kept) or "hang" (kept, but answered after `hang_seconds`, past the sender's
-    timeout: the sender can't know it arrived).
+    nothing kept), "hang" (kept, but answered after `hang_seconds`, past the sender's
+    timeout: the sender can't know it arrived) or "hold" (kept, and answered once `release`
+    is set: a channel that stalls until the test says).
     """
 
     url: str = ""
@@ -95,6 +97,8 @@ class Receiver:
     requests: list[Request] = field(default_factory=list)
     kept: dict[str, Request] = field(default_factory=dict)
     faults: dict[str, list[str]] = field(default_factory=dict)
+    release: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, request: Request) -> int:
@@ -105,8 +109,11 @@ class Receiver:
             if fault == "500":
                 return 500
             self.kept.setdefault(request.key, request)
+            self.held += fault == "hold"
         if fault == "hang":
             time.sleep(self.hang_seconds)
+        if fault == "hold":
+            self.release.wait(timeout=60)
         return 200
 
     def to(self, path: str) -> list[Request]:
@@ -141,6 +148,7 @@ def receiver() -> Iterator[Receiver]:
     thread.start()
     received.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield received
+    received.release.set()  # a request still held must not keep the server from stopping
     server.shutdown()
     server.server_close()
     thread.join()
@@ -560,6 +568,80 @@ async def test_a_missing_webhook_secret_is_retried_and_says_which_variable_to_se
         await running
 
 
+# --- alerts before bulk ----------------------------------------------------------------------
+
+
+def assign_many(acts: ProcessActivities, count: int) -> None:
+    """`count` tasks for ana: three bulk notifications each (email, Slack, webhook)."""
+    for n in range(count):
+        acts.open_task(open_input(task_id=f"{INSTANCE}/call-customer/{n + 1}", visit=n + 1))
+
+
+def mails_to(inbox: Inbox, address: str) -> list[Message]:
+    return [mail for mail in mails(inbox) if mail["To"] == address]
+
+
+async def test_an_alert_queued_after_many_assignments_is_sent_before_the_rest_of_them(
+    acts, sessions, receiver, smtp
+) -> None:
+    settings, inbox = smtp
+    assign_many(acts, 15)  # 45 assignment notifications, all due before the breach
+    acts.escalate(breach_input())  # maria's breach: email and Slack
+    deliverer = Deliverer(sessions, settings, policy=FAST)
+    try:
+        assert await deliverer.deliver_due() == FAST.batch_size
+    finally:
+        await deliverer.aclose()
+
+    # One batch: both of the breach's deliveries went out, with the 8 oldest assignments only
+    (breach,) = mails_to(inbox, "maria@example.com")
+    assert breach["X-Duly-Notification"] == "alert.breach"
+    (slack,) = receiver.to("/slack/maria")
+    assert slack.json()["text"].startswith("Breach: ")
+    rows = deliveries(sessions)
+    assert {row.status for row in rows if row.kind == "alert.breach"} == {"sent"}
+    assignments = [row for row in rows if row.kind == "task.assigned"]
+    assert len(assignments) == 45
+    assert sum(row.status == "sent" for row in assignments) == FAST.batch_size - 2
+    assert len(mails_to(inbox, "ana@example.com")) < 15
+
+    await deliver_all(sessions, settings)
+    assert len(mails_to(inbox, "ana@example.com")) == 15
+    assert len(mails_to(inbox, "maria@example.com")) == 1
+
+
+async def test_an_alert_is_sent_while_the_bulk_sends_in_hand_are_stalled(
+    acts, sessions, receiver, smtp
+) -> None:
+    settings, inbox = smtp
+    receiver.faults = {"/hooks/ana": ["hold"] * 200}  # ana's webhook stalls until released
+    assign_many(acts, 60)
+    # Sends outlast the test unless released: a breach that waited for them would never come
+    policy = replace(FAST, send_timeout=120.0, lease=180.0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(Deliverer(sessions, settings, policy=policy).run(stop))
+    try:
+        await until(lambda: receiver.held, what="a batch of assignments to stall on the webhook")
+        acts.escalate(breach_input())
+        await until(
+            lambda: mails_to(inbox, "maria@example.com") and receiver.to("/slack/maria"),
+            timeout=60,
+            what="the breach to reach maria while the assignments are stalled",
+        )
+        assert not receiver.release.is_set()
+        waiting = [row for row in deliveries(sessions) if row.kind == "task.assigned"]
+        assert sum(row.status == "pending" for row in waiting) > len(waiting) // 2
+        receiver.release.set()
+        await until(lambda: all_settled(sessions), timeout=60, what="the assignments to be sent")
+    finally:
+        receiver.release.set()
+        stop.set()
+        await running
+    assert {row.status for row in deliveries(sessions)} == {"sent"}
+    assert len(mails_to(inbox, "maria@example.com")) == 1
+    assert len(mails_to(inbox, "ana@example.com")) == 60
+
+
 # --- several deliverers, and deliverers that die -----------------------------------------------
 
 
@@ -591,8 +673,8 @@ async def test_two_deliverers_at_once_never_send_one_delivery_twice(
     def counting(name: str, deliverer: Deliverer) -> None:
         claim = deliverer._claim
 
-        def counted() -> list:
-            items = claim()
+        def counted(*args: Any) -> list:
+            items = claim(*args)
             claimed[name] += [item.id for item in items]
             return items
 

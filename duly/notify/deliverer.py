@@ -12,6 +12,11 @@ concurrently, and records each outcome as soon as it is known:
 - the deliverer died (killed, cancelled, machine lost): the lease runs out and any deliverer
   sends it again.
 
+Alerts go first, twice over. Every batch takes due alerts before bulk notifications (task
+assignments, summaries), however many of those waited longer; and a second sender beside the
+first claims alerts alone, looking every `alert_poll_interval`, so an alert never waits for a
+batch of bulk sends to finish (a slow mail server, thousands queued by an import).
+
 Delivery is at least once: a crash between a send and its record sends it again. Every send
 carries the delivery's key (`Idempotency-Key`, `X-Duly-Idempotency-Key` and a Message-ID
 derived from it), so a receiver that remembers keys sees each notification exactly once.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -35,7 +40,7 @@ import structlog
 from duly import metrics
 from duly.notify import outbox
 from duly.notify.channels import ChannelContext, DeliveryError, send
-from duly.notify.outbox import Outgoing
+from duly.notify.outbox import LANES, Lane, Outgoing
 from duly.settings import Settings
 from duly.slack.updates import refresh_slack
 from duly.store.db import SessionFactory, make_engine, session_factory, write_session
@@ -49,8 +54,10 @@ class DeliveryPolicy:
     """How the deliverer paces itself; times are in seconds.
 
     Attributes:
-        batch_size: Deliveries claimed (and sent concurrently) per cycle.
+        batch_size: Deliveries claimed (and sent concurrently) per cycle, by each sender.
         poll_interval: Pause between looks at the outbox when nothing was due.
+        alert_poll_interval: The same for the sender of alerts alone: how long a new alert
+            may wait for it at most, while the other sender is busy.
         lease: How long a claimed delivery is reserved for the deliverer that claimed it; must
             be longer than `send_timeout`, or a slow send may be repeated by another.
         send_timeout: How long one send may take before it counts as failed.
@@ -63,6 +70,7 @@ class DeliveryPolicy:
 
     batch_size: int = 20
     poll_interval: float = 1.0
+    alert_poll_interval: float = 0.2
     lease: float = 60.0
     send_timeout: float = 10.0
     first_retry: float = 2.0
@@ -112,25 +120,35 @@ class Deliverer:
         self.context = ChannelContext(settings, self.http, self.policy.send_timeout, sessions)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set, then finish the batch in hand and return.
+        """Deliver until `stop` is set, then finish the batches in hand and return.
 
-        A failing cycle (the database unreachable, say) is logged and tried again after
-        `poll_interval`; only cancellation ends the loop otherwise.
+        Two senders run: one for every lane (alerts first), one for alerts alone. A failing
+        cycle (the database unreachable, say) is logged and tried again after its pause; only
+        cancellation ends them otherwise.
         """
         _log.info("deliverer_running")
         try:
-            while not stop.is_set():
-                try:
-                    handled = await self.deliver_due()
-                except Exception:
-                    _log.exception("deliverer_cycle_failed")
-                    handled = 0
-                if handled < self.policy.batch_size:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.policy.poll_interval)
+            async with asyncio.TaskGroup() as senders:
+                senders.create_task(self._repeat(self.deliver_due, self.policy.poll_interval, stop))
+                senders.create_task(
+                    self._repeat(self.deliver_alerts, self.policy.alert_poll_interval, stop)
+                )
         finally:
             await self.aclose()
         _log.info("deliverer_stopped")
+
+    async def _repeat(
+        self, cycle: Callable[[], Awaitable[int]], pause: float, stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            try:
+                handled = await cycle()
+            except Exception:
+                _log.exception("deliverer_cycle_failed")
+                handled = 0
+            if handled < self.policy.batch_size:  # a full batch: more may be waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
 
     async def aclose(self) -> None:
         """Close the HTTP client if the deliverer made it."""
@@ -138,8 +156,20 @@ class Deliverer:
             await self.http.aclose()
 
     async def deliver_due(self) -> int:
-        """Claim one batch of due deliveries and send them; returns how many were claimed."""
-        claimed = await asyncio.to_thread(self._claim)
+        """Claim one batch of due deliveries, alerts first, and send them; returns how many.
+
+        Posted Slack messages are then brought up to date (`duly.slack.updates`).
+        """
+        handled = await self._send_batch(LANES)
+        await refresh_slack(self.sessions, self.context.settings)
+        return handled
+
+    async def deliver_alerts(self) -> int:
+        """Claim one batch of due alerts alone and send them; returns how many were claimed."""
+        return await self._send_batch(("alert",))
+
+    async def _send_batch(self, lanes: Sequence[Lane]) -> int:
+        claimed = await asyncio.to_thread(self._claim, lanes)
         outcomes = await asyncio.gather(
             *(self._deliver(item) for item in claimed), return_exceptions=True
         )
@@ -149,14 +179,13 @@ class Deliverer:
                 _log.error("notification_not_recorded", delivery=item.key, exc_info=outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
-        await refresh_slack(self.sessions, self.context.settings)
         return len(claimed)
 
-    def _claim(self) -> list[Outgoing]:
+    def _claim(self, lanes: Sequence[Lane]) -> list[Outgoing]:
         now = utc_now()
         with self.sessions() as session:
             # A read first: an idle outbox never takes SQLite's write lock from activities
-            if not outbox.has_due(session=session, now=now):
+            if not outbox.has_due(session=session, now=now, lanes=lanes):
                 return []
         with write_session(self.sessions) as session:
             return outbox.claim(
@@ -164,11 +193,16 @@ class Deliverer:
                 now=now,
                 lease=timedelta(seconds=self.policy.lease),
                 limit=self.policy.batch_size,
+                lanes=lanes,
             )
 
     async def _deliver(self, item: Outgoing) -> None:
         log = _log.bind(
-            delivery=item.key, user=item.user_id, channel=item.channel, attempt=item.attempt
+            delivery=item.key,
+            user=item.user_id,
+            channel=item.channel,
+            lane=item.lane,
+            attempt=item.attempt,
         )
         if item.target is None:
             error = f"{item.user_id} has no {item.channel} channel in org.yaml any more"

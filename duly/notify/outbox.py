@@ -7,6 +7,12 @@ deliveries commit together or not at all, and the deliveries are keyed
 `mark_failed`. Functions take keyword arguments and work in the caller's session and
 transaction (open it with `duly.store.db.write_session`).
 
+Alerts come first. Each delivery is in a lane, `alert` for every `alert.*` (a breach, a
+warning, a reassignment, a failure: what someone must hear now) and `bulk` for the rest (task
+assignments, summaries). A claim takes due alerts before any bulk delivery, however many bulk
+ones have waited longer, and can be limited to one lane, so a deliverer can keep a sender for
+alerts alone (`duly.notify.deliverer`).
+
 A claim counts an attempt, and `attempts` is the claim's fencing token: an outcome is recorded
 only while the row is still pending with the attempt number the claim gave it, so a deliverer
 whose lease ran out (and whose row another deliverer took) cannot overwrite the newer state.
@@ -15,9 +21,10 @@ whose lease ran out (and whose row another deliverer took) cannot overwrite the 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, update
 from sqlmodel import Session, col, select
@@ -27,6 +34,9 @@ from duly.store.models import Delivery, UserChannel
 from duly.store.types import utc_now
 
 SUBJECT_LIMIT = 200  # characters of a subject; longer ones end with an ellipsis
+
+Lane = Literal["alert", "bulk"]
+LANES: tuple[Lane, ...] = ("alert", "bulk")  # the order claims take them in
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class Outgoing:
         user_id: Who it is for.
         channel: email, slack or webhook.
         kind: What happened: task.assigned, alert.breach, ...
+        lane: alert or bulk (`lane_of(kind)`).
         subject: One line (the email subject).
         body: Plain text.
         payload: The JSON document an HTTP channel posts.
@@ -58,6 +69,12 @@ class Outgoing:
     attempt: int
     target: str | None
     secret_env: str | None = None
+    lane: Lane = "bulk"
+
+
+def lane_of(kind: str) -> Lane:
+    """The lane of a notification of `kind`: every alert (`alert.*`) before everything else."""
+    return "alert" if kind.startswith("alert.") else "bulk"
 
 
 def one_line(text: str, limit: int = SUBJECT_LIMIT) -> str:
@@ -134,6 +151,7 @@ def enqueue(
             user_id=user,
             channel=channel,
             kind=kind,
+            lane=lane_of(kind),
             subject=subject,
             body=body,
             # A JSON round trip: datetimes in `payload` are stored as the ISO text that is sent
@@ -146,18 +164,33 @@ def enqueue(
     return queued
 
 
-def has_due(*, session: Session, now: datetime) -> bool:
-    """Whether any pending delivery is due: a read that takes no write lock."""
+def has_due(*, session: Session, now: datetime, lanes: Sequence[Lane] = LANES) -> bool:
+    """Whether any pending delivery in `lanes` is due: a read that takes no write lock."""
     due = session.exec(
         select(Delivery.id)
-        .where(Delivery.status == "pending", col(Delivery.next_attempt_at) <= now)
+        .where(
+            Delivery.status == "pending",
+            col(Delivery.lane).in_(lanes),
+            col(Delivery.next_attempt_at) <= now,
+        )
         .limit(1)
     ).first()
     return due is not None
 
 
-def claim(*, session: Session, now: datetime, lease: timedelta, limit: int) -> list[Outgoing]:
-    """Take up to `limit` due deliveries for this deliverer, oldest due first.
+def claim(
+    *,
+    session: Session,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    lanes: Sequence[Lane] = LANES,
+) -> list[Outgoing]:
+    """Take up to `limit` due deliveries for this deliverer: alerts first, then oldest due first.
+
+    The lanes are taken in `LANES` order, each oldest due first, until `limit` are taken: a
+    due alert is never left for a bulk delivery, however long that one waited. `lanes` limits
+    the claim to some of them (a sender for alerts alone, say).
 
     Each is counted as an attempt and reserved for `lease`: its `next_attempt_at` moves to
     `now + lease`, so no other deliverer takes it until then (if this one dies, another sends
@@ -165,13 +198,21 @@ def claim(*, session: Session, now: datetime, lease: timedelta, limit: int) -> l
     concurrent deliverers take different rows; SQLite has no row locks, and the caller's
     `BEGIN IMMEDIATE` (`write_session`) makes claims take turns instead.
     """
-    rows = session.exec(
-        select(Delivery)
-        .where(Delivery.status == "pending", col(Delivery.next_attempt_at) <= now)
-        .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+    rows: list[Delivery] = []
+    for lane in (lane for lane in LANES if lane in lanes):
+        if len(rows) >= limit:
+            break
+        rows += session.exec(
+            select(Delivery)
+            .where(
+                Delivery.status == "pending",
+                Delivery.lane == lane,
+                col(Delivery.next_attempt_at) <= now,
+            )
+            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
+            .limit(limit - len(rows))
+            .with_for_update(skip_locked=True)
+        ).all()
     if not rows:
         return []
     users = {row.user_id for row in rows}
@@ -199,6 +240,7 @@ def claim(*, session: Session, now: datetime, lease: timedelta, limit: int) -> l
                 attempt=row.attempts,
                 target=target.target if target else None,
                 secret_env=target.secret_env if target else None,
+                lane=cast(Lane, row.lane),
             )
         )
     return claimed

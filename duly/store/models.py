@@ -26,6 +26,8 @@ ALERT_LEVELS: tuple[str, ...] = get_args(AlertLevel)
 ROLES = ("rep", "manager", "admin")
 CHANNELS = ("email", "slack", "webhook")
 DELIVERY_STATUSES = ("pending", "sent", "failed")
+# `alert`: alerts, sent before `bulk` (assignments, summaries) whenever both wait (duly.notify)
+DELIVERY_LANES = ("alert", "bulk")
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -421,8 +423,9 @@ class DeliveryBase(SQLModel):
 
     Written in the same transaction as the alert or task assignment it tells about, keyed
     `<notification key>:<channel>`, so a retried activity writes it once. The deliverer sends
-    pending rows whose `next_attempt_at` has come, and marks them `sent`, or schedules a retry,
-    or, after its last attempt, `failed` (kept, with the error, for people to see).
+    pending rows whose `next_attempt_at` has come, those in the `alert` lane first, and marks
+    them `sent`, or schedules a retry, or, after its last attempt, `failed` (kept, with the
+    error, for people to see).
     """
 
     id: int | None = Field(default=None, primary_key=True)
@@ -434,6 +437,12 @@ class DeliveryBase(SQLModel):
     body: str = Field(sa_type=Text, description="plain text")
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)
     status: str = Field(default="pending", max_length=20)
+    lane: str = Field(
+        default="bulk",
+        max_length=10,
+        sa_column_kwargs={"server_default": "bulk"},
+        description="alert or bulk: alerts are claimed before bulk, and have a sender of their own",
+    )
     attempts: int = Field(default=0, ge=0, description="sends started, the current one included")
     next_attempt_at: datetime = Field(
         default_factory=utc_now,
@@ -450,8 +459,9 @@ class Delivery(DeliveryBase, table=True):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_due", "status", "lane", "next_attempt_at"),
         _one_of("status", DELIVERY_STATUSES, "ck_deliveries_status"),
+        _one_of("lane", DELIVERY_LANES, "ck_deliveries_lane"),
         _one_of("channel", CHANNELS, "ck_deliveries_channel"),
     )
 
