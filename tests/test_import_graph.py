@@ -21,13 +21,7 @@ from conftest import ROOT
 LIBRARY = ("duly", "workflows", "activities")
 Graph = dict[str, set[str]]
 
-WAITING: dict[frozenset[str], str] = {
-    frozenset({"duly.notify", "duly.slack"}): (
-        "duly.notify.deliverer imports duly.slack.updates and duly.notify.channels imports "
-        "duly.slack.sender, while Slack's messages are made from duly.notify's: Slack's "
-        "outbound half belongs in duly.notify"
-    ),
-}
+WAITING: dict[frozenset[str], str] = {}
 """Package cycles known and not yet untangled, with what untangles them: each must still be
 there (remove it here once it is gone), and none may grow."""
 

@@ -172,7 +172,7 @@ async def post_slack(item: Outgoing, context: ChannelContext) -> str:
     """POST `{"text": ...}` to a Slack-compatible incoming webhook, or DM through the Slack app.
 
     A target that is a Slack member id (org.yaml `slack_id`) goes through the app
-    (`duly.slack.sender`), with buttons.
+    (`duly.notify.slack.sender`), with buttons.
     """
     assert item.target is not None
     if is_app_target(item.target):
@@ -203,7 +203,10 @@ async def post_webhook(item: Outgoing, context: ChannelContext) -> str:
 
 async def send_slack_app(item: Outgoing, context: ChannelContext) -> str:
     """Send a delivery as a direct message from the org's Slack app."""
-    from duly.slack.sender import SlackSendError, send_app_message  # slack_sdk only when used
+    from duly.notify.slack.sender import (  # slack_sdk only when used
+        SlackSendError,
+        send_app_message,
+    )
 
     if not outbound_allowed(context.settings.slack_api_url, context.settings):
         raise DeliveryError(refused_host(context.settings.slack_api_url))

@@ -41,8 +41,8 @@ from duly import metrics
 from duly.notify import outbox
 from duly.notify.channels import ChannelContext, DeliveryError, send
 from duly.notify.outbox import LANES, Lane, Outgoing
+from duly.notify.slack.updates import refresh_slack
 from duly.settings import Settings
-from duly.slack.updates import refresh_slack
 from duly.store.db import SessionFactory, make_engine, session_factory, write_session
 from duly.store.types import utc_now
 
@@ -158,7 +158,7 @@ class Deliverer:
     async def deliver_due(self) -> int:
         """Claim one batch of due deliveries, alerts first, and send them; returns how many.
 
-        Posted Slack messages are then brought up to date (`duly.slack.updates`).
+        Posted Slack messages are then brought up to date (`duly.notify.slack.updates`).
         """
         handled = await self._send_batch(LANES)
         await refresh_slack(self.sessions, self.context.settings)

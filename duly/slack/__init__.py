@@ -1,9 +1,9 @@
-"""The Slack app: direct messages with buttons and modals, `/duly`, and keeping messages current.
+"""The Slack app's inbound half: what people do in Slack, acted on as them.
 
-- `config`: the org's app settings (variable names in org.yaml), the Web API client, who is who.
-- `blocks`: the Block Kit of a task, an alert, a closed message and a completion modal.
-- `sender`: the `slack` channel's app delivery (chat.postMessage to the user, ts remembered).
-- `updates`: rewrite posted messages whose task or alert moved on (chat.update).
+- `config`: the org's app settings (variable names in org.yaml) and who is who.
+- `verify`: Slack's request signatures.
 - `interactions`: what a button, a select or a modal submission does, as the clicking user.
 - `commands`: `/duly tasks`, `/duly alerts`, `/duly report`.
+
+Messages duly sends and keeps current are `duly.notify.slack`'s.
 """

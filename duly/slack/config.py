@@ -1,16 +1,11 @@
-"""The org's Slack app: its secrets (read from the variables org.yaml names) and its client."""
+"""The org's Slack app: its secrets (read from the variables org.yaml names), and who is who."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
-from slack_sdk.web.async_client import AsyncWebClient
-
 from duly.language.model import OrgSpec
-
-RATE_LIMIT_RETRIES = 3
 
 
 class SlackNotConfigured(Exception):
@@ -51,20 +46,6 @@ def secrets(org: OrgSpec) -> SlackSecrets:
     return SlackSecrets(
         bot_token=secret(org.slack.bot_token, "bot_token"),
         signing_secret=secret(org.slack.signing_secret, "signing_secret"),
-    )
-
-
-def web_client(token: str, base_url: str) -> AsyncWebClient:
-    """A Web API client that waits out rate limits (429 with Retry-After) a few times.
-
-    slack_sdk retries only connection errors by default; a 429 is retried only with
-    `AsyncRateLimitErrorRetryHandler` added. `base_url` is `DULY_SLACK_API_URL`.
-    """
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=10,
-        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
     )
 
 

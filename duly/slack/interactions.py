@@ -4,7 +4,7 @@ Each action runs as the org.yaml user whose `slack_id` clicked, through the same
 access rules as the API (`duly.services`). The endpoint answers Slack at once and runs
 these in the background; what the user must hear (a refusal, a click on a stale button) goes
 back ephemerally through the payload's `response_url`, and messages whose task or alert moved
-on are rewritten (`duly.slack.updates.refresh`).
+on are rewritten (`duly.notify.slack.updates.refresh`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.concurrency import run_in_threadpool
 
 from duly.notify.channels import outbound_allowed
+from duly.notify.slack import blocks
+from duly.notify.slack.client import web_client
+from duly.notify.slack.updates import refresh, task_line
 from duly.services import alerts as alert_service
 from duly.services import tasks as task_service
 from duly.services.access import require_complete
@@ -25,9 +28,7 @@ from duly.services.auth import Principal, principal_of
 from duly.services.context import ServiceContext
 from duly.services.errors import Conflict, ServiceError
 from duly.services.schemas import CompleteTaskRequest
-from duly.slack import blocks
-from duly.slack.config import user_for, web_client
-from duly.slack.updates import refresh, task_line
+from duly.slack.config import user_for
 from duly.store.models import Alert, Task, User
 
 _log = structlog.get_logger(__name__)

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from duly.api.routes.slack import background_done
 from duly.notify import notify_alert
-from duly.slack import blocks
+from duly.notify.slack import blocks
 from duly.store.db import write_session
 from duly.store.models import Alert, Instance, SlackMessage, Task
 from slack.conftest import SLACK_IDS, SlackWorld, signed

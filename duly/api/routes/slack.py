@@ -22,8 +22,9 @@ from starlette.concurrency import run_in_threadpool
 
 from duly.api.deps import Context
 from duly.api.routes import problems
+from duly.notify.slack import blocks
 from duly.services.errors import Malformed
-from duly.slack import blocks, commands, interactions
+from duly.slack import commands, interactions
 from duly.slack.verify import RETRY_HEADER, SeenRequests, app_secrets, verify
 from duly.store.models import Task
 

@@ -23,9 +23,9 @@ from sqlmodel import Session, col, select
 from duly import timefmt
 from duly.notify.channels import outbound_allowed
 from duly.notify.messages import load_record, reader_zone
+from duly.notify.slack import blocks
+from duly.notify.slack.client import web_client
 from duly.settings import Settings
-from duly.slack import blocks
-from duly.slack.config import web_client
 from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, Delivery, SlackMessage, Task, User, UserChannel
 from duly.store.types import utc_now

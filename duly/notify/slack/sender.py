@@ -18,8 +18,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlmodel import Session, col, select
 
 from duly.notify.outbox import Outgoing
-from duly.slack import blocks
-from duly.slack.config import web_client
+from duly.notify.slack import blocks
+from duly.notify.slack.client import web_client
 from duly.store.crud import insert_if_absent
 from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, SlackMessage, Task, Team, TeamMember, User
