@@ -1,11 +1,11 @@
-"""Run a scenario on Temporal's time-skipping server with the real worker, R times.
+"""One run of a scenario on Temporal's time-skipping server with the real worker.
 
-Each run gets a fresh SQLite store in a temporary folder (never the live database), a fresh
-test server, and the real worker, workflows and activities. `duly demo`'s driver plays the
-outside world; here its reps act with the habits fitted from the live facts (or given), its
-arrivals follow the scenario, and reps on leave are inactive in the org for their dates, so the
-engine's assignment skips them. Nothing is sent: emails go to the demo's in-memory SMTP sink,
-no notification deliverer runs, and the store is deleted when the run is measured.
+A run gets a fresh SQLite store in a temporary folder (never the live database), a fresh
+test server, and the real worker, workflows and activities (`duly.time_skipping`). `duly demo`'s
+driver plays the outside world; here its reps act with the habits fitted from the live facts
+(or given), its arrivals follow the scenario, and reps on leave are inactive in the org for
+their dates, so the engine's assignment skips them. Nothing is sent: emails go to an in-memory
+SMTP sink, no notification deliverer runs, and the store is deleted when the run is measured.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import math
 import re
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,12 +22,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.testing import WorkflowEnvironment
 
-from duly import temporal_binaries
-from duly.demo import SHIPPED, _Driver, _poisson, _rng, _sink
+from duly.demo import SHIPPED, _Driver, _poisson, _rng
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
@@ -40,6 +35,7 @@ from duly.simulate.scenario import Arrivals, Scenario, business_seconds
 from duly.simulate.scenario import Habit as HabitSpec
 from duly.store.db import write_session
 from duly.store.models import Instance, Task, User
+from duly.time_skipping import skipping_worker
 
 DRAIN = timedelta(days=3)
 """Time after the last week in which the work already opened is done (not measured)."""
@@ -49,16 +45,15 @@ NOWHERE = "http://127.0.0.1:9"
 """The discard port: where the CRM API roots point in a simulation, should anything try."""
 
 
-def sealed(settings: Settings, smtp_port: int) -> Settings:
-    """Settings that send nothing: mail to the in-memory sink, no host allowed, no CRM.
+def sealed(settings: Settings) -> Settings:
+    """Settings that reach nothing: no host allowed, no CRM (mail goes to the in-memory sink).
 
     A simulation's settings start from the environment (DULY_*), which on a real install names
-    the CRM's token and the hosts webhooks may reach: every way out is closed here.
+    the CRM's token and the hosts webhooks may reach: every way out is closed here, and
+    `skipping_worker` points the SMTP server at its own sink.
     """
     return settings.model_copy(
         update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp_port,
             "outbound_hosts": "",  # the webhook action and channels refuse every host
             "hubspot_token": "",
             "hubspot_api_url": NOWHERE,
@@ -330,50 +325,33 @@ async def run_once(
     start: date,
 ) -> RunMeasures:
     """One run of a scenario in a throw-away store; its weekly measures."""
-    from duly.worker import ACTIVITY_THREADS, build_worker, prepare_database
+    from duly.worker import prepare_database
 
     definitions: Definitions = scenario.definitions
+    first = next(iter(definitions.processes.values()))
+    begin = _midnight(start, ZoneInfo(first.calendar.timezone))
     with tempfile.TemporaryDirectory(prefix="duly-simulate-") as folder:
         settings = Settings(data_dir=Path(folder), definitions=Path(folder) / "definitions")
         engine = prepare_database(settings, definitions)
         try:
-            async with _sink() as (smtp_port, _caught):
-                run_settings = sealed(settings, smtp_port)
-                env = await WorkflowEnvironment.start_time_skipping(
-                    test_server_existing_path=str(temporal_binaries.test_server_path()),
-                    data_converter=pydantic_data_converter,
-                    runtime=_quiet_runtime(),
+            async with skipping_worker(
+                sealed(settings), runtime=_quiet_runtime(), name="simulate"
+            ) as run:
+                driver = _ScenarioDriver(
+                    run.env,
+                    definitions,
+                    dict(definitions.processes),
+                    engine,
+                    run.task_queue,
+                    weeks=scenario.spec.weeks,
+                    seed=seed,
+                    scale=1.0,
+                    scenario=scenario,
+                    habits=habits,
+                    recorded=recorded,
+                    begin=begin,
                 )
-                try:
-                    with ThreadPoolExecutor(
-                        max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-simulate"
-                    ) as pool:
-                        worker = build_worker(
-                            env.client,
-                            run_settings,
-                            task_queue=f"duly-simulate-{uuid.uuid4().hex[:8]}",
-                            activity_executor=pool,
-                        )
-                        async with worker:
-                            first = next(iter(definitions.processes.values()))
-                            begin = _midnight(start, ZoneInfo(first.calendar.timezone))
-                            driver = _ScenarioDriver(
-                                env,
-                                definitions,
-                                dict(definitions.processes),
-                                engine,
-                                worker.task_queue,
-                                weeks=scenario.spec.weeks,
-                                seed=seed,
-                                scale=1.0,
-                                scenario=scenario,
-                                habits=habits,
-                                recorded=recorded,
-                                begin=begin,
-                            )
-                            await driver.run()
-                finally:
-                    await env.shutdown()
+                await driver.run()
             return measure_run(engine, definitions, begin, scenario.spec.weeks, seed=seed)
         finally:
             engine.dispose()
