@@ -10,6 +10,7 @@ SMTP sink, no notification deliverer runs, and the store is deleted when the run
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import tempfile
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
+from duly.client import send_event
 from duly.demo import SHIPPED, _Driver, _poisson, _rng
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
@@ -31,9 +33,11 @@ from duly.simulate.fit import Habit, Habits
 from duly.simulate.measure import RunMeasures, measure_run
 from duly.simulate.scenario import Arrivals, Scenario, business_seconds
 from duly.simulate.scenario import Habit as HabitSpec
+from duly.simulate.watch import SETTLE, EngineWatch
 from duly.store.db import create_all, make_engine, write_session
 from duly.store.models import Instance, Task, User
 from duly.time_skipping import skipping_worker
+from workflows.messages import EventInput
 
 DRAIN = timedelta(days=3)
 """Time after the last week in which the work already opened is done (not measured)."""
@@ -124,6 +128,7 @@ class _ScenarioDriver(_Driver):
             ]
             for rep, periods in scenario.spec.team.leave.items()
         }
+        self.watch = EngineWatch(self.env.client, self.processes, self.sessions)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -140,6 +145,40 @@ class _ScenarioDriver(_Driver):
                 self.schedule(max(away, self.start), "away", rep=rep, active=False)
                 self.schedule(back, "away", rep=rep, active=True)
         await self.work_until(stop_new + DRAIN)
+
+    async def work_until(self, end: datetime) -> None:
+        """Let time run to `end`, jumping from one moment something can happen to the next.
+
+        After the driver acts, time runs on for `SETTLE` while the engine works it through, and
+        the driver looks for the tasks that opened; otherwise it sleeps to its next planned
+        action or to the engine's next timer that may open or hand over a task (`EngineWatch`).
+        """
+        now = await self.now()
+        while True:
+            acted = False
+            while self.queue and self.queue[0].at <= now:
+                await self.perform(heapq.heappop(self.queue))
+                acted = True
+            self.report(now, end)
+            if now >= end:
+                break
+            target = min(self.queue[0].at if self.queue else end, end)
+            if acted:
+                target = min(target, now + SETTLE)
+            else:
+                moment = await self.watch.next_moment(now)
+                target = target if moment is None else min(target, moment)
+            await self.env.sleep(max(target - now, timedelta(milliseconds=1)))
+            now = await self.now()
+            await self.look_for_tasks(now)
+
+    async def send(self, event_type: str, data: dict[str, Any], tag: str) -> None:
+        event = EventInput(id=f"demo-{self.seed}-{tag}-{event_type}", type=event_type, data=data)
+        touched = await send_event(
+            self.env.client, self.definitions, event, task_queue=self.task_queue
+        )
+        self.events += 1
+        self.watch.touch(touched)
 
     def plan_arrivals(self, start: datetime, stop: datetime) -> None:
         counter = 0
@@ -173,6 +212,8 @@ class _ScenarioDriver(_Driver):
             await self.send(compiled.spec.trigger.types[0], data, f"{process}/{number}/start")
 
     async def perform(self, action: Any) -> None:
+        if action.kind == "complete":  # "<instance>/<step>/<visit>"
+            self.watch.touch([action.args["task"].rsplit("/", 2)[0]])
         if action.kind == "away":
             self.set_active(action.args["rep"], action.args["active"])
         elif action.kind == "recorded" and action.args["process"] in SHIPPED:
