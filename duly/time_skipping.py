@@ -42,15 +42,15 @@ class SkippingWorker:
 
 @contextlib.asynccontextmanager
 async def skipping_worker(
-    settings: Settings, *, runtime: Runtime, name: str
+    settings: Settings, *, name: str, runtime: Runtime | None = None
 ) -> AsyncIterator[SkippingWorker]:
     """Start a time-skipping test server and duly's worker on it; stop both on exit.
 
     Args:
         settings: The worker's settings (its database among them); its SMTP server is replaced
             by the in-memory one.
-        runtime: The Temporal runtime (how the SDK's core logs).
         name: Names the task queue and the activity threads (`demo`, `simulate`).
+        runtime: The Temporal runtime (how the SDK's core logs); the SDK's default if None.
 
     Yields:
         The server's environment, the worker's task queue and the emails caught so far.
