@@ -51,7 +51,8 @@ def _live_fit(settings: Settings, scenario: Scenario) -> tuple[Habits, Engine | 
     period = scenario.spec.behaviour.fit
     since: date | None = period.from_ if period else None
     until: date | None = period.to if period else None
-    return fit_habits(engine, since=since, until=until), engine
+    calendars = {name: p.calendar for name, p in scenario.definitions.processes.items()}
+    return fit_habits(engine, since=since, until=until, calendars=calendars), engine
 
 
 def _given_rows(scenario: Scenario) -> list[dict[str, Any]]:
