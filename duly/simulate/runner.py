@@ -67,25 +67,29 @@ def sealed(settings: Settings) -> Settings:
 
 
 def first_day(scenario: Scenario, today: date | None = None) -> date:
-    """The first simulated day: the scenario's `start`, else next Monday."""
+    """The first day measured: the scenario's `start`, else the Monday after its warm-up."""
     if scenario.spec.start is not None:
         return scenario.spec.start
     today = today or datetime.now(UTC).date()
-    return today + timedelta(days=7 - today.weekday())
+    return today + timedelta(days=7 - today.weekday(), weeks=scenario.spec.warm_up)
 
 
 def recorded_arrivals(
     engine: Engine, scenario: Scenario, start: date
 ) -> list[tuple[datetime, str, dict[str, Any]]]:
-    """The live store's instances in each `as_recorded` period, moved whole weeks to `start`."""
+    """The live store's instances in each `as_recorded` period, moved whole weeks to the run.
+
+    The period's first day goes to the run's first week: its warm-up, if any, else `start`'s.
+    """
     out: list[tuple[datetime, str, dict[str, Any]]] = []
+    first = start - timedelta(weeks=scenario.spec.warm_up)
     for name, arrivals in scenario.spec.arrivals.items():
         period = arrivals.as_recorded
         if period is None:
             continue
         begin = datetime.combine(period.from_, datetime.min.time(), UTC)
         end = datetime.combine(period.to + timedelta(days=1), datetime.min.time(), UTC)
-        shift = timedelta(weeks=math.ceil((start - period.from_).days / 7))
+        shift = timedelta(weeks=math.ceil((first - period.from_).days / 7))
         with Session(engine) as session:
             rows = session.exec(
                 select(Instance.started_at, Instance.data)
@@ -136,9 +140,9 @@ class _ScenarioDriver(_Driver):
         return ZoneInfo(first.calendar.timezone)
 
     async def run(self) -> None:
-        self.start = self.begin
+        self.start = self.begin - timedelta(weeks=self.scenario.spec.warm_up)
         await self.advance(self.start)
-        stop_new = self.start + timedelta(weeks=self.scenario.spec.weeks)
+        stop_new = self.begin + timedelta(weeks=self.scenario.spec.weeks)
         self.plan_arrivals(self.start, stop_new)
         for rep, periods in self.leave.items():
             for away, back in periods:
@@ -384,7 +388,7 @@ async def run_once(
                     dict(definitions.processes),
                     engine,
                     run.task_queue,
-                    weeks=scenario.spec.weeks,
+                    weeks=scenario.spec.warm_up + scenario.spec.weeks,
                     seed=seed,
                     scale=1.0,
                     scenario=scenario,
