@@ -67,6 +67,7 @@ from duly.demo_progress import DemoProgress, ProgressCallback
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
+from duly.language.model import TaskStep
 from duly.reports import rollup
 from duly.settings import Settings
 from duly.store.db import session_factory, write_session
@@ -769,9 +770,9 @@ class _Driver:
         if "budget" in task.fields:
             fields["budget"] = int(round(rng.lognormvariate(math.log(30000), 0.7), -3))
         if "timeline" in task.fields:
-            fields["timeline"] = rng.choice(
-                ["this quarter", "next quarter", "this year", "unknown"]
-            )
+            # One of the step's own options: a value it does not offer is refused, and the
+            # task would stay open to the end of the history
+            fields["timeline"] = rng.choice(self.options(task, "timeline") or ["this quarter"])
         try:
             await complete_task(
                 self.env.client,
@@ -786,6 +787,12 @@ class _Driver:
             return
         self.completions += 1
         self.follow_up(task, key, outcome, rng, at)
+
+    def options(self, task: Task, field_name: str) -> list[str]:
+        """A choice field's options, as the task's step declares them (none if it does not)."""
+        step = self.processes[task.process].spec.steps.get(task.step)
+        spec = step.fields.get(field_name) if isinstance(step, TaskStep) else None
+        return list(spec.options or []) if spec is not None else []
 
     def choose_outcome(self, task: Task, rng: random.Random) -> str:
         """The outcome the assignee picks, by the step's usual mix and their profile's reach."""
