@@ -36,6 +36,10 @@ FEWEST = 5
 Z90 = 1.2815515655446004
 """The standard normal's 90th percentile: p90 of a log-normal is exp(mu + Z90 * sigma)."""
 MIN_SECONDS = 60.0
+MAX_SECONDS = 60 * 8 * 3600.0
+"""The longest a drawn time to act may be: 60 business days of 8 hours, past any run's end."""
+MAX_SIGMA = 2.5
+"""The widest a fitted spread may be (log seconds): a p90 about 25 times the median."""
 
 
 @dataclass
@@ -113,8 +117,8 @@ class Habit:
     def draw_seconds(self, rng: random.Random, speed: float = 1.0) -> float:
         """Business seconds to act, drawn from the fit."""
         if self.exponential_mean is not None:
-            return max(1.0, rng.expovariate(1 / self.exponential_mean) * speed)
-        return max(MIN_SECONDS, rng.lognormvariate(self.mu, self.sigma) * speed)
+            return min(max(1.0, rng.expovariate(1 / self.exponential_mean) * speed), MAX_SECONDS)
+        return min(max(MIN_SECONDS, rng.lognormvariate(self.mu, self.sigma) * speed), MAX_SECONDS)
 
     def draw_outcome(self, rng: random.Random, allowed: Iterable[str]) -> str:
         """An outcome from the mix, among the ones the step allows (uniform without a mix)."""
@@ -200,7 +204,7 @@ def _censored_fit(
             first += mu + sigma * ratio
             second += mu * mu + sigma * sigma + sigma * (cut + mu) * ratio
         new_mu = first / total
-        new_sigma = max(math.sqrt(max(second / total - new_mu * new_mu, 0.0)), 0.05)
+        new_sigma = min(max(math.sqrt(max(second / total - new_mu * new_mu, 0.0)), 0.05), MAX_SIGMA)
         settled = abs(new_mu - mu) < 1e-7 and abs(new_sigma - sigma) < 1e-7
         mu, sigma = new_mu, new_sigma
         if settled:
