@@ -10,6 +10,7 @@ SMTP sink, no notification deliverer runs, and the store is deleted when the run
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 import re
@@ -122,7 +123,7 @@ class _ScenarioDriver(_Driver):
         for rep, added in scenario.spec.team.add.items():
             if added.habit is not None:
                 self.given[rep] = given_habit(added.habit)
-        self.owners: dict[int, str | None] = {}  # recorded arrivals' owners, by number
+        self.replayed: dict[int, dict[str, Any]] = {}  # recorded arrivals' data, by number
         self.free_at: dict[str, datetime] = {}  # a rep working one task at a time: free then
         self.like = {rep: a.like for rep, a in scenario.spec.team.add.items() if a.like}
         self.leave = {
@@ -199,11 +200,10 @@ class _ScenarioDriver(_Driver):
 
     def arrival_data(self, process: str, number: int) -> tuple[str, dict[str, Any]]:
         event, data = super().arrival_data(process, number)
-        if number in self.owners:
-            owner = self.owners[number]
-            data.pop("owner", None)
-            if owner:
-                data["owner"] = owner
+        if number in self.replayed:  # as recorded, less the engine's note of its last task
+            data = {
+                k: v for k, v in copy.deepcopy(self.replayed[number]).items() if k != "last_task"
+            }
         return event, data
 
     async def arrive(self, process: str, number: int, at: datetime) -> None:
@@ -221,9 +221,9 @@ class _ScenarioDriver(_Driver):
         if action.kind == "away":
             self.set_active(action.args["rep"], action.args["active"])
         elif action.kind == "recorded" and action.args["process"] in SHIPPED:
-            # At the recorded time, for the recorded owner, with the demo's data and its outside
-            # world's later events
-            self.owners[action.args["number"]] = action.args["data"].get("owner")
+            # At the recorded time, with the recorded data (owner, lead source, quote amount,
+            # case priority), and the demo's outside world's later events
+            self.replayed[action.args["number"]] = action.args["data"]
             await super().arrive(action.args["process"], action.args["number"], action.at)
         elif action.kind == "recorded":
             data = action.args["data"]
