@@ -35,7 +35,6 @@ decided about (business key, step, visit), so the same seed gives the same histo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import heapq
@@ -43,22 +42,17 @@ import logging
 import math
 import random
 import re
-import socket
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, bindparam, case, delete, func, update
 from sqlmodel import Session, col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -68,12 +62,12 @@ from temporalio.runtime import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from duly import temporal_binaries
 from duly.client import ClientError, complete_task, send_event
 from duly.demo_progress import DemoProgress, ProgressCallback
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
+from duly.language.model import TaskStep
 from duly.settings import Settings
 from duly.store import rollup
 from duly.store.db import session_factory, write_session
@@ -87,6 +81,7 @@ from duly.store.models import (
     StepFact,
     Task,
 )
+from duly.time_skipping import skipping_worker
 from workflows.messages import EventInput
 
 log = structlog.get_logger(__name__)
@@ -383,43 +378,20 @@ async def _simulate(
     progress: ProgressCallback | None = None,
 ) -> tuple[int, int, int]:
     """Run the weeks on the time-skipping server; (tasks completed, events sent, emails)."""
-    from duly.worker import ACTIVITY_THREADS, build_worker
-
-    async with _sink() as (smtp_port, caught):
-        demo_settings = settings.model_copy(
-            update={"smtp_host": "127.0.0.1", "smtp_port": smtp_port}
+    async with skipping_worker(settings, runtime=_runtime(), name="demo") as run:
+        driver = _Driver(
+            run.env,
+            definitions,
+            processes,
+            engine,
+            run.task_queue,
+            weeks=weeks,
+            seed=seed,
+            scale=scale,
+            progress=progress,
         )
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(temporal_binaries.test_server_path()),
-            data_converter=pydantic_data_converter,
-            runtime=_runtime(),
-        )
-        try:
-            with ThreadPoolExecutor(
-                max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-demo"
-            ) as pool:
-                worker = build_worker(
-                    env.client,
-                    demo_settings,
-                    task_queue=f"duly-demo-{uuid.uuid4().hex[:8]}",
-                    activity_executor=pool,
-                )
-                async with worker:
-                    driver = _Driver(
-                        env,
-                        definitions,
-                        processes,
-                        engine,
-                        worker.task_queue,
-                        weeks=weeks,
-                        seed=seed,
-                        scale=scale,
-                        progress=progress,
-                    )
-                    await driver.run()
-        finally:
-            await env.shutdown()
-        return driver.completions, driver.events, len(caught)
+        await driver.run()
+    return driver.completions, driver.events, len(run.emails)
 
 
 @functools.cache
@@ -456,27 +428,6 @@ def _shown(settings: Settings) -> str:
     from sqlalchemy import make_url
 
     return make_url(settings.database_url).render_as_string(hide_password=True)
-
-
-@contextlib.asynccontextmanager
-async def _sink() -> AsyncIterator[tuple[int, list[bytes]]]:
-    """An SMTP server on a free 127.0.0.1 port that accepts mail and keeps it in memory only."""
-    caught: list[bytes] = []
-
-    class _Catch:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            caught.append(bytes(envelope.content or b""))
-            return "250 Message accepted for delivery"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    controller = Controller(_Catch(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, caught
-    finally:
-        controller.stop()
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -819,9 +770,9 @@ class _Driver:
         if "budget" in task.fields:
             fields["budget"] = int(round(rng.lognormvariate(math.log(30000), 0.7), -3))
         if "timeline" in task.fields:
-            fields["timeline"] = rng.choice(
-                ["this quarter", "next quarter", "this year", "unknown"]
-            )
+            # One of the step's own options: a value it does not offer is refused, and the
+            # task would stay open to the end of the history
+            fields["timeline"] = rng.choice(self.options(task, "timeline") or ["this quarter"])
         try:
             await complete_task(
                 self.env.client,
@@ -836,6 +787,12 @@ class _Driver:
             return
         self.completions += 1
         self.follow_up(task, key, outcome, rng, at)
+
+    def options(self, task: Task, field_name: str) -> list[str]:
+        """A choice field's options, as the task's step declares them (none if it does not)."""
+        step = self.processes[task.process].spec.steps.get(task.step)
+        spec = step.fields.get(field_name) if isinstance(step, TaskStep) else None
+        return list(spec.options or []) if spec is not None else []
 
     def choose_outcome(self, task: Task, rng: random.Random) -> str:
         """The outcome the assignee picks, by the step's usual mix and their profile's reach."""

@@ -52,6 +52,7 @@ SCHEDULERS = {
 # string literals equal to an activity name that mean something else
 NOT_ACTIVITY_NAMES = {
     ("duly/demo.py", "escalate"): "an outcome of support-case's investigate step",
+    ("bench/simulate_backtest.py", "escalate"): "an outcome of support-case's investigate step",
     ("duly/published.py", "escalate"): "the `escalate:` ladder key of a definition's SLA",
     ("duly/language/compiler.py", "escalate"): "the `escalate:` ladder key, in an error path",
     ("duly/api/web/pages.py", "open_task"): "a template variable of the instance page",

@@ -1,22 +1,20 @@
-"""Run a scenario on Temporal's time-skipping server with the real worker, R times.
+"""One run of a scenario on Temporal's time-skipping server with the real worker.
 
-Each run gets a fresh SQLite store in a temporary folder (never the live database), a fresh
-test server, and the real worker, workflows and activities. `duly demo`'s driver plays the
-outside world; here its reps act with the habits fitted from the live facts (or given), its
-arrivals follow the scenario, and reps on leave are inactive in the org for their dates, so the
-engine's assignment skips them. Nothing is sent: emails go to the demo's in-memory SMTP sink,
-no notification deliverer runs, and the store is deleted when the run is measured.
+A run gets a fresh SQLite store in a temporary folder (never the live database), a fresh
+test server, and the real worker, workflows and activities (`duly.time_skipping`). `duly demo`'s
+driver plays the outside world; here its reps act with the habits fitted from the live facts
+(or given), its arrivals follow the scenario, and reps on leave are inactive in the org for
+their dates, so the engine's assignment skips them. Nothing is sent: emails go to an in-memory
+SMTP sink, no notification deliverer runs, and the store is deleted when the run is measured.
 """
 
 from __future__ import annotations
 
+import copy
+import heapq
 import math
 import re
 import tempfile
-import time
-import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,12 +22,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.testing import WorkflowEnvironment
 
-from duly import temporal_binaries
-from duly.demo import SHIPPED, _Driver, _poisson, _rng, _sink
+from duly.client import send_event
+from duly.demo import SHIPPED, _Driver, _poisson, _rng
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
@@ -38,27 +34,28 @@ from duly.simulate.fit import Habit, Habits
 from duly.simulate.measure import RunMeasures, measure_run
 from duly.simulate.scenario import Arrivals, Scenario, business_seconds
 from duly.simulate.scenario import Habit as HabitSpec
-from duly.store.db import write_session
+from duly.simulate.watch import SETTLE, EngineWatch
+from duly.store.db import create_all, make_engine, write_session
 from duly.store.models import Instance, Task, User
+from duly.time_skipping import skipping_worker
+from workflows.messages import EventInput
 
 DRAIN = timedelta(days=3)
 """Time after the last week in which the work already opened is done (not measured)."""
 
-Progress = Callable[[int, int], None]
 NOWHERE = "http://127.0.0.1:9"
 """The discard port: where the CRM API roots point in a simulation, should anything try."""
 
 
-def sealed(settings: Settings, smtp_port: int) -> Settings:
-    """Settings that send nothing: mail to the in-memory sink, no host allowed, no CRM.
+def sealed(settings: Settings) -> Settings:
+    """Settings that reach nothing: no host allowed, no CRM (mail goes to the in-memory sink).
 
     A simulation's settings start from the environment (DULY_*), which on a real install names
-    the CRM's token and the hosts webhooks may reach: every way out is closed here.
+    the CRM's token and the hosts webhooks may reach: every way out is closed here, and
+    `skipping_worker` points the SMTP server at its own sink.
     """
     return settings.model_copy(
         update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp_port,
             "outbound_hosts": "",  # the webhook action and channels refuse every host
             "hubspot_token": "",
             "hubspot_api_url": NOWHERE,
@@ -71,25 +68,29 @@ def sealed(settings: Settings, smtp_port: int) -> Settings:
 
 
 def first_day(scenario: Scenario, today: date | None = None) -> date:
-    """The first simulated day: the scenario's `start`, else next Monday."""
+    """The first day measured: the scenario's `start`, else the Monday after its warm-up."""
     if scenario.spec.start is not None:
         return scenario.spec.start
     today = today or datetime.now(UTC).date()
-    return today + timedelta(days=7 - today.weekday())
+    return today + timedelta(days=7 - today.weekday(), weeks=scenario.spec.warm_up)
 
 
 def recorded_arrivals(
     engine: Engine, scenario: Scenario, start: date
 ) -> list[tuple[datetime, str, dict[str, Any]]]:
-    """The live store's instances in each `as_recorded` period, moved whole weeks to `start`."""
+    """The live store's instances in each `as_recorded` period, moved whole weeks to the run.
+
+    The period's first day goes to the run's first week: its warm-up, if any, else `start`'s.
+    """
     out: list[tuple[datetime, str, dict[str, Any]]] = []
+    first = start - timedelta(weeks=scenario.spec.warm_up)
     for name, arrivals in scenario.spec.arrivals.items():
         period = arrivals.as_recorded
         if period is None:
             continue
         begin = datetime.combine(period.from_, datetime.min.time(), UTC)
         end = datetime.combine(period.to + timedelta(days=1), datetime.min.time(), UTC)
-        shift = timedelta(weeks=math.ceil((start - period.from_).days / 7))
+        shift = timedelta(weeks=math.ceil((first - period.from_).days / 7))
         with Session(engine) as session:
             rows = session.exec(
                 select(Instance.started_at, Instance.data)
@@ -122,7 +123,7 @@ class _ScenarioDriver(_Driver):
         for rep, added in scenario.spec.team.add.items():
             if added.habit is not None:
                 self.given[rep] = given_habit(added.habit)
-        self.owners: dict[int, str | None] = {}  # recorded arrivals' owners, by number
+        self.replayed: dict[int, dict[str, Any]] = {}  # recorded arrivals' data, by number
         self.free_at: dict[str, datetime] = {}  # a rep working one task at a time: free then
         self.like = {rep: a.like for rep, a in scenario.spec.team.add.items() if a.like}
         self.leave = {
@@ -132,6 +133,7 @@ class _ScenarioDriver(_Driver):
             ]
             for rep, periods in scenario.spec.team.leave.items()
         }
+        self.watch = EngineWatch(self.env.client, self.processes, self.sessions)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -139,15 +141,49 @@ class _ScenarioDriver(_Driver):
         return ZoneInfo(first.calendar.timezone)
 
     async def run(self) -> None:
-        self.start = self.begin
+        self.start = self.begin - timedelta(weeks=self.scenario.spec.warm_up)
         await self.advance(self.start)
-        stop_new = self.start + timedelta(weeks=self.scenario.spec.weeks)
+        stop_new = self.begin + timedelta(weeks=self.scenario.spec.weeks)
         self.plan_arrivals(self.start, stop_new)
         for rep, periods in self.leave.items():
             for away, back in periods:
                 self.schedule(max(away, self.start), "away", rep=rep, active=False)
                 self.schedule(back, "away", rep=rep, active=True)
         await self.work_until(stop_new + DRAIN)
+
+    async def work_until(self, end: datetime) -> None:
+        """Let time run to `end`, jumping from one moment something can happen to the next.
+
+        After the driver acts, time runs on for `SETTLE` while the engine works it through, and
+        the driver looks for the tasks that opened; otherwise it sleeps to its next planned
+        action or to the engine's next timer that may open or hand over a task (`EngineWatch`).
+        """
+        now = await self.now()
+        while True:
+            acted = False
+            while self.queue and self.queue[0].at <= now:
+                await self.perform(heapq.heappop(self.queue))
+                acted = True
+            self.report(now, end)
+            if now >= end:
+                break
+            target = min(self.queue[0].at if self.queue else end, end)
+            if acted:
+                target = min(target, now + SETTLE)
+            else:
+                moment = await self.watch.next_moment(now)
+                target = target if moment is None else min(target, moment)
+            await self.env.sleep(max(target - now, timedelta(milliseconds=1)))
+            now = await self.now()
+            await self.look_for_tasks(now)
+
+    async def send(self, event_type: str, data: dict[str, Any], tag: str) -> None:
+        event = EventInput(id=f"demo-{self.seed}-{tag}-{event_type}", type=event_type, data=data)
+        touched = await send_event(
+            self.env.client, self.definitions, event, task_queue=self.task_queue
+        )
+        self.events += 1
+        self.watch.touch(touched)
 
     def plan_arrivals(self, start: datetime, stop: datetime) -> None:
         counter = 0
@@ -164,11 +200,10 @@ class _ScenarioDriver(_Driver):
 
     def arrival_data(self, process: str, number: int) -> tuple[str, dict[str, Any]]:
         event, data = super().arrival_data(process, number)
-        if number in self.owners:
-            owner = self.owners[number]
-            data.pop("owner", None)
-            if owner:
-                data["owner"] = owner
+        if number in self.replayed:  # as recorded, less the engine's note of its last task
+            data = {
+                k: v for k, v in copy.deepcopy(self.replayed[number]).items() if k != "last_task"
+            }
         return event, data
 
     async def arrive(self, process: str, number: int, at: datetime) -> None:
@@ -181,12 +216,14 @@ class _ScenarioDriver(_Driver):
             await self.send(compiled.spec.trigger.types[0], data, f"{process}/{number}/start")
 
     async def perform(self, action: Any) -> None:
+        if action.kind == "complete":  # "<instance>/<step>/<visit>"
+            self.watch.touch([action.args["task"].rsplit("/", 2)[0]])
         if action.kind == "away":
             self.set_active(action.args["rep"], action.args["active"])
         elif action.kind == "recorded" and action.args["process"] in SHIPPED:
-            # At the recorded time, for the recorded owner, with the demo's data and its outside
-            # world's later events
-            self.owners[action.args["number"]] = action.args["data"].get("owner")
+            # At the recorded time, with the recorded data (owner, lead source, quote amount,
+            # case priority), and the demo's outside world's later events
+            self.replayed[action.args["number"]] = action.args["data"]
             await super().arrive(action.args["process"], action.args["number"], action.at)
         elif action.kind == "recorded":
             data = action.args["data"]
@@ -330,71 +367,36 @@ async def run_once(
     start: date,
 ) -> RunMeasures:
     """One run of a scenario in a throw-away store; its weekly measures."""
-    from duly.worker import ACTIVITY_THREADS, build_worker, prepare_database
+    from duly.worker import prepare_database
 
     definitions: Definitions = scenario.definitions
+    first = next(iter(definitions.processes.values()))
+    begin = _midnight(start, ZoneInfo(first.calendar.timezone))
     with tempfile.TemporaryDirectory(prefix="duly-simulate-") as folder:
         settings = Settings(data_dir=Path(folder), definitions=Path(folder) / "definitions")
+        fresh = make_engine(settings.database_url)
+        create_all(fresh)  # the migrations' schema at once: quicker than replaying them
+        fresh.dispose()
         engine = prepare_database(settings, definitions)
         try:
-            async with _sink() as (smtp_port, _caught):
-                run_settings = sealed(settings, smtp_port)
-                env = await WorkflowEnvironment.start_time_skipping(
-                    test_server_existing_path=str(temporal_binaries.test_server_path()),
-                    data_converter=pydantic_data_converter,
-                    runtime=_quiet_runtime(),
+            async with skipping_worker(
+                sealed(settings), runtime=_quiet_runtime(), name="simulate"
+            ) as run:
+                driver = _ScenarioDriver(
+                    run.env,
+                    definitions,
+                    dict(definitions.processes),
+                    engine,
+                    run.task_queue,
+                    weeks=scenario.spec.warm_up + scenario.spec.weeks,
+                    seed=seed,
+                    scale=1.0,
+                    scenario=scenario,
+                    habits=habits,
+                    recorded=recorded,
+                    begin=begin,
                 )
-                try:
-                    with ThreadPoolExecutor(
-                        max_workers=ACTIVITY_THREADS, thread_name_prefix="duly-simulate"
-                    ) as pool:
-                        worker = build_worker(
-                            env.client,
-                            run_settings,
-                            task_queue=f"duly-simulate-{uuid.uuid4().hex[:8]}",
-                            activity_executor=pool,
-                        )
-                        async with worker:
-                            first = next(iter(definitions.processes.values()))
-                            begin = _midnight(start, ZoneInfo(first.calendar.timezone))
-                            driver = _ScenarioDriver(
-                                env,
-                                definitions,
-                                dict(definitions.processes),
-                                engine,
-                                worker.task_queue,
-                                weeks=scenario.spec.weeks,
-                                seed=seed,
-                                scale=1.0,
-                                scenario=scenario,
-                                habits=habits,
-                                recorded=recorded,
-                                begin=begin,
-                            )
-                            await driver.run()
-                finally:
-                    await env.shutdown()
+                await driver.run()
             return measure_run(engine, definitions, begin, scenario.spec.weeks, seed=seed)
         finally:
             engine.dispose()
-
-
-async def run_scenario(
-    scenario: Scenario,
-    habits: Habits,
-    live: Engine | None,
-    *,
-    runs: int,
-    seed: int,
-    progress: Progress | None = None,
-) -> tuple[list[RunMeasures], float]:
-    """Run a scenario `runs` times with seeds seed, seed+1, ...; the runs and the seconds taken."""
-    began = time.monotonic()
-    start = first_day(scenario)
-    recorded = recorded_arrivals(live, scenario, start) if live is not None else []
-    results: list[RunMeasures] = []
-    for index in range(runs):
-        results.append(await run_once(scenario, habits, recorded, seed=seed + index, start=start))
-        if progress is not None:
-            progress(index + 1, runs)
-    return results, time.monotonic() - began

@@ -7,7 +7,7 @@ Scenarios live in definitions/scenarios/ and are checked like every definition: 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -164,9 +164,18 @@ class ScenarioSpec(Spec):
     title: str | None = None
     processes: list[Annotated[str, Field(pattern=ID_PATTERN)] | ProcessRef] = Field(min_length=1)
     start: date | None = Field(
-        default=None, description="first day simulated (default: next Monday); today or later"
+        default=None,
+        description="first day measured (default: next Monday, then as many weeks later as "
+        "the warm-up lasts); it and its warm-up are today or later",
     )
     weeks: int = Field(default=4, ge=1, le=26)
+    warm_up: int = Field(
+        default=0,
+        ge=0,
+        le=4,
+        description="weeks simulated before `start` and not measured, so the first week "
+        "measured begins with work already open, as a real week does (default: none)",
+    )
     arrivals: dict[str, Arrivals]
     team: Team = Field(default_factory=Team)
     behaviour: Behaviour = Field(default_factory=Behaviour)
@@ -282,9 +291,13 @@ def _check_references(spec: ScenarioSpec, source: Source, chosen: Definitions) -
             problems.append(
                 source.problem(("behaviour", "reps", rep), f"no user '{rep}'", key=True)
             )
-    if spec.start is not None and spec.start < date.today():
+    first = spec.start - timedelta(weeks=spec.warm_up) if spec.start is not None else None
+    if first is not None and first < date.today():
+        warm = f" (its warm-up from {first})" if spec.warm_up else ""
         problems.append(
-            source.problem(("start",), f"start {spec.start} is in the past; simulate from today on")
+            source.problem(
+                ("start",), f"start {spec.start}{warm} is in the past; simulate from today on"
+            )
         )
     return problems
 

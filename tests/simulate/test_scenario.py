@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -168,8 +169,54 @@ def test_a_simulation_run_can_reach_no_host_and_no_crm(monkeypatch: pytest.Monke
     monkeypatch.setenv("DULY_HUBSPOT_TOKEN", "pat-na1-live")
     live = Settings()
     assert outbound_allowed("https://crm.example.com/hook", live)  # the live install may post
-    run = sealed(live, 2525)
+    run = sealed(live)
     for url in ("https://crm.example.com/hook", "http://127.0.0.1:9999/crm/handoff"):
         assert not outbound_allowed(url, run)
     assert run.hubspot_token == "" and run.salesforce_token == "" and run.pipedrive_api_token == ""
-    assert (run.smtp_host, run.smtp_port) == ("127.0.0.1", 2525)
+
+
+def test_a_warm_up_that_would_begin_in_the_past_is_refused(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    start = date.today() + timedelta(days=3)
+    path = _write(
+        tmp_path,
+        f"scenario: x\nprocesses: [lead-follow-up]\nstart: {start}\nwarm_up: 1\n"
+        "arrivals: {lead-follow-up: {per_day: 4}}\n",
+    )
+    problems = _problems(path, definitions)
+    assert any(f"{path}:3:" in p and "warm-up from" in p for p in problems), problems
+
+
+def test_recorded_arrivals_begin_with_the_warm_up_and_default_start_follows_it(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    from duly.simulate.runner import first_day, recorded_arrivals
+    from duly.store.db import make_engine, migrate, session_factory, write_session
+    from duly.store.models import Instance
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+    migrate(engine)
+    monday = date.today() - timedelta(days=date.today().weekday() + 21)  # three weeks ago
+    recorded = [datetime.combine(monday, time(14), UTC), datetime(2000, 1, 3, tzinfo=UTC)]
+    with write_session(session_factory(engine)) as session:
+        for index, at in enumerate(recorded):
+            session.add(
+                Instance(id=f"lead-follow-up/L-{index}/r", process="lead-follow-up", version=1,
+                         hash="x", business_key=f"L-{index}", started_at=at, data={"n": index})
+            )  # fmt: skip
+    period = f"{{from: {monday}, to: {monday + timedelta(days=13)}}}"
+    path = _write(
+        tmp_path,
+        "scenario: x\nprocesses: [lead-follow-up]\nwarm_up: 1\narrivals:\n"
+        f"  lead-follow-up: {{as_recorded: {period}}}\n",
+    )
+    scenario = load_scenario(path, definitions, DEFINITIONS)
+    start = first_day(scenario)
+    next_monday = date.today() + timedelta(days=7 - date.today().weekday())
+    assert start == next_monday + timedelta(weeks=1)  # measured after a week of warm-up
+    (at, process, data), *others = recorded_arrivals(engine, scenario, start)
+    engine.dispose()
+    assert not others  # the one from 2000 is outside the period
+    assert (process, data) == ("lead-follow-up", {"n": 0})
+    assert at == datetime.combine(next_monday, time(14), UTC)  # the warm-up's Monday, same hour

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -86,6 +87,41 @@ def test_fitting_shows_its_facts_warns_when_few_and_matches_the_recorded(tmp_pat
         habits.for_task("ana", "lead-follow-up", "first-call")
         is habits.per_rep[("ana", "lead-follow-up", "first-call")]
     )
+
+
+def test_tasks_an_event_ended_before_the_rep_acted_keep_the_fit_honest(tmp_path: Path) -> None:
+    # Lee answers in 4 hours at the median; the customer often closes the request first. Those
+    # requests say only that Lee had not answered yet: left out, Lee would look much quicker
+    definitions = load_definitions(HERE / "mm1")
+    engine = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
+    migrate(engine)
+    rng = random.Random(3)
+    opened = datetime(2026, 10, 5, 9, tzinfo=UTC)
+    with write_session(session_factory(engine)) as session:
+        for index in range(400):
+            takes, closes = rng.lognormvariate(math.log(4 * 3600), 0.8), rng.uniform(1800, 43200)
+            instance = f"respond/R-{index}/run"
+            session.add(
+                Instance(id=instance, process="respond", version=1, hash="x",
+                         business_key=f"R-{index}", started_at=opened)
+            )  # fmt: skip
+            session.add(
+                StepFact(
+                    instance_id=instance, process="respond", version=1, step="answer",
+                    kind="task", visit=1, assignee="lee", opened_at=opened,
+                    closed_at=opened + timedelta(seconds=min(takes, closes)),
+                    outcome="done" if takes <= closes else "event:request.closed",
+                    business_seconds=takes if takes <= closes else None,
+                )
+            )  # fmt: skip
+    calendar = definitions.processes["respond"].calendar  # around the clock
+    key = ("lee", "respond", "answer")
+    honest = fit_habits(engine, calendars={"respond": calendar}).per_rep[key]
+    naive = fit_habits(engine).per_rep[key]  # without calendars, those are left out
+    engine.dispose()
+    assert honest.censored > 100 and naive.censored == 0
+    assert abs(honest.fitted_p50() / (4 * 3600) - 1) < 0.15
+    assert naive.fitted_p50() < 0.8 * 4 * 3600
 
 
 async def test_one_rep_queue_matches_the_analytic_mm1_answer(tmp_path: Path) -> None:

@@ -1,0 +1,163 @@
+"""When the engine itself may next open a task or hand one over: how far a run may jump ahead.
+
+`duly demo`'s driver looks for new tasks every 10 minutes of open time, a round trip to the test
+server each time. A scenario run jumps instead from one moment something can happen to the
+next: the driver's own next action (an arrival, a rep's completion, a CRM event), or the next
+engine timer that may open a task (a wait step's wake) or hand one over (a rung that
+reassigns). Those timers are read off the instances, with the interpreter's own arithmetic:
+a task's rung from its open and due times and the step's ladder, a waiting instance's wake
+from its `state` query (asked once per wait). Where neither tells (an SLA whose target the
+data chooses, a process-level clock that reassigns, an instance between two steps), the run
+looks every `STEP` of open time, as the demo does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
+from temporalio.client import Client
+
+from duly.client import STATE_QUERY
+from duly.demo import STEP
+from duly.language import business_time
+from duly.language.compiler import CompiledProcess
+from duly.language.durations import Duration
+from duly.language.model import TaskStep
+from duly.store.db import SessionFactory
+from duly.store.models import Instance, Task
+from workflows.messages import InstanceState
+
+SETTLE = timedelta(minutes=1)
+"""How long a run lets simulated time go on after a moment before it looks at the store: the
+engine works through what happened at once, and meanwhile the test server's clock runs only
+as fast as real time, so this is a margin of a real minute."""
+
+
+class EngineWatch:
+    """The next moment the engine itself may open or hand over a task, for one run."""
+
+    def __init__(
+        self, client: Client, processes: dict[str, CompiledProcess], sessions: SessionFactory
+    ) -> None:
+        """Watch the instances of `processes` in a run's store, through its test server's client."""
+        self.client = client
+        self.processes = processes
+        self.sessions = sessions
+        self.wakes: dict[str, datetime] = {}  # instance id -> the wake of the wait it is in
+        self.touched: set[str] = set()  # instances acted on since the last look
+        # Rungs that reassign, per (process, task step): their shares of the SLA, or None when
+        # the data chooses the target (the task row keeps the first due time only)
+        self.reassigning: dict[tuple[str, str], list[float] | None] = {}
+        self.clock_reassigns = False
+        for name, process in processes.items():
+            for step_id, step in process.spec.steps.items():
+                if not isinstance(step, TaskStep) or step.sla is None:
+                    continue
+                shares = [r.at for r in step.sla.escalate if _reassigns(r.actions)]
+                if shares:
+                    fixed = isinstance(step.sla.within, Duration)
+                    self.reassigning[(name, step_id)] = shares if fixed else None
+            if any(_reassigns(r.actions) for c in process.spec.clocks.values() for r in c.escalate):
+                self.clock_reassigns = True
+
+    def touch(self, instances: Iterable[str]) -> None:
+        """Instances the driver acted on: what they wait for is asked again."""
+        for instance in instances:
+            self.touched.add(instance)
+            self.wakes.pop(instance, None)
+
+    async def next_moment(self, now: datetime) -> datetime | None:
+        """The earliest moment the engine may open or hand over a task, plus `SETTLE`.
+
+        Args:
+            now: The test server's time; the run has just looked at the store.
+
+        Returns:
+            That moment; a `STEP` of open time ahead when it is not known; None when no engine
+            timer can open or move a task (only the driver's actions will).
+        """
+        watch = self._watch(now)
+        if self.clock_reassigns:
+            return watch
+        with self.sessions() as session:
+            tasks = Task.__table__.c  # type: ignore[attr-defined]
+            held = (
+                session.connection()
+                .execute(
+                    sa_select(
+                        tasks.instance_id, tasks.process, tasks.step, tasks.opened_at, tasks.due_at
+                    ).where(tasks.status == "open")
+                )
+                .all()
+            )
+            running = dict(
+                session.exec(
+                    select(Instance.id, Instance.workflow_id).where(Instance.status == "running")
+                ).all()
+            )
+            written = (
+                set(session.exec(select(Instance.id).where(col(Instance.id).in_(self.touched))))
+                if self.touched
+                else set()
+            )
+        if self.touched - written:
+            return watch  # started, and not yet written by the engine
+        moments: list[datetime] = []
+        for _, process, step, opened, due in held:
+            if (process, step) not in self.reassigning:
+                continue
+            shares = self.reassigning[(process, step)]
+            if shares is None or due is None:
+                return watch
+            moments += [self._rung(process, step, opened, due, share) for share in shares]
+        holding = {instance for instance, *_ in held}
+        for instance, workflow in running.items():
+            if instance in holding:
+                continue
+            wake = self.wakes.get(instance)
+            if wake is None or wake + SETTLE <= now:
+                wake = await self._wake_of(workflow)
+                if wake is None or wake + SETTLE <= now:
+                    return watch  # between two steps, or a wait whose end is not written yet
+                self.wakes[instance] = wake
+            moments.append(wake)
+        self.touched.clear()
+        for gone in set(self.wakes) - set(running):
+            del self.wakes[gone]
+        # A moment whose SETTLE has passed was looked at after it (runs never jump past one)
+        ahead = [moment + SETTLE for moment in moments if moment + SETTLE > now]
+        return min(ahead, default=None)
+
+    def _watch(self, now: datetime) -> datetime:
+        """A STEP of open time ahead: the next look when the engine's next timer is not known."""
+        opening = min(business_time.next_opening(p.calendar, now) for p in self.processes.values())
+        return max(opening, now) + STEP
+
+    def _rung(
+        self, process: str, step: str, opened: datetime, due: datetime, share: float
+    ) -> datetime:
+        """When a step clock reaches `share` of its SLA, as `ProcessWorkflow._at_share` says."""
+        if share == 1:
+            return due
+        compiled = self.processes[process]
+        sla = compiled.spec.steps[step].sla  # type: ignore[union-attr]
+        assert sla is not None and isinstance(sla.within, Duration)
+        if sla.within.kind == "wall":
+            return opened + (due - opened) * share
+        total = business_time.elapsed(compiled.calendar, opened, due).total_seconds()
+        return business_time.add_business_seconds(compiled.calendar, opened, share * total)
+
+    async def _wake_of(self, workflow: str) -> datetime | None:
+        """A running instance's wake, when it waits in a wait step; None otherwise."""
+        handle = self.client.get_workflow_handle(workflow)
+        state: InstanceState = await handle.query(STATE_QUERY, result_type=InstanceState)
+        if state.status != "running" or state.task is not None:
+            return None
+        return state.wake_at
+
+
+def _reassigns(actions: Iterable[object]) -> bool:
+    return any(getattr(action, "reassign", None) is not None for action in actions)

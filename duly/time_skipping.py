@@ -1,0 +1,103 @@
+"""duly's real worker on Temporal's time-skipping test server, for runs on simulated time.
+
+`duly demo` and `duly simulate` both run the shipped worker (`ProcessWorkflow`, every activity,
+the database the settings name) against a test server whose clock jumps ahead whenever nothing
+is running, so weeks of work take minutes. This module starts that pair, beside an SMTP server
+that accepts every email the processes send and keeps it in memory only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
+from temporalio.testing import WorkflowEnvironment
+
+from duly import temporal_binaries
+from duly.settings import Settings
+
+
+@dataclass
+class SkippingWorker:
+    """A running time-skipping test server with duly's worker polling it.
+
+    Attributes:
+        env: The test server's environment: its client, its clock (`sleep`, `get_current_time`).
+        task_queue: The queue the worker polls: start instances there.
+        emails: Every email the processes sent, as received by the in-memory SMTP server.
+    """
+
+    env: WorkflowEnvironment
+    task_queue: str
+    emails: list[bytes]
+
+
+@contextlib.asynccontextmanager
+async def skipping_worker(
+    settings: Settings, *, name: str, runtime: Runtime | None = None
+) -> AsyncIterator[SkippingWorker]:
+    """Start a time-skipping test server and duly's worker on it; stop both on exit.
+
+    Args:
+        settings: The worker's settings (its database among them); its SMTP server is replaced
+            by the in-memory one.
+        name: Names the task queue and the activity threads (`demo`, `simulate`).
+        runtime: The Temporal runtime (how the SDK's core logs); the SDK's default if None.
+
+    Yields:
+        The server's environment, the worker's task queue and the emails caught so far.
+    """
+    from duly.worker import ACTIVITY_THREADS, build_worker
+
+    async with mail_sink() as (smtp_port, caught):
+        worker_settings = settings.model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": smtp_port}
+        )
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(temporal_binaries.test_server_path()),
+            data_converter=pydantic_data_converter,
+            runtime=runtime,
+        )
+        try:
+            with ThreadPoolExecutor(
+                max_workers=ACTIVITY_THREADS, thread_name_prefix=f"duly-{name}"
+            ) as pool:
+                worker = build_worker(
+                    env.client,
+                    worker_settings,
+                    task_queue=f"duly-{name}-{uuid.uuid4().hex[:8]}",
+                    activity_executor=pool,
+                )
+                async with worker:
+                    yield SkippingWorker(env, worker.task_queue, caught)
+        finally:
+            await env.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def mail_sink() -> AsyncIterator[tuple[int, list[bytes]]]:
+    """An SMTP server on a free 127.0.0.1 port that accepts mail and keeps it in memory only."""
+    caught: list[bytes] = []
+
+    class _Catch:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            caught.append(bytes(envelope.content or b""))
+            return "250 Message accepted for delivery"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(_Catch(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, caught
+    finally:
+        controller.stop()

@@ -1,0 +1,96 @@
+"""A scenario run jumps to the engine's own timers, found where the interpreter sets them."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlmodel import Session, select
+
+from duly.client import complete_task, send_event
+from duly.demo import STEP
+from duly.language.loader import Definitions
+from duly.settings import Settings
+from duly.simulate.runner import sealed
+from duly.simulate.watch import SETTLE, EngineWatch
+from duly.store.db import session_factory
+from duly.store.models import Task
+from duly.time_skipping import skipping_worker
+from duly.worker import prepare_database
+from workflows.messages import EventInput
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_the_next_moment_is_the_rung_that_reassigns_and_the_wait_that_wakes(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    settings = Settings(data_dir=tmp_path, definitions=ROOT / "definitions")
+    engine = prepare_database(settings, definitions)
+    names = ("quote-follow-up", "lead-follow-up")
+    processes = {name: definitions.processes[name] for name in names}
+
+    def open_tasks() -> dict[str, str | None]:
+        with Session(engine) as session:
+            rows = session.exec(select(Task.step, Task.assignee).where(Task.status == "open"))
+            return dict(rows.all())
+
+    numbers = itertools.count()
+    async with skipping_worker(sealed(settings), name="test") as run:
+        watch = EngineWatch(run.env.client, processes, session_factory(engine))
+
+        async def now() -> datetime:
+            return (await run.env.get_current_time()).astimezone(UTC)
+
+        async def sleep_to(moment: datetime) -> None:
+            await run.env.sleep(moment - await now())
+
+        async def send(event_type: str, data: dict[str, object]) -> None:
+            watch.touch(
+                await send_event(
+                    run.env.client,
+                    definitions,
+                    EventInput(id=f"event-{next(numbers)}", type=event_type, data=data),
+                    task_queue=run.task_queue,
+                )
+            )
+
+        # Monday 10:00 in New York, the processes' calendar
+        today = (await now()).astimezone(ZoneInfo("America/New_York")).date()
+        monday = today + timedelta(days=7 - today.weekday())
+        await sleep_to(datetime.combine(monday, time(10), ZoneInfo("America/New_York")))
+
+        # A quote's call is due in two business days; at 150% the ladder hands it to Maria
+        quote = {"id": "Q-1", "number": "Q-1", "amount": 9000}
+        contact = {"name": "Lee Park", "email": "lee@example.com"}
+        await send("quote.sent", {"quote": quote, "contact": contact, "owner": "ben"})
+        await run.env.sleep(SETTLE)
+        assert open_tasks() == {"call-customer": "ben"}
+        moment = await watch.next_moment(await now())
+        assert moment is not None and moment > await now() + timedelta(days=2)  # no look each STEP
+        await sleep_to(moment - SETTLE - timedelta(minutes=1))
+        assert open_tasks() == {"call-customer": "ben"}  # its 75% and 100% rungs only notified
+        await sleep_to(moment)
+        assert open_tasks() == {"call-customer": "maria"}
+
+        # A lead nobody reached waits two business hours before the second call
+        lead = {"id": "L-1", "name": "Kim Ng", "company": "Acme Corp", "source": "web"}
+        await send("lead.created", {"lead": lead, "owner": "ana"})
+        await run.env.sleep(SETTLE)
+        with Session(engine) as session:
+            first = session.exec(select(Task).where(Task.step == "first-call")).one()
+        await complete_task(run.env.client, first.id, "no-answer", by="ana")
+        watch.touch([first.instance_id])
+        await run.env.sleep(SETTLE)
+        now_ = await now()
+        moment = await watch.next_moment(now_)
+        assert moment is not None and moment - now_ > STEP  # the wake, asked of the instance
+        await sleep_to(moment - SETTLE - timedelta(minutes=1))
+        assert "second-call" not in open_tasks()
+        await sleep_to(moment)
+        assert open_tasks()["second-call"] == "ana"
+    engine.dispose()
