@@ -168,6 +168,12 @@ class FailureAlertInput(BaseModel):
     fired_at: datetime
 
 
+class SettlePriorityInput(BaseModel):
+    """An instance started in bulk has settled: from now on it is as urgent as any."""
+
+    workflow_id: str
+
+
 class RunActionInput(BaseModel):
     """Run a registered action with its `with:` already rendered on the instance data."""
 

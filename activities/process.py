@@ -14,9 +14,15 @@ from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
+from google.protobuf.field_mask_pb2 import FieldMask
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.api.common.v1 import Priority as PriorityMessage
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
+from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities import actions
 from activities.messages import (
@@ -31,6 +37,7 @@ from activities.messages import (
     RecordStepInput,
     RunActionInput,
     RunActionResult,
+    SettlePriorityInput,
     StartInstanceInput,
 )
 from duly import metrics
@@ -57,6 +64,7 @@ from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task, User
 from duly.store.rollup import add_fact
 from workflows.contracts import ProcessContract
+from workflows.priority import LIVE_KEY
 
 _log = structlog.get_logger(__name__)
 
@@ -246,6 +254,32 @@ class ProcessActivities:
             )
             count_on_commit(session, closed.labels(process=task.process))
         log.info("task_closed", status=input.status, outcome=input.outcome)
+
+    @activity.defn(name=ProcessContract.settle_priority.name)
+    async def settle_priority(self, input: SettlePriorityInput) -> None:
+        """Give an instance started in bulk the live priority: its start-up is over.
+
+        Setting the same priority again changes nothing, so a retry is harmless.
+        """
+        client = activity.client()
+        request = UpdateWorkflowExecutionOptionsRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=input.workflow_id),
+            workflow_execution_options=WorkflowExecutionOptions(
+                priority=PriorityMessage(priority_key=LIVE_KEY)
+            ),
+            update_mask=FieldMask(paths=["priority"]),
+        )
+        try:
+            await client.workflow_service.update_workflow_execution_options(request)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.UNIMPLEMENTED:
+                raise
+            # a server from before priorities (or the time-skipping test server): nothing to
+            # settle, and nothing queued by priority either
+            _log.info("instance_priority_unsupported", workflow=input.workflow_id)
+            return
+        _log.info("instance_priority_settled", workflow=input.workflow_id, key=LIVE_KEY)
 
     # --- facts -------------------------------------------------------------------------------
 

@@ -42,8 +42,9 @@ instance page asks) go to random storm instances; their latency is reported, and
 fails or times out is counted, never fatal.
 
 backfill: `--live` live clocks open first, due over `--live-window` s from `--alone` s after the
-backfill begins; then `--backfill` `breach-far` instances start, at most `--concurrency` not yet
-open (the engine's pace: an instance counts as started when its first task is open). Its start
+backfill begins; then `--backfill` `breach-far` instances start at bulk priority, as `duly
+import` starts them, at most `--concurrency` not yet open (the engine's pace: an instance counts
+as started when its first task is open). Its start
 rate before the first live clock comes due (alone) is set beside its rate while they come due,
 in the same run.
 
@@ -84,6 +85,7 @@ import structlog
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.common import Priority
 from temporalio.service import RPCError
 
 from duly import client as duly_client
@@ -91,6 +93,7 @@ from duly.language.loader import Definitions, load_definitions
 from duly.store.models import Alert, Delivery
 from workflows.contracts import ProcessContract
 from workflows.messages import EventInput, InstanceState, workflow_of
+from workflows.priority import BULK
 
 FAR_PROCESS = "breach-far"
 SPREAD = "breach-spread"
@@ -255,16 +258,27 @@ class Bench:
             return int(connection.execute(query).scalar_one())
 
     async def open(
-        self, process: str, key: str, *, due: str | None = None, watched: bool = False
+        self,
+        process: str,
+        key: str,
+        *,
+        due: str | None = None,
+        watched: bool = False,
+        priority: Priority = Priority.default,
     ) -> Clock:
-        """Start an instance (with `due` in its data, if given) and wait until its task is open
-        (and, if `watched`, until the workflow watches its clock: the task row is committed
-        before the workflow has taken in `open_task`'s result, and an event in between would not
-        retarget the clock)."""
+        """Start an instance (with `due` in its data, if given, at `priority`) and wait until its
+        task is open (and, if `watched`, until the workflow watches its clock: the task row is
+        committed before the workflow has taken in `open_task`'s result, and an event in between
+        would not retarget the clock)."""
         data = {"id": key, "owner": "ana", **({"due": due} if due else {})}
         began = time.time()
         instance = await duly_client.start_instance(
-            self.client, self.definitions, process, data, task_queue=self.task_queue
+            self.client,
+            self.definitions,
+            process,
+            data,
+            task_queue=self.task_queue,
+            priority=priority,
         )
         task_id = f"{instance}/{STEP}/1"
         opened, due_at = await self.tasks.opened(task_id, timeout=600)
@@ -732,7 +746,7 @@ async def backfill_phase(bench: Bench, args: argparse.Namespace) -> None:
     at_first_due: list[Machine] = []
 
     async def one(i: int) -> None:
-        await bench.open(FAR_PROCESS, f"fill-{i:05d}")
+        await bench.open(FAR_PROCESS, f"fill-{i:05d}", priority=BULK)  # as `duly import` does
         opened.append(time.time())
 
     async def sample_at_first_due() -> None:

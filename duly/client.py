@@ -28,7 +28,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -302,6 +302,7 @@ async def start_instance(
     event_id: str | None = None,
     task_queue: str | None = None,
     occurred_at: datetime | None = None,
+    priority: Priority = Priority.default,
 ) -> str:
     """Start an instance of a process on data.
 
@@ -315,6 +316,8 @@ async def start_instance(
         event_id: The id of the event that started it, if any.
         task_queue: The worker task queue; defaults to `DULY_TASK_QUEUE`.
         occurred_at: When the starting event happened; its clocks count from then.
+        priority: Its place in Temporal's queues (`workflows.priority`): `BULK` for a backfill,
+            whose start-up then waits behind live work; Temporal's default otherwise.
 
     Returns:
         The new instance's id (`<process>/<business key>/<run>`).
@@ -345,6 +348,7 @@ async def start_instance(
             result_type=ProcessResult,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            priority=priority,
         )
     except WorkflowAlreadyStartedError:
         raise AlreadyRunning(process, key) from None
@@ -359,6 +363,7 @@ async def send_event(
     event: EventInput,
     *,
     task_queue: str | None = None,
+    priority: Priority = Priority.default,
 ) -> list[str]:
     """Deliver an event: start the instances it triggers, signal the live ones it concerns.
 
@@ -375,6 +380,7 @@ async def send_event(
         definitions: The loaded definitions.
         event: The event; its id makes redelivery harmless.
         task_queue: The worker task queue for instances it starts; defaults to `DULY_TASK_QUEUE`.
+        priority: The priority of the instances it starts (see `start_instance`).
 
     Returns:
         The ids of the instances started or signalled (`<process>/<business key>/<run>`).
@@ -411,6 +417,7 @@ async def send_event(
                     event_id=event.id,
                     task_queue=task_queue,
                     occurred_at=event.occurred_at,
+                    priority=priority,
                 )
             )
         except AlreadyRunning as exc:

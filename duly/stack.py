@@ -164,6 +164,17 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+# Each task queue in one partition: Temporal orders a backlog by priority within a partition
+# (`workflows.priority`), so with the default four a breach's task could wait behind bulk work
+# queued in another. One partition carries far more than one machine's worker takes.
+ONE_PARTITION = (
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+)
+
+
 class DevServer:
     """The Temporal CLI dev server as a child process, persisting to a SQLite file."""
 
@@ -216,6 +227,7 @@ class DevServer:
             "synchronous=normal",
             "--log-level",
             "warn",
+            *ONE_PARTITION,
         ]
         if self.namespace != "default":  # "default" always exists
             command += ["--namespace", self.namespace]

@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from duly import temporal_binaries
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
+from duly.stack import ONE_PARTITION
 from duly.store.db import create_all, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +90,7 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         ip="127.0.0.1",
         ui=False,
+        dev_server_extra_args=ONE_PARTITION,  # as `duly up` runs it: priorities hold exactly
     )
     yield env
     await env.shutdown()

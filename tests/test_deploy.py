@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from duly.cli import app
 from duly.settings import Settings
+from duly.stack import ONE_PARTITION
 from duly.temporal_client import TemporalSettingsError, connect_options, tls_config
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -53,6 +54,19 @@ def test_the_stack_has_every_part(compose: dict[str, Any]) -> None:
     assert parts["worker"]["command"] == ["worker"]
     assert parts["web"]["command"] == ["web"]
     assert parts["migrate"]["command"] == ["db", "upgrade"]
+
+
+def test_temporal_keeps_each_task_queue_in_one_partition_as_duly_up_does(
+    compose: dict[str, Any],
+) -> None:
+    # priority orders a backlog within a partition only (workflows/priority.py)
+    temporal = services(compose)["temporal"]
+    [mounted] = temporal["configs"]
+    assert temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"] == mounted["target"]
+    dynamic = yaml.safe_load(compose["configs"][mounted["source"]]["content"])
+    given = {key: values[0]["value"] for key, values in dynamic.items()}
+    partitions = dict(arg.split("=") for arg in ONE_PARTITION if "=" in arg)
+    assert given == {key: int(value) for key, value in partitions.items()}
 
 
 def test_every_image_is_pinned_to_a_version(compose: dict[str, Any]) -> None:

@@ -39,9 +39,11 @@ from activities.messages import (
     RecordStepInput,
     RunActionInput,
     RunActionResult,
+    SettlePriorityInput,
     StartInstanceInput,
 )
 from duly.monitors.messages import MeasureInput, MeasureResult, RecordCheckInput, RecordCheckResult
+from workflows import priority
 from workflows.summary_messages import WeeklySummaryInput, WeeklySummaryResult
 
 In = TypeVar("In", bound=BaseModel)
@@ -99,6 +101,15 @@ STORE: workflow.ActivityConfig = {
         non_retryable_error_types=["AssignmentError"],
     ),
 }
+# SLA work: written like any row, but taken from the queue before anything else waiting there
+SLA_STORE: workflow.ActivityConfig = {**STORE, "priority": priority.SLA}
+# A call to Temporal itself: retried until it answers
+TEMPORAL_CALL: workflow.ActivityConfig = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+    ),
+}
 # Actions reach other systems: a few tries, then the step's `on_error` (or a visible failure)
 ACTION: workflow.ActivityConfig = {
     "start_to_close_timeout": timedelta(seconds=30),
@@ -135,9 +146,10 @@ class ProcessContract(Contract):
     close_task = Activity("close_task", CloseTaskInput, NOTHING, STORE)
     record_step = Activity("record_step", RecordStepInput, NOTHING, STORE)
     record_sla_events = Activity("record_sla_events", RecordSlaEventsInput, NOTHING, STORE)
-    escalate = Activity("escalate", EscalateInput, EscalateResult, STORE)
-    failure_alert = Activity("failure_alert", FailureAlertInput, NOTHING, STORE)
+    escalate = Activity("escalate", EscalateInput, EscalateResult, SLA_STORE)
+    failure_alert = Activity("failure_alert", FailureAlertInput, NOTHING, SLA_STORE)
     run_action = Activity("run_action", RunActionInput, RunActionResult, ACTION)
+    settle_priority = Activity("settle_priority", SettlePriorityInput, NOTHING, TEMPORAL_CALL)
 
 
 class MonitorContract(Contract):

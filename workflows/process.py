@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         RecordStepInput,
         RunActionInput,
         RunActionResult,
+        SettlePriorityInput,
         StartInstanceInput,
     )
     from duly.language import business_time, expressions
@@ -64,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         ReassignTaskResult,
         instance_id,
     )
+    from workflows.priority import started_in_bulk
 
 SEEN_EVENTS_KEPT = 500
 PROMPT_SLA_AUDIT = "sla-audit-written-promptly"
@@ -114,6 +116,8 @@ class ProcessWorkflow:
         # continue-as-new, which never happens while a task is open)
         self._breach_holders: dict[str, str | None] = {}
         self._sla = SlaClocks(self.spec, self.calendar, self.state.clocks)
+        # started in bulk: its start-up queued behind live work until its first wait
+        self._unsettled = started_in_bulk(workflow.info().priority)
 
     # --- the steps ------------------------------------------------------------------------
 
@@ -231,6 +235,7 @@ class ProcessWorkflow:
             # retried (after a crash, say) fires now, about the task and its assignee
             self.state.clocks[clock.name] = clock
         self._clocks_changed()
+        await self._settle()
         await workflow.wait_condition(
             lambda: self._completion is not None or self._redirect is not None
         )
@@ -356,6 +361,7 @@ class ProcessWorkflow:
         deadline = business_time.add(self.calendar, now, duration)
         self._waiting_for = step.until
         self.state.wake_at, self.state.wake_event = deadline, step.until  # for `state` readers
+        await self._settle()
         try:
             arrived = await self._sleep_until(
                 deadline, lambda: self._arrived is not None or self._redirect is not None
@@ -787,6 +793,14 @@ class ProcessWorkflow:
             ),
         )
         return result
+
+    async def _settle(self) -> None:
+        """An instance started in bulk waits for the first time: from now on it is live work."""
+        if self._unsettled:
+            self._unsettled = False
+            await ProcessContract.settle_priority.run(
+                SettlePriorityInput(workflow_id=workflow.info().workflow_id)
+            )
 
     async def _stop_watcher(self, watcher: asyncio.Task[None]) -> None:
         self._closing = True

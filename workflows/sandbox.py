@@ -12,6 +12,7 @@ PASSTHROUGH = (
     "workflows.clock",  # SLA clock arithmetic
     "workflows.messages",  # ProcessWorkflow's input, state and updates
     "workflows.contracts",  # the activities each workflow calls, typed
+    "workflows.priority",  # SLA work first, bulk work last
     "workflows.summary_messages",  # WeeklySummaryWorkflow's input and activity
     "activities.messages",  # what ProcessWorkflow sends its activities
     "duly.monitors.messages",  # MonitorWorkflow's input and activities

@@ -10,6 +10,7 @@ again: a resent event changes nothing.
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
+from temporalio.common import Priority
 
 from duly import client as duly_client
 from duly import unheard
@@ -20,6 +21,7 @@ from duly.services.signing import SignatureError, verify
 from duly.store.crud import insert_if_absent
 from duly.store.models import InboundEvent
 from workflows.messages import EventInput
+from workflows.priority import BULK
 
 
 def check_signature(
@@ -43,8 +45,11 @@ def check_signature(
         raise NotAuthenticated(str(exc)) from None
 
 
-async def receive_event(context: ServiceContext, event: EventIn) -> EventOut:
+async def receive_event(context: ServiceContext, event: EventIn, *, bulk: bool = False) -> EventOut:
     """Deliver an event unless its id was received before.
+
+    Events of a backfill (`bulk`) start their instances at bulk priority (`workflows.priority`),
+    so their start-up waits behind live work.
 
     It starts an instance of every process whose `trigger.event` is its type, and goes to the
     live instances it concerns (by business key): `on:` events, `wait ... until:` events and
@@ -68,6 +73,7 @@ async def receive_event(context: ServiceContext, event: EventIn) -> EventOut:
                 id=event.id, type=event.type, data=event.data, occurred_at=event.occurred_at
             ),
             task_queue=context.settings.task_queue,
+            priority=BULK if bulk else Priority.default,
         )
     if not touched and not unheard.heard(context.definitions, event.type):
         # no process names it and no live instance took it: kept for replay, id unconsumed
