@@ -12,9 +12,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+DEFINITION_NOT_STORED = "DefinitionNotStored"
+"""`start_instance` was not sent the definition, and the store does not hold it."""
+
 
 class StartInstanceInput(BaseModel):
-    """An instance began: record it (and its pinned definition) once."""
+    """An instance began: record it (and its pinned definition) once.
+
+    The definition's content (`source`, `compiled_json`) is sent only when the store lacks it
+    (`DEFINITION_NOT_STORED`): normally it was published, and each history would carry it twice.
+    """
 
     instance_id: str
     workflow_id: str = ""  # "<process>/<business key>": the live instance's address

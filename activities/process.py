@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import actions
 from activities.messages import (
+    DEFINITION_NOT_STORED,
     CloseTaskInput,
     EscalateInput,
     EscalateResult,
@@ -79,6 +80,17 @@ def _assignment_failure(exc: AssignmentError) -> ApplicationError:
     return ApplicationError(str(exc), type="AssignmentError", non_retryable=True)
 
 
+def _stored_whole(session: Session, input: StartInstanceInput) -> bool:
+    """Whether the store holds the instance's definition with its content."""
+    query = select(Definition.id).where(
+        Definition.process == input.process,
+        Definition.version == input.version,
+        Definition.hash == input.hash,
+        Definition.compiled_json != "",
+    )
+    return session.exec(query).first() is not None
+
+
 def _missing(what: str, key: str, hint: str) -> ApplicationError:
     return ApplicationError(
         f"no {what} '{key}' is recorded; {hint}", type="NotFound", non_retryable=True
@@ -105,6 +117,13 @@ class ProcessActivities:
         """Record a new instance and the definition it is pinned to, once."""
         log = _log.bind(instance=input.instance_id, process=input.process)
         with write_session(self.sessions) as session:
+            if not input.compiled_json and not _stored_whole(session, input):
+                raise ApplicationError(
+                    f"{input.process} version {input.version} ({input.hash[:12]}) is not stored; "
+                    "send its content",
+                    type=DEFINITION_NOT_STORED,
+                    non_retryable=True,
+                )
             try:
                 store_definition(
                     session=session,

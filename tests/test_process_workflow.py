@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.messages import StartInstanceInput
 from activities.process import ProcessActivities
 from duly.client import AlreadyRunning, start_instance
 from duly.language import business_time
@@ -469,6 +470,40 @@ async def test_an_instance_row_is_written_once_and_closed_with_its_result(engine
     assert (row.status, row.result, row.workflow_id) == ("completed", "lost", handle.id)
     assert row.ended_at is not None and row.ended_at.tzinfo is not None
     assert datetime.now(UTC) - row.started_at < timedelta(days=3650)
+
+
+async def start_instance_inputs(handle: WorkflowHandle[Any, Any]) -> list[StartInstanceInput]:
+    """What each `start_instance` call of the instance was sent, from its history."""
+    sent = []
+    async for event in handle.fetch_history_events():
+        scheduled = event.activity_task_scheduled_event_attributes
+        if scheduled.activity_type.name == ProcessContract.start_instance.name:
+            [payload] = scheduled.input.payloads
+            sent.append(StartInstanceInput.model_validate_json(payload.data))
+    return sent
+
+
+async def test_a_history_carries_a_published_definition_once_and_the_store_keeps_it_whole(
+    engine: Engine,
+) -> None:
+    quote_process = engine.definitions.processes["quote-follow-up"]
+    first = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    # not published here: told so, the workflow sends the content, and the store keeps it
+    unpublished = await start_instance_inputs(first)
+    assert [bool(sent.compiled_json) for sent in unpublished] == [False, True]
+    with engine.sessions() as session:
+        [stored] = session.exec(select(Definition)).all()
+    assert stored.compiled_json == quote_process.model_dump_json(by_alias=True)
+    assert stored.source == quote_process.source
+    # now it is stored (as a publish stores it): the next instance's history leaves it out
+    second = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    [sent] = await start_instance_inputs(second)
+    assert (sent.compiled_json, sent.source) == ("", "")
+    with engine.sessions() as session:
+        assert session.get(Instance, (await engine.state(second)).instance_id) is not None
+    for handle in (first, second):
+        await engine.complete(handle, "call-customer", "lost")
+        await handle.result()
 
 
 # A call-back loop whose wait lasts a second of real time: a few visits outgrow a small history

@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import (
+        DEFINITION_NOT_STORED,
         CloseTaskInput,
         EscalateInput,
         EscalateResult,
@@ -128,20 +129,7 @@ class ProcessWorkflow:
         if fresh:
             self._backdate = self._occurred(input.occurred_at)
             self.state.started_at = self._backdate or workflow.now()
-            await ProcessContract.start_instance.run(
-                StartInstanceInput(
-                    instance_id=self.state.instance_id,
-                    workflow_id=workflow.info().workflow_id,
-                    process=self.spec.process,
-                    version=self.definition.version,
-                    hash=self.definition.hash,
-                    business_key=self.state.business_key,
-                    source=self.definition.source,
-                    compiled_json=self.definition.model_dump_json(by_alias=True),
-                    data=self.state.data,
-                    started_at=self.state.started_at,
-                ),
-            )
+            await self._record_start()
             self._clock_point("start", self._backdate)
         watcher = asyncio.create_task(self._watch_clocks())
         step_id = self.state.step or self.spec.start
@@ -164,6 +152,35 @@ class ProcessWorkflow:
                 await self._flush_sla_events()
         except _Ended as ended:
             return await self._finish(watcher, ended.status, ended.result)
+
+    async def _record_start(self) -> None:
+        """Record the instance, sending its definition's content only if the store lacks it.
+
+        A published definition is stored already: the history then carries it once, in the input.
+        """
+        record = StartInstanceInput(
+            instance_id=self.state.instance_id,
+            workflow_id=workflow.info().workflow_id,
+            process=self.spec.process,
+            version=self.definition.version,
+            hash=self.definition.hash,
+            business_key=self.state.business_key,
+            data=self.state.data,
+            started_at=self.state.started_at or workflow.now(),
+        )
+        try:
+            await ProcessContract.start_instance.run(record)
+        except ActivityError as err:
+            cause = err.cause
+            if not isinstance(cause, ApplicationError) or cause.type != DEFINITION_NOT_STORED:
+                raise
+            whole = record.model_copy(
+                update={
+                    "source": self.definition.source,
+                    "compiled_json": self.definition.model_dump_json(by_alias=True),
+                }
+            )
+            await ProcessContract.start_instance.run(whole)
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
