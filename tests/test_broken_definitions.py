@@ -300,6 +300,13 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         ],
     ),
     (
+        "template-unknown-filter.yaml",
+        [
+            (10, 12, "no filter named 'uper'; did you mean 'upper'?"),
+            (15, 16, "no test named 'nonee'; did you mean 'none'?"),
+        ],
+    ),
+    (
         "sla-targets-mixed-time.yaml",
         [
             (

@@ -157,6 +157,15 @@ def test_an_expression_nested_too_deep_to_compile_is_refused_by_validate(text: s
         evaluate(text, {"x": 0})
 
 
+def test_a_filter_or_test_it_does_not_have_fails_as_an_expression_error_at_run_time() -> None:
+    # validate refuses them (tests/broken/template-unknown-filter.yaml); a definition stored
+    # before that check, or a rung's `with:` rendered at run time, fails as any expression does
+    with pytest.raises(ExpressionError, match="No filter named 'uper'"):
+        render("{{ name | uper }}", {"name": "Ana"})
+    with pytest.raises(ExpressionError, match="No test named 'nonee'"):
+        evaluate("name is nonee", {"name": "Ana"})
+
+
 def test_lipsum_is_not_offered() -> None:
     with pytest.raises(ExpressionError, match="'lipsum' is undefined"):
         evaluate("lipsum(10 ** 9)", {})

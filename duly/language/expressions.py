@@ -23,6 +23,7 @@ handles any other failed expression.
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator
@@ -483,6 +484,7 @@ _url_env = _make_env(finalize=_url_part)
 
 # Errors that mean "this expression cannot be evaluated on this data"
 _FAILURES = (
+    TemplateSyntaxError,  # a filter or test it does not have, found when it is compiled
     UndefinedError,
     SecurityError,
     TypeError,
@@ -530,7 +532,7 @@ def template_problem(text: str) -> str | None:
         return f"template does not parse: {exc.message} (template line {exc.lineno})"
     except RecursionError:
         return _TOO_DEEP
-    return _constant_problem(tree)
+    return _unknown_name_problem(tree) or _constant_problem(tree)
 
 
 def expression_problem(text: str) -> str | None:
@@ -551,7 +553,22 @@ def expression_problem(text: str) -> str | None:
         return f"expression does not parse: {message}"
     except RecursionError:
         return _TOO_DEEP
-    return _constant_problem(tree)
+    return _unknown_name_problem(tree) or _constant_problem(tree)
+
+
+def _unknown_name_problem(tree: nodes.Node) -> str | None:
+    """A filter or test the sandbox does not have (`| uper`), which parses but never runs."""
+    for node in _parts(tree):
+        if not isinstance(node, nodes.Filter | nodes.Test):
+            continue
+        kind, known = (
+            ("filter", _env.filters) if isinstance(node, nodes.Filter) else ("test", _env.tests)
+        )
+        if node.name not in known:
+            close = difflib.get_close_matches(node.name, list(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            return f"no {kind} named '{node.name}'{hint}"
+    return None
 
 
 # nodes whose value depends on nothing but the text (and the sandbox's own globals)
