@@ -365,10 +365,11 @@ class ProcessWorkflow:
         params: dict[str, Any] = expressions.render_value(given, self.state.data)
         if url_param and isinstance(url, str):  # data goes into the path and query only
             params[url_param] = expressions.render_url(url, self.state.data)
-        template = self.definition.templates.get(str(params.pop("template", "")))
-        if action.templated and template is not None:
-            params.setdefault("subject", self._render(template.subject))
-            params.setdefault("body", self._render(template.body))
+        if action.templated:  # `template` names one of definitions/templates/ only here
+            template = self.definition.templates.get(str(params.pop("template", "")))
+            if template is not None:
+                params.setdefault("subject", self._render(template.subject))
+                params.setdefault("body", self._render(template.body))
         return params
 
     async def _wait(self, step_id: str, step: WaitStep, visit: int) -> str:
