@@ -1,5 +1,6 @@
-"""Helpers for tests that run duly against real servers: waiting on a condition, and a
-definitions folder holding drill processes beside the shipped calendars, org and templates."""
+"""Helpers for tests that run duly against real servers: waiting on a condition, a definitions
+folder holding drill processes beside the shipped calendars, org and templates, and a fresh
+store holding an org."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
+
+from sqlalchemy import Engine
+
+from duly.language.model import OrgSpec
+from duly.store.crud import sync_org
+from duly.store.db import SessionFactory, create_all, make_engine, session_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,3 +54,14 @@ def definitions_with(folder: Path, processes: dict[str, str]) -> Path:
     for name, text in processes.items():
         (folder / "processes" / f"{name}.yaml").write_text(text, encoding="utf-8")
     return folder
+
+
+def store_with_org(path: Path, org: OrgSpec) -> tuple[Engine, SessionFactory]:
+    """A fresh SQLite store at `path` holding `org`'s users and teams (dispose of the engine)."""
+    db = make_engine(f"sqlite:///{path}")
+    create_all(db)
+    sessions = session_factory(db)
+    with sessions() as session:
+        sync_org(session=session, org=org)
+        session.commit()
+    return db, sessions

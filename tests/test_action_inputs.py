@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import store_with_org
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -26,8 +27,6 @@ from activities.process import ProcessActivities
 from duly.client import start_instance
 from duly.language.loader import load_definitions
 from duly.settings import Settings
-from duly.store.crud import sync_org
-from duly.store.db import create_all, make_engine, session_factory
 from workflows.contracts import ProcessContract, implementations
 from workflows.messages import InstanceState, ProcessResult, workflow_of
 from workflows.process import ProcessWorkflow
@@ -116,12 +115,7 @@ async def run_instance(
     text = PROCESS.format(receiver=receiver_url)
     (folder / "processes" / "hostile-data.yaml").write_text(text, encoding="utf-8")
     definitions = load_definitions(folder)
-    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(db)
-    sessions = session_factory(db)
-    with sessions() as session:
-        sync_org(session=session, org=definitions.org)
-        session.commit()
+    db, sessions = store_with_org(tmp_path / "duly.db", definitions.org)
     task_queue = f"test-{uuid.uuid4()}"
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with Worker(

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from crm_server import TOKEN, FakeCrm, crm_server
 from sqlmodel import select
-from support import definitions_with, poll
+from support import definitions_with, poll, store_with_org
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -31,8 +31,6 @@ from duly.client import start_instance
 from duly.crm.http import retry_after
 from duly.language.loader import load_definitions
 from duly.settings import Settings
-from duly.store.crud import sync_org
-from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import StepFact
 from workflows.contracts import ProcessContract, implementations
 from workflows.messages import CompleteTaskInput, InstanceState, ProcessResult, workflow_of
@@ -352,12 +350,7 @@ async def worker(
     definitions = load_definitions(
         definitions_with(tmp_path / "defs", {"call-and-log": WRITE_BACK})
     )
-    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(db)
-    sessions = session_factory(db)
-    with sessions() as session:
-        sync_org(session=session, org=definitions.org)
-        session.commit()
+    db, sessions = store_with_org(tmp_path / "duly.db", definitions.org)
     activities = ProcessActivities(sessions, settings_for(crm))
 
     async def complete(key: str, hubspot_id: str, note: str) -> tuple[ProcessResult, str]:

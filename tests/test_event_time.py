@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 from sqlmodel import Session, select
-from support import definitions_with, poll
+from support import definitions_with, poll, store_with_org
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -31,8 +31,6 @@ from duly.language import business_time
 from duly.language.durations import parse_duration
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
-from duly.store.crud import sync_org
-from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import SlaEventRow, StepFact, StepFactWeek, Task
 from duly.store.rollup import week_start
 from workflows.contracts import ProcessContract, implementations
@@ -156,12 +154,7 @@ async def engine(
     time_skipping_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> AsyncIterator[Engine]:
     definitions = load_definitions(definitions_with(tmp_path / "defs", {"late-lead": LATE_LEAD}))
-    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(db)
-    sessions = session_factory(db)
-    with sessions() as session:
-        sync_org(session=session, org=definitions.org)
-        session.commit()
+    db, sessions = store_with_org(tmp_path / "duly.db", definitions.org)
     activities = ProcessActivities(sessions, Settings(smtp_port=1))
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(

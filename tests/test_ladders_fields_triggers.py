@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from sqlmodel import Session, select
-from support import definitions_with
+from support import definitions_with, store_with_org
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -31,8 +31,6 @@ from duly.client import send_event
 from duly.language.loader import Definitions, load_definitions
 from duly.reports.stages import record_stages, stage_funnel
 from duly.settings import Settings
-from duly.store.crud import sync_org
-from duly.store.db import create_all, make_engine, session_factory
 from duly.store.models import Alert, Delivery, StepFact
 from workflows.contracts import ProcessContract, implementations
 from workflows.messages import (
@@ -178,12 +176,7 @@ async def drill(
     org_with_a_head_of_sales(folder)
     definitions = load_definitions(folder)
     settings, _ = smtp
-    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(db)
-    sessions = session_factory(db)
-    with sessions() as session:
-        sync_org(session=session, org=definitions.org)
-        session.commit()
+    db, sessions = store_with_org(tmp_path / "duly.db", definitions.org)
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(
             time_skipping_env.client,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from sqlmodel import select
-from support import definitions_with, poll
+from support import definitions_with, poll, store_with_org
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -28,8 +28,7 @@ from activities.process import ProcessActivities
 from duly.client import start_instance
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
-from duly.store.crud import sync_org
-from duly.store.db import SessionFactory, create_all, make_engine, session_factory
+from duly.store.db import SessionFactory
 from duly.store.models import Alert, Delivery
 from workflows.contracts import ProcessContract, implementations
 from workflows.priority import BULK, LIVE_KEY
@@ -117,12 +116,7 @@ async def test_a_breach_goes_ahead_of_bulk_start_ups_queued_before_it(
     definitions: Definitions = load_definitions(
         definitions_with(tmp_path / "definitions", {"call-now": CALL_NOW})
     )
-    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(db)
-    sessions = session_factory(db)
-    with sessions() as session:
-        sync_org(session=session, org=definitions.org)
-        session.commit()
+    db, sessions = store_with_org(tmp_path / "duly.db", definitions.org)
     client, queue = dev_server_env.client, f"test-{uuid.uuid4()}"
     run = uuid.uuid4().hex[:6]
 

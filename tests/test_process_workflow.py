@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 from sqlmodel import Session, select
-from support import definitions_with
+from support import definitions_with, store_with_org
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -30,7 +30,7 @@ from duly.language.business_time import BusinessCalendar
 from duly.language.durations import parse_duration
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
-from duly.store.crud import VersionConflicts, publish_definitions, sync_org
+from duly.store.crud import VersionConflicts, publish_definitions
 from duly.store.db import create_all, make_engine, session_factory, write_session
 from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task
 from workflows.contracts import ProcessContract, implementations
@@ -152,12 +152,7 @@ async def running_engine(
 ) -> AsyncIterator[Engine]:
     """A worker with the real activities on a fresh SQLite store, polling `task_queue` of `env`."""
     settings, inbox = smtp
-    db = make_engine(f"sqlite:///{tmp_path / 'duly.db'}")
-    create_all(db)
-    sessions = session_factory(db)
-    with sessions() as session:
-        sync_org(session=session, org=definitions.org)
-        session.commit()
+    db, sessions = store_with_org(tmp_path / "duly.db", definitions.org)
     activities = ProcessActivities(sessions, settings)
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(
