@@ -181,7 +181,7 @@ async def _over_limit(request: Request, exc: EventLimitError) -> JSONResponse:
 
 
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors: list[dict[str, Any]] = jsonable_encoder(exc.errors())
+    errors: list[dict[str, Any]] = _text_safe(jsonable_encoder(exc.errors()))
     for error in errors:
         if error.get("type") == "json_invalid":
             reason = (error.get("ctx") or {}).get("error") or error.get("msg", "")
@@ -189,6 +189,21 @@ async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONRespo
                 {"detail": f"the request body is not valid JSON: {reason}"}, status_code=400
             )
     return JSONResponse({"detail": _summary(errors), "errors": errors}, status_code=422)
+
+
+def _text_safe(value: Any) -> Any:
+    """The errors, with any unpaired surrogate written as a backslash escape.
+
+    An answer may name a key or value the request held (JSON allows a lone surrogate escape),
+    and the answer itself must be UTF-8.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_text_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {_text_safe(key): _text_safe(item) for key, item in value.items()}
+    return value
 
 
 def _summary(errors: list[dict[str, Any]], most: int = 5) -> str:

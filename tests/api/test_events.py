@@ -208,6 +208,8 @@ OVER_LIMITS = [
     ),
     (b'{"quote": {"id": "Q-1\\u0000"}}', "data.quote.id", "NUL"),
     (b'{"quote": {"id": "\\ud800"}}', "data.quote.id", "unpaired surrogate"),
+    # a key the answer itself must name without a surrogate in it (found by the fuzz test)
+    (b'{"quote": {"id": "Q-1"}, "extra": {"\\ud800": 1}}', 'data.extra["\\ud800"]', "surrogate"),
 ]
 
 
@@ -327,3 +329,18 @@ async def test_the_422_in_the_docs_is_what_the_api_answers(offline_api: Api) -> 
     response = await offline_api.event({"id": "evt-docs", "type": "quote.sent", "data": data})
     assert response.status_code == 422
     assert response.json() == example
+
+
+async def test_an_id_or_type_that_is_not_unicode_text_is_refused_with_a_utf8_answer(
+    offline_api: Api,
+) -> None:
+    for body in (
+        b'{"id": "evt-\\ud800", "type": "quote.sent", "data": {"quote": {"id": "Q-1"}}}',
+        b'{"id": "evt-1", "type": "quote.\\udfff", "data": {"quote": {"id": "Q-1"}}}',
+    ):
+        response = await offline_api.http.post(
+            "/api/events", content=body, headers=signed_headers(SECRET, body)
+        )
+        assert 400 <= response.status_code < 500, response.text
+        assert response.json()["detail"]
+    assert offline_api.rows(InboundEvent) == []
