@@ -277,7 +277,14 @@ class Interceptor:
 
 
 @pytest.mark.parametrize(
-    "module", ["workflows.contracts", "workflows.summary", "workflows.monitor", "workflows.process"]
+    "module",
+    [
+        "workflows.contracts",
+        "workflows.summary",
+        "workflows.monitor",
+        "workflows.process",
+        "workflows.interpreter",
+    ],
 )
 def test_a_workflow_module_imports_neither_the_store_nor_an_activity_implementation(
     module: str,

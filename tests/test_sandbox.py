@@ -4,11 +4,14 @@ Workflow code that reads the wall clock or opens a file fails its workflow task 
 running. (Passing every module through the sandbox would save memory, but it silently drops
 these checks, which is why `workflows.sandbox` does not: the first test failed with it.) Only the
 pure modules workflows use are passed through: the definition loader, which reads files and the
-environment, is not, so a workflow that called it would fail the same way.
+environment, is not, so a workflow that called it would fail the same way. The sandbox does not
+check what it passes through (the interpreter among them, so every instance shares one copy) at
+run time, so the last tests check their source instead.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import datetime
 import uuid
@@ -22,7 +25,7 @@ from temporalio.worker import Worker
 
 import workflows.clock
 from duly.language import business_time
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import PASSTHROUGH, workflow_runner
 
 
 @workflow.defn(sandboxed=True)
@@ -141,3 +144,90 @@ async def test_the_pure_modules_workflows_use_are_the_workers_own(
         )
     # passed through: not imported again for every instance
     assert ids == [id(workflows.clock), id(business_time)]
+
+
+# What code the sandbox passes through must never do itself, since the sandbox no longer checks
+# it at run time: read the clock, files, the environment or randomness, or reach the store.
+NON_DETERMINISTIC_MODULES = {
+    "os",
+    "pathlib",
+    "random",
+    "secrets",
+    "socket",
+    "subprocess",
+    "threading",
+    "time",
+    "sqlalchemy",
+    "sqlmodel",
+    "httpx",
+    "duly.settings",
+    "duly.store",
+    "duly.language.loader",
+}
+NON_DETERMINISTIC_CALLS = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("uuid", "uuid1"),
+    ("uuid", "uuid4"),
+}
+OWN_PASSTHROUGH = [m for m in PASSTHROUGH if m.split(".")[0] in {"workflows", "activities", "duly"}]
+
+
+def _source(module: str) -> Path:
+    # here, not at import: the sandbox imports this file too, and refuses Path.resolve
+    return Path(__file__).resolve().parent.parent / (module.replace(".", "/") + ".py")
+
+
+def _problems(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    problems = []
+    for node in ast.walk(tree):
+        imported: list[str] = []
+        if isinstance(node, ast.Import):
+            imported = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        for name in imported:
+            if any(name == bad or name.startswith(f"{bad}.") for bad in NON_DETERMINISTIC_MODULES):
+                problems.append(f"{path.name}:{node.lineno} imports {name}")
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "open":
+                problems.append(f"{path.name}:{node.lineno} calls open()")
+            if (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and (func.value.id, func.attr) in NON_DETERMINISTIC_CALLS
+            ):
+                problems.append(f"{path.name}:{node.lineno} calls {func.value.id}.{func.attr}()")
+    return problems
+
+
+@pytest.mark.parametrize("module", OWN_PASSTHROUGH)
+def test_what_the_sandbox_passes_through_reads_no_clock_file_environment_or_randomness(
+    module: str,
+) -> None:
+    assert _problems(_source(module)) == []
+
+
+def test_the_check_of_passed_through_code_finds_what_the_sandbox_would_refuse(
+    tmp_path: Path,
+) -> None:
+    # the check itself: a module doing each of the things it looks for is caught
+    assert "workflows.interpreter" in OWN_PASSTHROUGH
+    bad = tmp_path / "probe.py"
+    bad.write_text(
+        "import random\nfrom datetime import datetime\nfrom duly.store.db import make_engine\n"
+        "x = datetime.now()\ny = open('f')\n",
+        encoding="utf-8",
+    )
+    found = _problems(bad)
+    assert [problem.split(" ", 1)[1] for problem in found] == [
+        "imports random",
+        "imports duly.store.db",
+        "imports duly.store.db.make_engine",
+        "calls datetime.now()",
+        "calls open()",
+    ]

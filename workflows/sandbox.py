@@ -7,8 +7,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 # The pure, deterministic modules workflows use, shared with the worker rather than imported
 # again for every instance. Only these: a module passed through runs unrestricted, so the
 # sandbox would no longer refuse its file, environment or clock reads (duly.language.loader
-# reads definitions/ and DULY_* variables, and is not here).
+# reads definitions/ and DULY_* variables, and is not here); tests/test_sandbox.py checks the
+# source of duly's own instead.
 PASSTHROUGH = (
+    "workflows.interpreter",  # ProcessWorkflow's body: one copy for every instance
     "workflows.clock",  # SLA clock arithmetic
     "workflows.messages",  # ProcessWorkflow's input, state and updates
     "workflows.contracts",  # the activities each workflow calls, typed

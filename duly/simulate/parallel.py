@@ -90,10 +90,10 @@ async def run_all(
 def bytecode_cached() -> Iterator[None]:
     """Let Python cache compiled modules, in a temporary folder, for as long as a run lasts.
 
-    Every workflow the worker starts imports `workflows/process.py` afresh in its sandbox. With
-    Python's bytecode cache off (PYTHONDONTWRITEBYTECODE, common in containers) and no cached
-    file beside the source (an editable install), each of those imports compiles the module
-    again: about 30 ms per instance.
+    Every workflow the worker starts imports `workflows/process.py` (the workflow class; its
+    interpreter is shared) afresh in its sandbox. With Python's bytecode cache off
+    (PYTHONDONTWRITEBYTECODE, common in containers) and no cached file beside the source (an
+    editable install), each of those imports compiles the module again.
     """
     if not sys.dont_write_bytecode:
         yield
