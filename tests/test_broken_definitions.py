@@ -307,18 +307,6 @@ CASES: list[tuple[str, list[tuple[int, int, str]]]] = [
         ],
     ),
     (
-        "sla-targets-mixed-time.yaml",
-        [
-            (
-                13,
-                9,
-                "urgent (4 hours) is wall-clock time but default (2 business days) is business "
-                "time; one clock counts one kind of time: write every target in business time "
-                "(4 business hours) or every one in wall time (4 hours)",
-            ),
-        ],
-    ),
-    (
         "org-unknown-manager.yaml",
         [
             (6, 14, "unknown user 'maria' (not under users)"),

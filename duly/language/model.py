@@ -99,27 +99,12 @@ class Targets(Spec):
             extra[name] = Duration.model_validate(_duration(value))
         if not extra:
             raise ValueError("give at least one target, e.g. urgent: 4 business hours")
-        given = {**extra, **({"default": self.default} if self.default else {})}
-        wall = [name for name, target in given.items() if target.kind == "wall"]
-        business = [name for name in given if name not in wall]
-        if wall and business:
-            raise ValueError(
-                f"{_listed(given, wall)} wall-clock time but {_listed(given, business)} business "
-                "time; one clock counts one kind of time: write every target in business time "
-                "(4 business hours) or every one in wall time (4 hours)"
-            )
         return self
 
     @property
     def targets(self) -> dict[str, Duration]:
         """Each value of `by` and its duration."""
         return dict(self.__pydantic_extra__ or {})
-
-
-def _listed(targets: dict[str, Duration], names: list[str]) -> str:
-    """`urgent (4 hours) is`, `high (1 day) and low (2 days) are`."""
-    shown = [f"{name} ({targets[name].text})" for name in names]
-    return f"{' and '.join(shown)} {'is' if len(shown) == 1 else 'are'}"
 
 
 def _within_kind(value: Any) -> str:
