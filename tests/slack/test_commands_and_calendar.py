@@ -78,7 +78,8 @@ async def test_the_calendar_feed_shows_open_tasks_at_their_due_time(world: Slack
     calendar = Calendar.from_ical(response.content)
     (event,) = calendar.walk("VEVENT")
     assert task.due_at is not None
-    assert event.decoded("dtstart") == task.due_at
+    # iCalendar times are whole seconds
+    assert event.decoded("dtstart") == task.due_at.replace(microsecond=0)
     local_due = task.due_at.astimezone(ZoneInfo("America/New_York"))  # the calendar's zone
     assert str(event["summary"]) == f"{task.title}, due {local_due:%H:%M}"
     assert str(event["summary"]).startswith("Call Lee Park about quote")
