@@ -37,7 +37,9 @@ the task row `open_task` wrote (`due_at`).
 
 storm: 1,000 more `breach-storm` instances open with the far target; once all are open, an event
 for each sets a target of whole seconds, `ceil(D - opened_at)`, so every clock comes due in the
-same second `[D, D + 1)`. While it drains, `--query-rate` state queries a second (what the
+same second `[D, D + 1)`. D is set from the rate at which a first sample of 50 was retargeted
+(to their farthest target, brought forward with the rest), so a slower machine gets more lead.
+While it drains, `--query-rate` state queries a second (what the
 instance page asks) go to random storm instances; their latency is reported, and a query that
 fails or times out is counted, never fatal.
 
@@ -105,6 +107,7 @@ STORM_KEYS = 900  # storm targets t1..t900: whole seconds (a slow machine opens 
 TARGET_P99 = 2.0
 TARGET_BACKFILL_SHARE = 0.8  # of the backfill's start rate alone, while live clocks come due
 SEND_CONCURRENCY = 2  # retarget events in flight
+RETARGET_SAMPLE = 50  # storm clocks retargeted first, to time how fast the engine retargets
 CHECK_CONCURRENCY = 20  # state queries in flight while checking retargets
 QUERY_PATIENCE = 30.0  # seconds a timed state query may take before it counts as timed out
 SAMPLE = 100  # histories read to split "due -> rung fired"
@@ -320,12 +323,20 @@ class Bench:
         return clocks
 
     async def retarget(
-        self, clocks: list[Clock], deadlines: list[datetime], *, grid: int, prefix: str, keys: int
+        self,
+        clocks: list[Clock],
+        deadlines: list[datetime],
+        *,
+        grid: int,
+        prefix: str,
+        keys: int,
+        round_: str = "due",
     ) -> tuple[list[Clock], int]:
         """Make each clock due at (just after) its deadline: an event picks the target
         `ceil((deadline - opened_at) / grid) * grid` seconds; every due time is then checked
         through the `state` query. Returns the clocks with their new due times, and how many
-        could not be checked (their queries kept failing: counted, not fatal)."""
+        could not be checked (their queries kept failing: counted, not fatal). `round_` names
+        the events (an instance ignores an event id it has seen), so a clock can move twice."""
         moved: list[Clock] = []
         for clock, deadline in zip(clocks, deadlines, strict=True):
             steps = math.ceil((deadline - clock.opened_at).total_seconds() / grid)
@@ -344,7 +355,9 @@ class Bench:
                 target = round((clock.due_at - clock.opened_at).total_seconds())
                 handle = self.client.get_workflow_handle(workflow_of(clock.instance, task=False))
                 event = EventInput(
-                    id=f"due-{clock.instance}", type="bench.due", data={"due": f"{prefix}{target}"}
+                    id=f"{round_}-{clock.instance}",
+                    type="bench.due",
+                    data={"due": f"{prefix}{target}"},
                 )
                 await handle.signal(duly_client.EVENT_SIGNAL, event)
 
@@ -374,9 +387,10 @@ class Bench:
         return moved, unchecked
 
 
-def lead(count: int) -> float:
-    """Seconds from now to the first deadline: time to send `count` events and check them."""
-    return 20 + count / 10
+def lead(count: int, rate: float) -> float:
+    """Seconds from now to the first deadline: time to send `count` events and check them at
+    `rate` retargets a second (measured on this engine, now), with room to spare."""
+    return 20 + 1.5 * count / rate
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -699,7 +713,16 @@ async def storm_phase(bench: Bench, args: argparse.Namespace) -> None:
     opened = await bench.open_many(STORM, keys, watched=True)
     # each open here also waits, through state queries, until its clock is watched
     print(bench.speed(since, len(opened)) + " (opened and watched)", flush=True)
-    second = datetime.fromtimestamp(math.ceil(time.time() + lead(len(opened))), UTC)
+    # how fast this engine retargets now (a cached instance is quick, an evicted one replays
+    # its history): a sample moves to its farthest target, which the real retarget then
+    # brings forward, so nothing comes due out of turn
+    sample = opened[:RETARGET_SAMPLE]
+    began = time.time()
+    farthest = [clock.opened_at + timedelta(seconds=STORM_KEYS) for clock in sample]
+    await bench.retarget(sample, farthest, grid=1, prefix="t", keys=STORM_KEYS, round_="probe")
+    rate = len(sample) / max(time.time() - began, 1e-3)
+    second = datetime.fromtimestamp(math.ceil(time.time() + lead(len(opened), rate)), UTC)
+    print(f"retargets at {rate:.1f}/s (a sample of {len(sample)}): due at {second:%H:%M:%S}")
     clocks, unchecked = await bench.retarget(
         opened, [second] * len(opened), grid=1, prefix="t", keys=STORM_KEYS
     )
