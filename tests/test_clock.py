@@ -346,6 +346,40 @@ def test_a_paused_clock_takes_its_new_target_when_it_resumes() -> None:
     assert clock.due_at == resumed + timedelta(hours=1)
 
 
+MIXED = {"by": "{{ priority }}", "urgent": "4 hours", "normal": "2 business days"}
+
+
+def test_a_target_of_the_other_kind_counts_what_ran_in_its_own_kind() -> None:
+    # opened Friday 16:00 with 4 wall hours; an hour on, lowered to 2 business days: due
+    # Tuesday 16:00, not at once (the wall hours ran are not business seconds)
+    clocks, clock = started(process(MIXED), at=FRIDAY_16, data={"priority": "urgent"})
+    assert not clock.business and clock.due_at == FRIDAY_16 + timedelta(hours=4)
+    clocks.retarget(now=FRIDAY_16 + timedelta(hours=1), data={"priority": "normal"})
+    assert clock.business and clock.counted_seconds == 3600
+    assert clock.due_at == FRIDAY_16 + timedelta(days=4)
+    # raised again on Monday 10:00: 4 wall hours from Friday 16:00 are long past
+    monday = FRIDAY_16 + timedelta(days=2, hours=18)
+    clocks.retarget(now=monday, data={"priority": "urgent"})
+    assert not clock.business and clock.counted_seconds == (monday - FRIDAY_16).total_seconds()
+    assert clock.due_at == monday
+
+
+def test_a_paused_clock_given_the_other_kind_leaves_its_pauses_out() -> None:
+    spec = process(clocks={"c": {"stops": ["done"], "pauses_in": ["waiting"], "within": MIXED}})
+    clocks = SlaClocks(spec, NEW_YORK, {})
+    clocks.at_point("start", at=MONDAY_10, now=MONDAY_10, step=None, data={"priority": "urgent"})
+    clock = clocks.clocks["c"]
+    for hours, step in [(1, "waiting"), (2, "call"), (3, "waiting")]:  # ran 10-11 and 12-13
+        at = MONDAY_10 + timedelta(hours=hours)
+        clocks.at_point(step, at=at, now=at, step=step, data={})
+    hour = timedelta(hours=1)
+    clocks.retarget(now=MONDAY_10 + 5 * hour, data={"priority": "normal"})
+    assert clock.status == "paused" and clock.business and clock.counted_seconds == 2 * 3600
+    resumed = MONDAY_10 + timedelta(days=1)  # Tuesday 10:00: 14 business hours left
+    clocks.at_point("call", at=resumed, now=resumed, step="call", data={})
+    assert clock.due_at == resumed + timedelta(days=1, hours=6)
+
+
 def test_fixed_and_stopped_clocks_keep_their_targets() -> None:
     clocks, fixed = started(process("1 business hour"))
     assert not clocks.retarget(now=MONDAY_10, data={"priority": "urgent"}).events
@@ -483,10 +517,13 @@ def test_pauses_add_exactly_their_business_length(
         assert open_time(calendar, clock, at, clock.due_at) == 0
 
 
-# a clock counts business time or wall time, whichever its first target counts
+# a clock counts business time or wall time, whichever its target counts, and a target of the
+# other kind recounts it
 PRIORITIES = [
     {"urgent": "3 business hours", "normal": "2 business days", "slow": "5 business days"},
     {"urgent": "90 minutes", "normal": "1 day", "slow": "4 days"},
+    {"urgent": "90 minutes", "normal": "2 business days", "slow": "4 days"},
+    {"urgent": "3 business hours", "normal": "1 day", "slow": "5 business days"},
 ]
 
 

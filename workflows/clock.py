@@ -167,6 +167,7 @@ class SlaClocks:
             elif point in spec.pauses_in and clock.status == "running":
                 self._count(clock, at)
                 clock.status, clock.running_since, clock.due_at = "paused", None, None
+                clock.paused_since = at
                 change.events.append(_event(clock, "pause", at))
             elif (
                 point in self.spec.steps
@@ -174,6 +175,9 @@ class SlaClocks:
                 and clock.status == "paused"
             ):
                 clock.status, clock.running_since = "running", at
+                if clock.paused_since is not None:
+                    clock.pauses.append((clock.paused_since, at))
+                    clock.paused_since = None
                 clock.due_at = self._due(clock)
                 change.events.append(_event(clock, "resume", at, clock.due_at))
         return change
@@ -217,6 +221,8 @@ class SlaClocks:
                 continue
             if clock.status == "running":
                 self._count(clock, now)
+            if (duration.kind != "wall") != clock.business:
+                self._recount(clock, business=duration.kind != "wall", now=now)
             nominal_due = business_time.add(self.calendar, clock.started_at, duration)
             clock.total_seconds = (
                 business_time.elapsed(self.calendar, clock.started_at, nominal_due).total_seconds()
@@ -330,6 +336,23 @@ class SlaClocks:
         else:
             clock.counted_seconds += (now - clock.running_since).total_seconds()
         clock.running_since = now
+
+    def _recount(self, clock: ClockState, *, business: bool, now: datetime) -> None:
+        """Count the other kind of time from now on (a `by:` map mixing wall and business).
+
+        What the clock ran so far is recounted in that kind: from its start, less its pauses.
+        """
+        clock.business = business
+        until = (clock.paused_since or now) if clock.status == "paused" else now
+        ran = self._length(clock, clock.started_at, until)
+        ran -= sum(self._length(clock, start, end) for start, end in clock.pauses)
+        clock.counted_seconds = max(ran, 0.0)
+
+    def _length(self, clock: ClockState, start: datetime, end: datetime) -> float:
+        """Seconds of the clock's kind of time from `start` to `end`."""
+        if clock.business:
+            return business_time.elapsed(self.calendar, start, end).total_seconds()
+        return max((end - start).total_seconds(), 0.0)
 
     def _at_share(self, clock: ClockState, share: float) -> datetime:
         """When `share` of the clock's total will have been counted (while it runs)."""

@@ -127,6 +127,10 @@ class ClockState(BaseModel):
     # when duly learnt of the event that started it, if that was after `started_at`: the
     # event was late, and points of the ladder already past fire at once, marked late-arriving
     received_at: datetime | None = None
+    # its pauses, so a new target of the other kind (wall time for business time) can recount
+    # what it ran in that kind; a pause from before duly kept them counts as time run
+    paused_since: datetime | None = None
+    pauses: list[tuple[datetime, datetime]] = []
 
 
 class NextRung(BaseModel):
