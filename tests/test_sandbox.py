@@ -25,6 +25,8 @@ from temporalio.worker import Worker
 
 import workflows.clock
 from duly.language import business_time
+from duly.language.loader import Definitions
+from workflows import interpreter
 from workflows.sandbox import PASSTHROUGH, workflow_runner
 
 
@@ -231,3 +233,18 @@ def test_the_check_of_passed_through_code_finds_what_the_sandbox_would_refuse(
         "calls datetime.now()",
         "calls open()",
     ]
+
+
+def test_instances_of_one_definition_share_one_copy(definitions: Definitions) -> None:
+    # the interpreter passes its input's copy for the worker's one (about 40 kB an instance);
+    # a text of its own keeps this copy apart from the instances other tests ran in this process
+    quote = definitions.processes["quote-follow-up"]
+    first = quote.model_copy(update={"source": quote.source + "\n# test_sandbox\n"})
+    assert interpreter.shared(first) is first
+    assert interpreter.shared(first.model_copy(deep=True)) is first
+    # another revision (its content, or only the file's text) is a definition of its own
+    changed = first.model_copy(update={"source": first.source + "# a comment\n"})
+    assert interpreter.shared(changed) is changed
+    other = definitions.processes["lead-follow-up"]
+    assert interpreter.shared(other) is not first
+    assert interpreter.shared(first.model_copy(deep=True)) is first

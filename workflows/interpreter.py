@@ -39,6 +39,7 @@ from activities.messages import (
 )
 from duly.language import business_time, expressions
 from duly.language.actions import signature_of
+from duly.language.compiler import CompiledProcess
 from duly.language.model import (
     ActionStep,
     DecisionStep,
@@ -73,6 +74,7 @@ from workflows.messages import (
 from workflows.priority import started_in_bulk
 
 SEEN_EVENTS_KEPT = 500
+DEFINITIONS_SHARED = 64  # distinct definitions the worker keeps one copy of
 PROMPT_SLA_AUDIT = "sla-audit-written-promptly"
 """The patch that writes SLA events when the watcher wakes for them (workflow.patched)."""
 
@@ -85,6 +87,26 @@ class _Ended(Exception):
         self.result = result
 
 
+_shared: dict[tuple[str, str, str], CompiledProcess] = {}
+
+
+def shared(definition: CompiledProcess) -> CompiledProcess:
+    """The worker's one copy of `definition`, which every instance running it then holds.
+
+    Each instance's input decodes a copy of its compiled definition (about 40 kB), and a worker
+    caches hundreds of instances of the same few processes. A definition is frozen, and one with
+    the same content hash, file and source is the same definition, so they share one.
+    """
+    key = (definition.hash, definition.file, definition.source)
+    if (kept := _shared.get(key)) is not None:
+        return kept
+    if len(_shared) >= DEFINITIONS_SHARED:
+        # start again (an instance keeps the copy it holds); clear() is one step for the
+        # threads that run workflow tasks side by side, where evicting one entry is not
+        _shared.clear()
+    return _shared.setdefault(key, definition)
+
+
 class Interpreter:
     """Runs one instance of a process: its steps, its SLA clocks and their ladders.
 
@@ -92,6 +114,8 @@ class Interpreter:
     """
 
     def __init__(self, input: ProcessInput) -> None:
+        # the input is the SDK's too (it keeps it for the run): its copy goes, the shared stays
+        input.definition = shared(input.definition)
         self.definition = input.definition
         self.spec = input.definition.spec
         self.calendar = input.definition.calendar
