@@ -53,7 +53,7 @@ class Settings(BaseSettings):
             0 picks a free port. The web app serves `/metrics` on its own port.
         metrics_host: The interface the worker's `/metrics` listens on.
         cached_instances: Instances the worker keeps in memory between their workflow tasks
-            (about 300 kB each); an evicted one is replayed from its history when it next has
+            (about 200 kB each); an evicted one is replayed from its history when it next has
             work. Raise it where many instances are active at once and memory allows (see
             bench/README.md: a storm of 1,000 breaches drains 5x faster at 1,000).
         outbound_hosts: The hosts the `webhook` action and the Slack and webhook notification

@@ -89,9 +89,8 @@ def build_worker(
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
-        # each cached instance costs about 300 kB (its own import of workflows/process.py in the
-        # sandbox, its definition and state); the default 500 keeps the worker at 366 MB with
-        # 10,000 instances open, 349 MB with 1,000 (bench/worker_memory.py)
+        # each cached instance costs about 200 kB (its sandbox and state; the interpreter and
+        # its definition are shared): see bench/worker_memory.py and docs/capacity.md
         max_cached_workflows=settings.cached_instances,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         interceptors=[ActivityLogContext()],  # every activity log line names its instance
