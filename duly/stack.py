@@ -195,6 +195,9 @@ class DevServer:
         self.namespace = namespace
         self.binary = binary or dev_server_path()
         self.process: asyncio.subprocess.Process | None = None
+        # its HTTP API and /metrics, which duly does not use: left to the server, each takes
+        # a random free port before the gRPC one is bound, and now and then took that one
+        self.side_ports = (0, 0)
 
     @property
     def address(self) -> str:
@@ -218,6 +221,10 @@ class DevServer:
             str(self.port),
             "--ui-port",
             str(self.ui_port),
+            "--http-port",
+            str(self.side_ports[0]),
+            "--metrics-port",
+            str(self.side_ports[1]),
             "--db-filename",
             str(self.db_file),
             # WAL and relaxed syncing roughly double its throughput; still crash-safe for the DB
@@ -250,6 +257,8 @@ class DevServer:
                     f"port {port} ({what}) on {LOOPBACK} is in use{holder}: is another `duly up` "
                     "running? Stop it, or choose other ports with --temporal and --ui-port"
                 )
+        http_port = free_port(avoid={self.port, self.ui_port})
+        self.side_ports = (http_port, free_port(avoid={self.port, self.ui_port, http_port}))
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("a", encoding="utf-8") as out:
             out.write(f"\n{RUN_MARK}{datetime.now(UTC).isoformat()} {' '.join(self.command())}\n")
@@ -324,6 +333,16 @@ class DevServer:
             return "(no log)"
         this_run = text.rpartition(f"\n{RUN_MARK}")[2]
         return "\n".join(this_run.splitlines()[1:][-lines:])
+
+
+def free_port(*, avoid: set[int]) -> int:
+    """A TCP port free on the loopback now, none of `avoid` (ports about to be listened on)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((LOOPBACK, 0))
+            port: int = probe.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:

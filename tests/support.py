@@ -8,14 +8,18 @@ import asyncio
 import inspect
 import shutil
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from duly.language.model import OrgSpec
 from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory
+from workflows.messages import InstanceState
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +46,27 @@ async def poll(
             what = what if isinstance(what, str) else what()
             raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def state_of(handle: WorkflowHandle[Any, Any], *, patience: float = 120) -> InstanceState:
+    """An instance's `state` query, asked again while it times out (for `patience` seconds).
+
+    A query is answered by the worker, which replays a closed or evicted instance first: on a
+    loaded machine, with many asked at once, one can outlast its timeout and still be fine.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            return await handle.query(
+                "state", result_type=InstanceState, rpc_timeout=timedelta(seconds=10)
+            )
+        except RPCError as error:
+            # the SDK's client gives up as CANCELLED "Timeout expired", the server as
+            # DEADLINE_EXCEEDED
+            timed_out = error.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+            if not timed_out or loop.time() > deadline:
+                raise
 
 
 def definitions_with(folder: Path, processes: dict[str, str]) -> Path:
