@@ -25,10 +25,9 @@ from sqlmodel import SQLModel
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from duly import temporal_binaries
+from duly import stack, temporal_binaries
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
-from duly.stack import ONE_PARTITION
 from duly.store.db import create_all, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,12 +84,21 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal CLI dev server (in memory, real time): for durability and replay tests."""
+    # every port chosen here, apart: left to the server, its HTTP API and /metrics take random
+    # free ports before the gRPC one is bound, and can take that one (as `duly up` avoids)
+    grpc = stack.free_port(avoid=set())
+    http = stack.free_port(avoid={grpc})
+    side = ["--http-port", str(http), "--metrics-port", str(stack.free_port(avoid={grpc, http}))]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binaries.dev_server_path()),
         data_converter=pydantic_data_converter,
         ip="127.0.0.1",
+        port=grpc,
         ui=False,
-        dev_server_extra_args=ONE_PARTITION,  # as `duly up` runs it: priorities hold exactly
+        dev_server_extra_args=[
+            *stack.ONE_PARTITION,
+            *side,
+        ],  # as `duly up`: priorities hold exactly
     )
     yield env
     await env.shutdown()
