@@ -95,10 +95,8 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
         ip="127.0.0.1",
         port=grpc,
         ui=False,
-        dev_server_extra_args=[
-            *stack.ONE_PARTITION,
-            *side,
-        ],  # as `duly up`: priorities hold exactly
+        # as `duly up` runs it: one partition, so priorities hold exactly
+        dev_server_extra_args=[*stack.ONE_PARTITION, *side],
     )
     yield env
     await env.shutdown()
