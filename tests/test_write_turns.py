@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import threading
 import time
 from collections.abc import Callable
@@ -113,34 +111,3 @@ def test_write_sessions_to_one_sqlite_file_queue_with_the_urgent_first(tmp_path:
         rows = [name for (name,) in connection.execute(text("SELECT name FROM w ORDER BY rowid"))]
     assert rows == ["first", "alert", "bulk"]
     engine.dispose()
-
-
-def test_a_writer_stopped_while_it_waits_leaves_no_ticket_to_block_the_rest() -> None:
-    # Temporal stops a cancelled synchronous activity by raising inside its thread
-    turns, release, order = WriteTurns(patience=60), threading.Event(), list[str]()
-    holder = holding(turns, release)
-    stopped = threading.Thread(target=lambda: writer_body(turns))
-    stopped.start()
-    wait_until(lambda: turns.waiting == 1)
-    assert stopped.ident is not None
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(stopped.ident), ctypes.py_object(Cancelled)
-    )
-    with turns._changed:
-        turns._changed.notify_all()  # wake it, so the exception is raised
-    stopped.join(30)
-    assert turns.waiting == 0
-    after = writer(turns, "after", order, urgent=False)
-    release.set()
-    holder.join(30)
-    after.join(30)
-    assert order == ["after"] and not turns.held
-
-
-class Cancelled(Exception):
-    pass
-
-
-def writer_body(turns: WriteTurns) -> None:
-    with contextlib.suppress(Cancelled), turns.turn():
-        pass

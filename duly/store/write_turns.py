@@ -44,15 +44,27 @@ class WriteTurns:
 
     @contextmanager
     def turn(self, *, urgent: bool = False) -> Iterator[None]:
-        """Wait for this writer's turn, hold it for the block, hand it to the next.
-
-        Whatever stops the writer (an error, or an activity cancelled while it waits, which
-        Temporal raises inside the waiting thread) hands the turn on and leaves no ticket
-        behind: a ticket left at the head of the queue would stop every writer after it.
-        """
+        """Wait for this writer's turn, hold it for the block, hand it to the next."""
         me = threading.get_ident()
+        with self._changed:
+            if self._holder == me:  # a write inside a write: the same thread's own turn
+                self._depth += 1
+            else:
+                ticket = (0 if urgent else 1, next(self._arrivals))
+                heapq.heappush(self._waiting, ticket)
+                taken = self._changed.wait_for(
+                    lambda: self._holder is None and self._waiting[0] == ticket, self.patience
+                )
+                self._waiting.remove(ticket)
+                heapq.heapify(self._waiting)
+                if taken:
+                    self._holder, self._depth = me, 1
+                else:
+                    # a writer that never hands back its turn (one awaiting another writer on
+                    # the same thread): behave as before there was a queue, and let SQLite's
+                    # busy timeout decide
+                    self._changed.notify_all()
         try:
-            self._take(me, urgent)
             yield
         finally:
             with self._changed:
@@ -61,26 +73,3 @@ class WriteTurns:
                     if self._depth == 0:
                         self._holder = None
                         self._changed.notify_all()
-
-    def _take(self, me: int, urgent: bool) -> None:
-        with self._changed:
-            if self._holder == me:  # a write inside a write: the same thread's own turn
-                self._depth += 1
-                return
-            ticket = (0 if urgent else 1, next(self._arrivals))
-            heapq.heappush(self._waiting, ticket)
-            taken = False
-            try:
-                taken = self._changed.wait_for(
-                    lambda: self._holder is None and self._waiting[0] == ticket, self.patience
-                )
-            finally:
-                self._waiting.remove(ticket)
-                heapq.heapify(self._waiting)
-                if taken:
-                    self._holder, self._depth = me, 1
-                else:
-                    # not taken (it gave up, or was stopped): the next may be the head now. A
-                    # writer that gave up goes on to SQLite's own lock and busy timeout, as
-                    # before there was a queue (a turn never handed back must not stop all)
-                    self._changed.notify_all()
