@@ -32,8 +32,8 @@ def writer(turns: WriteTurns, name: str, order: list[str], *, urgent: bool) -> t
     return thread
 
 
-def holding(turns: WriteTurns, release: threading.Event) -> threading.Thread:
-    """A thread holding the turn until `release` is set."""
+def test_an_urgent_writer_goes_before_those_waiting_longer_and_the_rest_keep_their_order() -> None:
+    turns, order, release = WriteTurns(patience=60), list[str](), threading.Event()
 
     def hold() -> None:
         with turns.turn():
@@ -42,12 +42,6 @@ def holding(turns: WriteTurns, release: threading.Event) -> threading.Thread:
     holder = threading.Thread(target=hold)
     holder.start()
     wait_until(lambda: turns.held)
-    return holder
-
-
-def test_an_urgent_writer_goes_before_those_waiting_longer_and_the_rest_keep_their_order() -> None:
-    turns, order, release = WriteTurns(patience=60), list[str](), threading.Event()
-    holder = holding(turns, release)
     threads = []
     for queued, (name, urgent) in enumerate(
         [("bulk-1", False), ("bulk-2", False), ("alert", True)], start=1
@@ -71,7 +65,14 @@ def test_a_write_inside_a_write_on_the_same_thread_is_its_own_turn() -> None:
 
 def test_a_turn_never_handed_back_leaves_the_next_writer_to_sqlites_own_lock() -> None:
     turns, release = WriteTurns(patience=0.2), threading.Event()
-    holder = holding(turns, release)
+
+    def hold() -> None:
+        with turns.turn():
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    wait_until(lambda: turns.held)
     order: list[str] = []
     writer(turns, "went", order, urgent=False).join(30)
     release.set()
