@@ -349,7 +349,7 @@ class ProcessActivities:
             instance=input.instance_id, step=input.step, task=input.task_id, rung=input.rung
         )
         try:
-            with write_session(self.sessions, urgent=True) as session:  # SLA work goes first
+            with write_session(self.sessions) as session:
                 if input.reassign:
                     result = self._reassign(session, input, input.reassign)
                 else:
@@ -480,7 +480,7 @@ class ProcessActivities:
     def failure_alert(self, input: FailureAlertInput) -> None:
         """Tell the process team's manager (or, with no team, every admin) an instance failed."""
         log = _log.bind(instance=input.instance_id, step=input.step)
-        with write_session(self.sessions, urgent=True) as session:
+        with write_session(self.sessions) as session:
             manager = manager_of_team(session=session, team=input.team)
             recipients = (
                 [manager]

@@ -187,8 +187,7 @@ class Deliverer:
             # A read first: an idle outbox never takes SQLite's write lock from activities
             if not outbox.has_due(session=session, now=now, lanes=lanes):
                 return []
-        # a claim of alerts alone is SLA work: it goes ahead of bulk writers
-        with write_session(self.sessions, urgent=tuple(lanes) == ("alert",)) as session:
+        with write_session(self.sessions) as session:
             return outbox.claim(
                 session=session,
                 now=now,
@@ -240,7 +239,7 @@ class Deliverer:
 
     async def _record(self, mark: Callable[..., bool], item: Outgoing, **values: object) -> bool:
         def write() -> bool:
-            with write_session(self.sessions, urgent=item.lane == "alert") as session:
+            with write_session(self.sessions) as session:
                 return mark(session=session, item=item, **values)
 
         return await asyncio.to_thread(write)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel
 
 import duly.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from duly.store.write_turns import WriteTurns
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another writer before failing (then Temporal retries)."""
@@ -102,33 +100,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def write_session(sessions: SessionFactory, *, urgent: bool = False) -> Iterator[Session]:
+def write_session(sessions: SessionFactory) -> Iterator[Session]:
     """A session in one transaction that writes: committed on success, rolled back on error.
 
     On SQLite the transaction starts with `BEGIN IMMEDIATE`, so writers run one at a time and a
-    read-then-write (pick an assignee, then insert the task) sees no concurrent change; the
-    writers of this process queue for it (`duly.store.write_turns`), `urgent` ones (SLA work)
-    first. On PostgreSQL it is a plain transaction; callers lock rows with
-    `SELECT ... FOR UPDATE`.
+    read-then-write (pick an assignee, then insert the task) sees no concurrent change. On
+    PostgreSQL it is a plain transaction; callers lock rows with `SELECT ... FOR UPDATE`.
     """
-    with sessions() as session, _turn(session, urgent), session.begin():
+    with sessions() as session, session.begin():
         session.connection(execution_options=WRITE)
         yield session
-
-
-_write_turns: dict[str, WriteTurns] = {}
-_write_turns_made = threading.Lock()
-
-
-def write_turns(engine: Engine) -> WriteTurns | None:
-    """The queue of this process's writers to `engine`'s SQLite file; None for PostgreSQL."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    with _write_turns_made:
-        return _write_turns.setdefault(url.database, WriteTurns(SQLITE_BUSY_TIMEOUT_MS / 1000))
-
-
-def _turn(session: Session, urgent: bool) -> AbstractContextManager[None]:
-    turns = write_turns(session.get_bind().engine)
-    return nullcontext() if turns is None else turns.turn(urgent=urgent)
