@@ -8,7 +8,6 @@ is not reachable its tests are skipped, except under CI=true, where that fails t
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -127,9 +126,7 @@ class Inbox:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return stack.free_port(avoid=set())
 
 
 @pytest.fixture

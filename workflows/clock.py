@@ -329,12 +329,7 @@ class SlaClocks:
     def _count(self, clock: ClockState, now: datetime) -> None:
         """Fold the running stretch into the time counted so far."""
         assert clock.running_since is not None  # called only while the clock runs
-        if clock.business:
-            clock.counted_seconds += business_time.elapsed(
-                self.calendar, clock.running_since, now
-            ).total_seconds()
-        else:
-            clock.counted_seconds += (now - clock.running_since).total_seconds()
+        clock.counted_seconds += self._length(clock, clock.running_since, now)
         clock.running_since = now
 
     def _recount(self, clock: ClockState, *, business: bool, now: datetime) -> None:
@@ -352,7 +347,7 @@ class SlaClocks:
         """Seconds of the clock's kind of time from `start` to `end`."""
         if clock.business:
             return business_time.elapsed(self.calendar, start, end).total_seconds()
-        return max((end - start).total_seconds(), 0.0)
+        return (end - start).total_seconds()
 
     def _at_share(self, clock: ClockState, share: float) -> datetime:
         """When `share` of the clock's total will have been counted (while it runs)."""
