@@ -7,7 +7,7 @@ so nothing fires) and reads the worker's VmRSS (resident now) and VmHWM (peak re
 /proc/<pid>/status: idle, then once 100, 500, 1,000 and 10,000 instances are open. Instances are
 started with at most `--concurrency` not yet open (the bench watches duly's `tasks` table).
 
-The worker keeps at most `DULY_CACHED_INSTANCES` (500) workflow instances in memory
+The worker keeps at most `DULY_CACHED_INSTANCES` (1,000) workflow instances in memory
 (`max_cached_workflows`), each in its own sandbox; beyond that the SDK evicts the least recently
 used (replayed from history when it next has work), which is why the figure should stay flat once
 that many are open.

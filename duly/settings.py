@@ -53,9 +53,9 @@ class Settings(BaseSettings):
             0 picks a free port. The web app serves `/metrics` on its own port.
         metrics_host: The interface the worker's `/metrics` listens on.
         cached_instances: Instances the worker keeps in memory between their workflow tasks
-            (about 200 kB each); an evicted one is replayed from its history when it next has
-            work. Raise it where many instances are active at once and memory allows (see
-            bench/README.md: a storm of 1,000 breaches drains 5x faster at 1,000).
+            (about 170 kB each); an evicted one is replayed from its history when it next has
+            work. 1,000 keeps a storm of 1,000 breaches in memory while the worker stays under
+            400 MB with 10,000 open (bench/README.md); raise it where more are active at once.
         outbound_hosts: The hosts the `webhook` action and the Slack and webhook notification
             channels may reach, comma-separated: `hooks.slack.com,crm.example.com`; `*.x.com`
             takes every subdomain of x.com, `*` any host. Any other host is refused before
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     temporal_api_key: str = Field(default="", repr=False)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
-    cached_instances: int = Field(default=500, ge=2)
+    cached_instances: int = Field(default=1000, ge=2)
     outbound_hosts: str = "localhost,127.0.0.1,::1"
     occurred_at_skew_seconds: int = Field(default=300, ge=0)
     hubspot_token: str = Field(default="", repr=False)

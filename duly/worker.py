@@ -89,7 +89,7 @@ def build_worker(
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
-        # each cached instance costs about 200 kB (its sandbox and state; the interpreter and
+        # each cached instance costs about 170 kB (its sandbox and state; the interpreter and
         # its definition are shared): see bench/worker_memory.py and docs/capacity.md
         max_cached_workflows=settings.cached_instances,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
