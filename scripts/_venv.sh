@@ -11,3 +11,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+# pytest on every core, at most 4 (scripts/test, scripts/soak). xdist's default distribution,
+# `load`, spreads single tests; loadfile/loadscope would run only the first schemathesis case
+# (they all share one test id).
+PYTEST_WORKERS=(-n auto --maxprocesses 4)
