@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
@@ -193,7 +192,6 @@ async def run_worker(
             worker = build_worker(
                 client, settings, task_queue=task_queue, activity_executor=executor
             )
-            frozen = _freeze_start_up_objects()
             running = asyncio.create_task(worker.run(), name="duly-worker")
             stopping = asyncio.create_task(stop.wait(), name="duly-worker-stop")
             log.info("worker running", task_queue=task_queue or settings.task_queue)
@@ -202,29 +200,8 @@ async def run_worker(
             if not running.done():
                 await worker.shutdown()
             stopping.cancel()
-            try:
-                await running  # re-raises a worker failure
-            finally:
-                if frozen:
-                    gc.unfreeze()
+            await running  # re-raises a worker failure
             log.info("worker stopped")
-
-
-def _freeze_start_up_objects() -> bool:
-    """Leave what start-up built (modules, definitions, settings) out of every later collection.
-
-    Python's full collections walk every object the process holds, and stop the whole worker
-    while they run: with 1,000 instances cached they took 330-750 ms, one every few seconds
-    while instances open, and each held back the breaches due during it. Freezing the objects
-    alive now (about 300,000, none of them garbage) roughly halved each pause and the p99 from a
-    deadline to its alert row (`bench/breach_latency.py`, bench/README.md). Returns whether it
-    froze anything, so the caller can unfreeze when the worker stops.
-    """
-    if gc.get_freeze_count():
-        return False  # someone else froze already (a second worker in this process)
-    gc.collect()
-    gc.freeze()
-    return True
 
 
 @contextlib.asynccontextmanager
