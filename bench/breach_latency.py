@@ -800,10 +800,10 @@ async def backfill_phase(bench: Bench, args: argparse.Namespace) -> None:
     after = sum(1 for t in opened if t > window_end)
     alone_rate = alone / max(alone_end - began.at, 1e-3)
     during_rate = during / max(window_end - alone_end, 1e-3)
-    after_rate = after / max(ended - window_end, 1e-3) if after else math.nan
+    after_rate = after / max(ended - window_end, 1e-3)
     # Alone before: the worker's cache still filling; alone after: full, each start-up evicting.
     # The share is taken against the faster of the two, the stricter comparison.
-    best_alone = max(alone_rate, after_rate) if after else alone_rate
+    best_alone = max(alone_rate, after_rate)
     share = during_rate / best_alone if best_alone else math.nan
     first_due = at_first_due[0]
     print(
