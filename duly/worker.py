@@ -44,7 +44,7 @@ from duly.temporal_client import TemporalSettingsError, TemporalUnavailable, con
 from workflows.contracts import CONTRACTS, implementations
 from workflows.monitor import MonitorWorkflow
 from workflows.process import ProcessWorkflow
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import build_id, workflow_runner
 from workflows.summary import WeeklySummaryWorkflow
 
 log = structlog.get_logger(__name__)
@@ -94,6 +94,7 @@ def build_worker(
         max_cached_workflows=settings.cached_instances,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         interceptors=[ActivityLogContext()],  # every activity log line names its instance
+        build_id=build_id(),
     )
 
 

@@ -24,10 +24,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import workflows.clock
+import workflows.sandbox
 from duly.language import business_time
 from duly.language.loader import Definitions
 from workflows import interpreter
-from workflows.sandbox import PASSTHROUGH, workflow_runner
+from workflows.sandbox import PASSTHROUGH, build_id, workflow_runner
 
 
 @workflow.defn(sandboxed=True)
@@ -248,3 +249,13 @@ def test_instances_of_one_definition_share_one_copy(definitions: Definitions) ->
     other = definitions.processes["lead-follow-up"]
     assert interpreter.shared(other) is not first
     assert interpreter.shared(first.model_copy(deep=True)) is first
+
+
+def test_the_build_id_hashes_the_workflow_code_and_what_it_passes_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compute = build_id.__wrapped__  # past the cache
+    assert compute() == build_id()
+    assert build_id().startswith("duly-")
+    monkeypatch.setattr(workflows.sandbox, "PASSTHROUGH", ("workflows.interpreter",))
+    assert compute() != build_id()  # the passed-through modules count, not only workflows/

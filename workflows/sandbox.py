@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
+from pathlib import Path
+
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 # The pure, deterministic modules workflows use, shared with the worker rather than imported
@@ -36,3 +41,21 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )
+
+
+@functools.cache
+def build_id() -> str:
+    """The worker's build id: a hash of the source of the code that workflows run.
+
+    The SDK's default hashes the bytecode of every module loaded, which takes seconds at each
+    worker's start (every `duly simulate` run starts one). What decides how a history replays
+    is the workflow code: `workflows/` and the modules passed through to it.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    for name in sorted(PASSTHROUGH):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            digest.update(Path(spec.origin).read_bytes())
+    return f"duly-{digest.hexdigest()[:16]}"
