@@ -16,7 +16,8 @@ about the simulation, and the row is judged by it instead (verdict `noise`).
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, func, select
 
 from duly import demo
+from duly.language.business_time import BusinessCalendar
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
 from duly.simulate.measure import measure_run, summarize
@@ -71,13 +73,16 @@ async def backtest(
     week5 = monday + timedelta(weeks=4)
     replayed_from = week5 - timedelta(weeks=warm_up)
     names = [name for name in demo.SHIPPED if name in definitions.processes]
+    calendars = [definitions.processes[name].calendar for name in names]
+    start = same_calendar_start(calendars, replayed_from, warm_up + 2, warm_up=warm_up)
     scenario = data_dir / "backtest.yaml"
     arrivals = "\n".join(
         f"  {name}: {{as_recorded: {{from: {replayed_from}, to: {week5 + timedelta(days=13)}}}}}"
         for name in names
     )
     scenario.write_text(
-        f"scenario: backtest\nprocesses: [{', '.join(names)}]\nweeks: 2\nwarm_up: {warm_up}\n"
+        f"scenario: backtest\nprocesses: [{', '.join(names)}]\nstart: {start}\nweeks: 2\n"
+        f"warm_up: {warm_up}\n"
         f"arrivals:\n{arrivals}\n"
         f"behaviour:\n  fit: {{from: {monday}, to: {week5 - timedelta(days=1)}}}\n",
         encoding="utf-8",
@@ -105,6 +110,49 @@ async def backtest(
         "seconds": outcome.seconds,
         "instances": outcome.instances,
     }
+
+
+def same_calendar_start(
+    calendars: Sequence[BusinessCalendar],
+    recorded: date,
+    weeks: int,
+    *,
+    warm_up: int,
+    today: date | None = None,
+) -> date:
+    """The first Monday a run can start on whose weeks are open exactly as the recorded ones.
+
+    A simulation runs on days to come (Temporal's test server starts at today), and replays
+    the recorded arrivals there weekday for weekday. Where a holiday falls in one period and
+    not in the other, the two differ by it alone: a Christmas in the simulated weeks leaves
+    its tasks open two days longer. So the run starts where every day of the `weeks` weeks
+    from its warm-up has the open hours of the recorded day it replays, in every calendar.
+
+    Args:
+        calendars: The calendars of the processes compared.
+        recorded: The Monday the replayed period begins (the warm-up's first day).
+        weeks: Weeks replayed, warm-up included.
+        warm_up: Weeks of warm-up before the first measured day.
+        today: The present (default: the clock's).
+
+    Returns:
+        The first measured day (`start:`); its warm-up begins `warm_up` weeks before.
+
+    Raises:
+        ValueError: No such Monday in the next ten years.
+    """
+    today = today or datetime.now(UTC).date()
+    monday = today + timedelta(days=7 - today.weekday())  # the warm-up's first day
+    days = [timedelta(days=offset) for offset in range(7 * weeks)]
+    for _ in range(52 * 10):
+        if all(
+            calendar.open_ranges(monday + day) == calendar.open_ranges(recorded + day)
+            for calendar in calendars
+            for day in days
+        ):
+            return monday + timedelta(weeks=warm_up)
+        monday += timedelta(weeks=1)
+    raise ValueError(f"no Monday in the next ten years is open as the weeks from {recorded} were")
 
 
 def _compare(week: dict[str, Any], sim: dict[str, Any], runs: int) -> dict[str, Any]:

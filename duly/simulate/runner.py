@@ -81,6 +81,7 @@ def recorded_arrivals(
     """The live store's instances in each `as_recorded` period, moved whole weeks to the run.
 
     The period's first day goes to the run's first week: its warm-up, if any, else `start`'s.
+    Each keeps its weekday and local time of day in its process's calendar.
     """
     out: list[tuple[datetime, str, dict[str, Any]]] = []
     first = start - timedelta(weeks=scenario.spec.warm_up)
@@ -98,8 +99,18 @@ def recorded_arrivals(
                 .where(col(Instance.started_at) >= begin, col(Instance.started_at) < end)
                 .order_by(col(Instance.started_at))
             ).all()
-        out += [(at + shift, name, dict(data)) for at, data in rows]
+        zone = ZoneInfo(scenario.definitions.processes[name].calendar.timezone)
+        out += [(_weeks_later(at, shift, zone), name, dict(data)) for at, data in rows]
     return out
+
+
+def _weeks_later(at: datetime, weeks: timedelta, zone: ZoneInfo) -> datetime:
+    """`at` moved by whole weeks at the same local time of day, across a change of UTC offset.
+
+    A lead recorded at 16:30 in November replays at 16:30 in July, not at 17:30, after closing.
+    """
+    local = at.astimezone(zone).replace(tzinfo=None) + weeks
+    return local.replace(tzinfo=zone).astimezone(UTC)
 
 
 class _ScenarioDriver(_Driver):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -219,4 +220,36 @@ def test_recorded_arrivals_begin_with_the_warm_up_and_default_start_follows_it(
     engine.dispose()
     assert not others  # the one from 2000 is outside the period
     assert (process, data) == ("lead-follow-up", {"n": 0})
-    assert at == datetime.combine(next_monday, time(14), UTC)  # the warm-up's Monday, same hour
+    zone = ZoneInfo(definitions.processes["lead-follow-up"].calendar.timezone)
+    local = recorded[0].astimezone(zone)
+    # the warm-up's Monday, at the same local time of day (also across a change to summer time)
+    assert at.astimezone(zone) == datetime.combine(next_monday, local.time(), zone)
+
+
+def test_a_replayed_arrival_keeps_its_local_time_of_day_across_a_change_of_utc_offset() -> None:
+    from duly.simulate.runner import _weeks_later
+
+    zone = ZoneInfo("America/New_York")
+    november = datetime(2026, 11, 2, 16, 30, tzinfo=zone)  # EST, UTC-5
+    july = _weeks_later(november.astimezone(UTC), timedelta(weeks=139), zone)
+    assert july.astimezone(zone) == datetime(2029, 7, 2, 16, 30, tzinfo=zone)  # EDT, UTC-4
+    assert july.astimezone(zone).utcoffset() != november.utcoffset()
+
+
+def test_a_backtest_runs_on_weeks_open_as_the_recorded_ones(definitions: Definitions) -> None:
+    from duly.simulate.backtest import same_calendar_start
+
+    calendars = [process.calendar for process in definitions.processes.values()]
+    recorded = date(2026, 11, 2)  # three weeks holding Veterans Day, Wednesday 11 November
+    start = same_calendar_start(calendars, recorded, 3, warm_up=1, today=date(2026, 12, 4))
+    warm_up = start - timedelta(weeks=1)
+    assert warm_up.weekday() == 0 and warm_up > date(2026, 12, 4)
+    for offset in range(21):
+        for calendar in calendars:
+            day = timedelta(days=offset)
+            assert calendar.open_ranges(warm_up + day) == calendar.open_ranges(recorded + day)
+    us_east = definitions.processes["lead-follow-up"].calendar
+    assert not us_east.open_ranges(warm_up + timedelta(days=9))  # the holiday, replayed closed
+    # weeks with no holiday replay past the coming ones, which hold Christmas
+    plain = same_calendar_start(calendars, date(2026, 9, 14), 3, warm_up=1, today=date(2026, 12, 4))
+    assert plain > date(2026, 12, 14)
