@@ -20,7 +20,9 @@ from duly.language.loader import load_definitions
 from duly.settings import Settings
 from duly.simulate.backtest import backtest
 
-pytestmark = pytest.mark.slow
+# Six weeks of history and two runs of three: about 2 minutes alone, and over 5 beside the rest
+# of the suite on two cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = 20.0
 ENOUGH_TASKS = 20
