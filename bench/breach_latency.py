@@ -86,7 +86,7 @@ import _harness as h
 import sqlalchemy as sa
 import structlog
 from sqlmodel import col, select
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.client import Client
 from temporalio.common import Priority
 from temporalio.service import RPCError
@@ -540,13 +540,40 @@ def split_history(
         e for e in events if e.event_id == fired.timer_fired_event_attributes.started_event_id
     )
     meant = at(start) + start.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+    dispatch = (created - at(fired)).total_seconds()
     return {
         "set": (meant - clock.due_at).total_seconds(),
         "timer": (at(fired) - meant).total_seconds(),
-        "dispatch": (created - at(fired)).total_seconds(),
+        "dispatch": dispatch,
+        f"dispatch {dispatch_route(events, fired)}": dispatch,
         "queued": (at(began) - at(scheduled)).total_seconds(),
         "run": seen - at(began).timestamp(),
     }
+
+
+def dispatch_route(events: Sequence[Any], fired: Any) -> str:
+    """How the workflow task after a fired timer reached the worker: the queue it was put on
+    (`sticky`: the worker that ran the instance last, which may have evicted it since) and
+    whether an attempt failed or timed out first (`retried`)."""
+    after = [e for e in events if e.event_id > fired.event_id]
+    scheduled = next(
+        (e for e in after if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED), None
+    )
+    if scheduled is None:
+        return "unknown"
+    kind = scheduled.workflow_task_scheduled_event_attributes.task_queue.kind
+    route = "sticky" if kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY else "normal"
+    retried = any(
+        e.event_type
+        in (
+            EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+        )
+        for e in after[: next((i for i, e in enumerate(after)
+                               if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+                              len(after))]
+    )  # fmt: skip
+    return f"{route}, retried" if retried else route
 
 
 async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -> str:
@@ -557,7 +584,8 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
       duration the workflow computed from `workflow.now()` (when that task started), so it
       fires `set` after the due time;
     - timer: TimerFired's time minus when it was set to fire (the server's timer queue);
-    - dispatch: the rung's `fired_at` (the next workflow task's start) minus TimerFired.
+    - dispatch: the rung's `fired_at` (the next workflow task's start) minus TimerFired; split
+      by the queue that task was put on (`dispatch_route`).
 
     rung fired -> committed:
     - queued: the `escalate` activity's start minus its scheduling (waiting for a worker slot);
@@ -566,6 +594,7 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
     """
     sample = clocks[:: max(1, len(clocks) // SAMPLE)]
     parts: dict[str, list[float]] = {n: [] for n in ("set", "timer", "dispatch", "queued", "run")}
+    routes: dict[str, list[float]] = {}
     odd: list[str] = []
     for clock in sample:
         if clock.task_id not in alerts.alerts:
@@ -581,7 +610,10 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
             odd.append(f"{clock.instance}: {split}")
             continue
         for name, value in split.items():
-            parts[name].append(value)
+            if name.startswith("dispatch "):
+                routes.setdefault(name.removeprefix("dispatch "), []).append(value)
+            else:
+                parts[name].append(value)
     lines = [f"  from {len(parts['set'])} histories:"]
     if odd:
         lines.append(
@@ -595,6 +627,9 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
         ("run", "escalate started -> row seen"),
     ):
         lines.append(line(f"  {label}", parts[name]))
+        if name == "dispatch":
+            for route, values in sorted(routes.items()):
+                lines.append(line(f"    its task on the {route} queue ({len(values)})", values))
     return "\n".join(lines)
 
 
