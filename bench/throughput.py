@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         RecordStepInput,
         RunActionInput,
         SlaEvent,
+        SlaEventKind,
         StartInstanceInput,
     )
     from duly import client as duly_client
@@ -171,24 +172,7 @@ class HandWrittenQuoteFollowUp:
             ),
         )
         self.task_id = task_id  # completable from now on, as duly's task is
-        clock = f"step:{CALL}"
-        await ProcessContract.record_sla_events.run(
-            RecordSlaEventsInput(
-                instance_id=instance,
-                first_seq=0,
-                events=[
-                    SlaEvent(
-                        clock=clock,
-                        kind="start",
-                        at=opened,
-                        step=CALL,
-                        visit=1,
-                        due_at=due,
-                        detail=f"within {SLA}",
-                    ),
-                ],
-            ),
-        )
+        await self._clock(instance, 0, "start", opened, due, f"within {SLA}")
         rungs = 0
         for rung, (share, notify, reassign) in enumerate(LADDER):
             at = (
@@ -240,23 +224,7 @@ class HandWrittenQuoteFollowUp:
             ),
         )
         met = closed <= due
-        await ProcessContract.record_sla_events.run(
-            RecordSlaEventsInput(
-                instance_id=instance,
-                first_seq=1,
-                events=[
-                    SlaEvent(
-                        clock=clock,
-                        kind="stop",
-                        at=closed,
-                        step=CALL,
-                        visit=1,
-                        due_at=due,
-                        detail="met" if met else "breached",
-                    ),
-                ],
-            ),
-        )
+        await self._clock(instance, 1, "stop", closed, due, "met" if met else "breached")
         await self._record(
             input,
             instance,
@@ -308,6 +276,17 @@ class HandWrittenQuoteFollowUp:
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ProcessResult(status="completed", result="won", data=data)
+
+    async def _clock(
+        self, instance: str, seq: int, kind: SlaEventKind, at: Any, due: Any, detail: str
+    ) -> None:
+        """Record one event of the call step's SLA clock, as duly's interpreter does."""
+        event = SlaEvent(
+            clock=f"step:{CALL}", kind=kind, at=at, step=CALL, visit=1, due_at=due, detail=detail
+        )
+        await ProcessContract.record_sla_events.run(
+            RecordSlaEventsInput(instance_id=instance, first_seq=seq, events=[event])
+        )
 
     async def _record(
         self,
