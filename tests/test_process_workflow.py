@@ -291,6 +291,45 @@ async def test_the_ladder_fires_each_rung_once_in_order_and_stops_when_the_task_
     assert local(fact.breached_at).strftime("%a %H:%M") == "Wed 10:00"
 
 
+async def activities_after(handle: WorkflowHandle[Any, Any], instant: datetime) -> list[str]:
+    """The activities an instance scheduled after the first timer that fired at `instant`."""
+    names: list[str] = []
+    fired = False
+    async for event in handle.fetch_history_events():
+        if event.HasField("timer_fired_event_attributes"):
+            fired = fired or event.event_time.ToDatetime(tzinfo=UTC) >= instant
+        elif fired and event.HasField("activity_task_scheduled_event_attributes"):
+            names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+    return names
+
+
+async def test_a_breach_alert_goes_out_before_the_breach_is_written_to_the_audit(
+    engine: Engine,
+) -> None:
+    monday = await next_week(engine, "quote-follow-up", 10)
+    await engine.sleep_until(monday)
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    state = await engine.open_task(handle, "call-customer")
+    assert state.task is not None and state.task.due_at is not None
+    due = state.task.due_at  # the breach, and the 100% rung that tells maria, on one instant
+    await engine.sleep_until(due + timedelta(seconds=30))
+    state = await engine.until(handle, lambda s: s.next_rung is not None and s.next_rung.at > due)
+    # the rung's escalation first, then one write of both SLA events: the alert does not wait
+    # for the breach's own audit write
+    after = await activities_after(handle, due)
+    escalate, record = ProcessContract.escalate.name, ProcessContract.record_sla_events.name
+    assert after[:2] == [escalate, record]
+    with engine.sessions() as session:
+        rows = session.exec(
+            select(SlaEventRow).where(SlaEventRow.instance_id == state.instance_id)
+        ).all()
+    at_due = sorted(
+        (r.seq, r.kind) for r in rows if timedelta(0) <= r.at - due < timedelta(seconds=2)
+    )
+    assert [kind for _, kind in at_due] == ["breach", "escalation"]
+    await engine.end(handle, "quote.rejected")
+
+
 async def test_completion_before_the_deadline_records_the_sla_met(engine: Engine) -> None:
     await engine.sleep_until(await next_week(engine, "quote-follow-up", 10))
     handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))

@@ -23,7 +23,8 @@ def test_every_shipped_process_has_a_saved_history() -> None:
     shipped = {
         p.stem for p in (Path(__file__).parent.parent / "definitions/processes").glob("*.yaml")
     }
-    # `<process>.v<N>.json` keeps a history of an older version: it must replay too
+    # `<process>.<what>.json` keeps an older history that must replay too: `.v<N>` of an older
+    # definition version, `.audit-first` from before the breach's rung fired ahead of its audit
     assert {h.stem.split(".")[0] for h in HISTORIES} == shipped
 
 

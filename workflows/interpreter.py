@@ -77,6 +77,9 @@ SEEN_EVENTS_KEPT = 500
 DEFINITIONS_SHARED = 64  # distinct definitions the worker keeps one copy of
 PROMPT_SLA_AUDIT = "sla-audit-written-promptly"
 """The patch that writes SLA events when the watcher wakes for them (workflow.patched)."""
+RUNGS_BEFORE_AUDIT = "due-rungs-fire-before-the-audit-write"
+"""The patch that fires a rung due now before writing the SLA events pending (a breach's own
+event, say): the alert no longer waits for that write's round trip; `_fire` writes both."""
 
 
 class _Ended(Exception):
@@ -719,7 +722,7 @@ class Interpreter:
         """
         while not self._closing:
             pending = len(self.state.sla_events) > self.state.sla_events_written
-            if pending and workflow.patched(PROMPT_SLA_AUDIT):
+            if pending and workflow.patched(PROMPT_SLA_AUDIT) and not self._rung_due_now():
                 await self._flush_sla_events()
                 continue
             point = self._sla.next_point()
@@ -737,6 +740,12 @@ class Interpreter:
                     pass
             if not changed():
                 await self._fire(point)
+
+    def _rung_due_now(self) -> bool:
+        """A rung (not a bare breach) is due: it goes first, ahead of the audit write."""
+        point = self._sla.next_point()
+        due = point is not None and point.rung >= 0 and point.at <= workflow.now()
+        return due and workflow.patched(RUNGS_BEFORE_AUDIT)
 
     def _change_since(self, version: int) -> Callable[[], bool]:
         return lambda: self._clock_version != version or self._closing
