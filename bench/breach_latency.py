@@ -545,17 +545,23 @@ def split_history(
         "set": (meant - clock.due_at).total_seconds(),
         "timer": (at(fired) - meant).total_seconds(),
         "dispatch": dispatch,
-        f"dispatch {dispatch_route(events, fired)}": dispatch,
+        f"dispatch {dispatch_route(events, fired, scheduled)}": dispatch,
         "queued": (at(began) - at(scheduled)).total_seconds(),
         "run": seen - at(began).timestamp(),
     }
 
 
-def dispatch_route(events: Sequence[Any], fired: Any) -> str:
+def dispatch_route(events: Sequence[Any], fired: Any, rung: Any) -> str:
     """How the workflow task after a fired timer reached the worker: the queue it was put on
-    (`sticky`: the worker that ran the instance last, which may have evicted it since) and
-    whether an attempt failed or timed out first (`retried`)."""
+    (`sticky`: the worker that ran the instance last, which may have evicted it since),
+    whether an attempt failed or timed out first (`retried`), and whether another activity ran
+    before the rung's (`after an activity`: duly before 3d80ae5 wrote a breach's audit first)."""
     after = [e for e in events if e.event_id > fired.event_id]
+    detour = any(
+        e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        for e in after
+        if e.event_id < rung.event_id
+    )
     scheduled = next(
         (e for e in after if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED), None
     )
@@ -573,7 +579,8 @@ def dispatch_route(events: Sequence[Any], fired: Any) -> str:
                                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
                               len(after))]
     )  # fmt: skip
-    return f"{route}, retried" if retried else route
+    route += ", retried" if retried else ""
+    return route + (", after an activity" if detour else "")
 
 
 async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -> str:
@@ -584,8 +591,8 @@ async def breakdown(client: Client, clocks: list[Clock], alerts: AlertWatcher) -
       duration the workflow computed from `workflow.now()` (when that task started), so it
       fires `set` after the due time;
     - timer: TimerFired's time minus when it was set to fire (the server's timer queue);
-    - dispatch: the rung's `fired_at` (the next workflow task's start) minus TimerFired; split
-      by the queue that task was put on (`dispatch_route`).
+    - dispatch: the rung's `fired_at` (the start of the workflow task that ran the rung)
+      minus TimerFired; split by the queue that task was put on (`dispatch_route`).
 
     rung fired -> committed:
     - queued: the `escalate` activity's start minus its scheduling (waiting for a worker slot);
