@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 from sqlmodel import select
-from test_process_workflow import Engine, engine, local, next_week, quote
+from test_process_workflow import Engine, engine, local, quote_called_on_monday
 
 from duly.store.models import SlaEventRow, StepFact
 from workflows.messages import EventInput, ReassignTaskInput
@@ -23,10 +23,7 @@ def call_fact(engine: Engine, instance: str) -> StepFact:
 async def test_a_task_cancelled_by_an_event_before_its_deadline_is_not_applicable(
     engine: Engine,
 ) -> None:
-    monday = await next_week(engine, "quote-follow-up", 10)
-    await engine.sleep_until(monday)
-    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
-    state = await engine.open_task(handle, "call-customer")
+    monday, handle, state = await quote_called_on_monday(engine)
     await engine.env.sleep(timedelta(minutes=9))
     await handle.signal("event", EventInput(id=f"e-{uuid.uuid4()}", type="quote.accepted"))
     assert (await handle.result()).result == "won"
@@ -41,10 +38,7 @@ async def test_a_task_cancelled_by_an_event_before_its_deadline_is_not_applicabl
 async def test_a_task_cancelled_after_its_deadline_is_breached_without_a_duration(
     engine: Engine,
 ) -> None:
-    monday = await next_week(engine, "quote-follow-up", 10)
-    await engine.sleep_until(monday)
-    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
-    state = await engine.open_task(handle, "call-customer")
+    monday, handle, state = await quote_called_on_monday(engine)
     # due Wednesday 10:00 (2 business days); the quote is accepted Wednesday 11:00
     await engine.sleep_until(monday + timedelta(days=2, hours=1))
     await handle.signal("event", EventInput(id=f"e-{uuid.uuid4()}", type="quote.accepted"))
@@ -57,10 +51,7 @@ async def test_a_task_cancelled_after_its_deadline_is_breached_without_a_duratio
 async def test_a_reassignment_before_the_deadline_moves_the_breach_to_the_new_holder(
     engine: Engine,
 ) -> None:
-    monday = await next_week(engine, "quote-follow-up", 10)
-    await engine.sleep_until(monday)
-    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
-    state = await engine.open_task(handle, "call-customer")
+    monday, handle, state = await quote_called_on_monday(engine)
     assert state.task is not None
     await handle.execute_update(
         "reassign_task", ReassignTaskInput(task_id=state.task.task_id, to="ben", by="maria")
@@ -74,10 +65,7 @@ async def test_a_reassignment_before_the_deadline_moves_the_breach_to_the_new_ho
 
 
 async def test_a_clocks_start_reaches_the_store_while_its_task_is_open(engine: Engine) -> None:
-    monday = await next_week(engine, "quote-follow-up", 10)
-    await engine.sleep_until(monday)
-    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
-    state = await engine.open_task(handle, "call-customer")
+    monday, handle, state = await quote_called_on_monday(engine)
 
     def started() -> list[SlaEventRow]:
         with engine.sessions() as session:

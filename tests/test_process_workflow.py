@@ -215,6 +215,16 @@ async def next_week(
     return datetime.combine(day, time(hour), tzinfo=zone)
 
 
+async def quote_called_on_monday(
+    engine: Engine,
+) -> tuple[datetime, WorkflowHandle[Any, Any], InstanceState]:
+    """A quote-follow-up started at 10:00 of an ordinary week's Monday, its call task open."""
+    monday = await next_week(engine, "quote-follow-up", 10)
+    await engine.sleep_until(monday)
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    return monday, handle, await engine.open_task(handle, "call-customer")
+
+
 async def friday_before_a_monday_holiday(engine: Engine) -> datetime:
     """Friday 15:00 (New York) before the next Monday public holiday."""
     calendar = engine.definitions.processes["quote-follow-up"].calendar
@@ -256,10 +266,7 @@ async def test_a_quote_sent_friday_afternoon_before_a_holiday_breaches_at_the_bu
 async def test_the_ladder_fires_each_rung_once_in_order_and_stops_when_the_task_is_done(
     engine: Engine,
 ) -> None:
-    monday = await next_week(engine, "quote-follow-up", 10)
-    await engine.sleep_until(monday)
-    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
-    state = await engine.open_task(handle, "call-customer")
+    monday, handle, state = await quote_called_on_monday(engine)
     assert state.task is not None and state.task.assignee == "ana"
     instance = state.instance_id
 
@@ -306,10 +313,7 @@ async def activities_after(handle: WorkflowHandle[Any, Any], instant: datetime) 
 async def test_a_breach_alert_goes_out_before_the_breach_is_written_to_the_audit(
     engine: Engine,
 ) -> None:
-    monday = await next_week(engine, "quote-follow-up", 10)
-    await engine.sleep_until(monday)
-    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
-    state = await engine.open_task(handle, "call-customer")
+    monday, handle, state = await quote_called_on_monday(engine)
     assert state.task is not None and state.task.due_at is not None
     due = state.task.due_at  # the breach, and the 100% rung that tells maria, on one instant
     await engine.sleep_until(due + timedelta(seconds=30))
