@@ -156,7 +156,8 @@ async def test_an_interrupted_demo_leaves_no_half_history_and_nothing_to_send(
     tmp_path: Path, definitions: Definitions
 ) -> None:
     settings = Settings(data_dir=tmp_path, definitions=ROOT / "definitions")
-    running = asyncio.create_task(run_demo(settings, definitions, weeks=2, scale=0.5))
+    # six weeks: a short run can end before its third delivery is seen, with nothing to interrupt
+    running = asyncio.create_task(run_demo(settings, definitions, weeks=6, scale=0.5))
     engine = make_engine(settings.database_url)
     for _ in range(600):  # until the engine has written a few instances and notifications
         await asyncio.sleep(0.05)
@@ -168,6 +169,7 @@ async def test_an_interrupted_demo_leaves_no_half_history_and_nothing_to_send(
                 pass  # the tables are being created
     else:
         pytest.fail("the demo wrote nothing within 30 s")
+    assert not running.done(), "the demo ended before it could be interrupted"
     running.cancel()  # Ctrl-C
     with pytest.raises(asyncio.CancelledError):
         await running
