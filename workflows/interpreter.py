@@ -721,11 +721,11 @@ class Interpreter:
         than when the step ends. Histories from before that did not write them here.
         """
         while not self._closing:
+            point = self._sla.next_point()
             pending = len(self.state.sla_events) > self.state.sla_events_written
-            if pending and workflow.patched(PROMPT_SLA_AUDIT) and not self._rung_due_now():
+            if pending and workflow.patched(PROMPT_SLA_AUDIT) and not self._rung_due(point):
                 await self._flush_sla_events()
                 continue
-            point = self._sla.next_point()
             self.state.next_rung = point
             changed = self._change_since(self._clock_version)
             if point is None:
@@ -741,9 +741,8 @@ class Interpreter:
             if not changed():
                 await self._fire(point)
 
-    def _rung_due_now(self) -> bool:
-        """A rung (not a bare breach) is due: it goes first, ahead of the audit write."""
-        point = self._sla.next_point()
+    def _rung_due(self, point: NextRung | None) -> bool:
+        """`point` is a rung (not a bare breach) due now: it goes first, ahead of the audit."""
         due = point is not None and point.rung >= 0 and point.at <= workflow.now()
         return due and workflow.patched(RUNGS_BEFORE_AUDIT)
 
