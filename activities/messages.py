@@ -154,6 +154,10 @@ class EscalateInput(BaseModel):
     fired_at: datetime
     title: str = ""
     by: str | None = None  # who asked for a reassignment (None: the ladder)
+    # SLA events not yet written (the breach's own, this rung's): written in the alert's
+    # transaction, each once per (instance, sequence number), as `record_sla_events` would
+    sla_events: list[SlaEvent] = Field(default_factory=list)
+    first_seq: int = 0
 
 
 class EscalateResult(BaseModel):

@@ -39,6 +39,7 @@ from activities.messages import (
     RunActionInput,
     RunActionResult,
     SettlePriorityInput,
+    SlaEvent,
     StartInstanceInput,
 )
 from duly import metrics
@@ -322,16 +323,7 @@ class ProcessActivities:
     def record_sla_events(self, input: RecordSlaEventsInput) -> None:
         """Append SLA events, each once per (instance, sequence number)."""
         with write_session(self.sessions) as session:
-            for offset, event in enumerate(input.events):
-                row = SlaEventRow(
-                    instance_id=input.instance_id,
-                    seq=input.first_seq + offset,
-                    **event.model_dump(),
-                )
-                if insert_if_absent(session=session, row=row) and event.kind == "breach":
-                    process = input.instance_id.split("/", 1)[0]
-                    breach = metrics.SLA_BREACHES.labels(process=process, clock=event.clock)
-                    count_on_commit(session, breach)
+            _insert_sla_events(session, input.instance_id, input.first_seq, input.events)
         _log.info("sla_events_recorded", instance=input.instance_id, count=len(input.events))
 
     # --- alerts ------------------------------------------------------------------------------
@@ -354,6 +346,7 @@ class ProcessActivities:
                     result = self._reassign(session, input, input.reassign)
                 else:
                     result = self._notify(session, input, input.notify or "assignee")
+                _insert_sla_events(session, input.instance_id, input.first_seq, input.sla_events)
         except AssignmentError as exc:
             log.error("escalation_failed", problem=str(exc))
             raise _assignment_failure(exc) from exc
@@ -562,6 +555,18 @@ def _team_for(session: Session, user_id: str, preferred: str | None) -> str | No
     if preferred is None or preferred in teams:
         return preferred if preferred is not None else next(iter(teams), None)
     return teams[0] if teams else preferred
+
+
+def _insert_sla_events(
+    session: Session, instance_id: str, first_seq: int, events: list[SlaEvent]
+) -> None:
+    """Add each SLA event once per (instance, sequence number); count a new breach on commit."""
+    for offset, event in enumerate(events):
+        row = SlaEventRow(instance_id=instance_id, seq=first_seq + offset, **event.model_dump())
+        if insert_if_absent(session=session, row=row) and event.kind == "breach":
+            process = instance_id.split("/", 1)[0]
+            breach = metrics.SLA_BREACHES.labels(process=process, clock=event.clock)
+            count_on_commit(session, breach)
 
 
 def _alert(input: EscalateInput, level: str, recipient: str, message: str) -> Alert:

@@ -24,7 +24,8 @@ def test_every_shipped_process_has_a_saved_history() -> None:
         p.stem for p in (Path(__file__).parent.parent / "definitions/processes").glob("*.yaml")
     }
     # `<process>.<what>.json` keeps an older history that must replay too: `.v<N>` of an older
-    # definition version, `.audit-first` from before the breach's rung fired ahead of its audit
+    # definition version, `.audit-first` from before the breach's rung fired ahead of its audit,
+    # `.audit-after-rung` from before the rung's escalate wrote the SLA events itself
     assert {h.stem.split(".")[0] for h in HISTORIES} == shipped
 
 

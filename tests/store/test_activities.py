@@ -244,6 +244,34 @@ def test_escalate_twice_writes_one_alert_per_recipient(acts, sessions, instance)
     assert alert.created_at == DUE
 
 
+def test_escalate_writes_its_sla_events_with_the_alert_once(acts, sessions, instance) -> None:
+    acts.open_task(open_input())
+    start = SlaEvent(clock="step:call-customer", kind="start", at=T0, step="call-customer")
+    acts.record_sla_events(RecordSlaEventsInput(instance_id=instance, first_seq=0, events=[start]))
+    pending = [
+        SlaEvent(clock="step:call-customer", kind="breach", at=DUE, due_at=DUE),
+        SlaEvent(clock="step:call-customer", kind="escalation", at=DUE, detail="rung 1"),
+    ]
+    rung = escalate_input(sla_events=pending, first_seq=1)
+    acts.escalate(rung)
+    acts.escalate(rung)  # a retry
+    stored = sorted(rows(sessions, SlaEventRow), key=lambda e: e.seq)
+    assert [(e.seq, e.kind) for e in stored] == [(0, "start"), (1, "breach"), (2, "escalation")]
+    assert len(rows(sessions, Alert)) == 1
+
+
+def test_escalate_that_cannot_assign_writes_neither_alert_nor_sla_events(
+    acts, sessions, instance
+) -> None:
+    acts.open_task(open_input())
+    breach = SlaEvent(clock="step:call-customer", kind="breach", at=DUE, due_at=DUE)
+    rung = escalate_input(notify=None, reassign="user:nobody", sla_events=[breach])
+    with pytest.raises(ApplicationError):
+        acts.escalate(rung)
+    assert rows(sessions, SlaEventRow) == []
+    assert [a.level for a in rows(sessions, Alert)] == []
+
+
 def test_failure_alert_twice_alerts_the_team_manager_once(acts, sessions, instance) -> None:
     failure = FailureAlertInput(
         alert_key=f"{instance}/send-summary/1/failure",
