@@ -175,6 +175,10 @@ ONE_PARTITION = (
 )
 
 
+# Starts after the dev server exits at once because a port it chose was taken meanwhile
+PORT_RACE_RESTARTS = 3
+
+
 class DevServer:
     """The Temporal CLI dev server as a child process, persisting to a SQLite file."""
 
@@ -285,7 +289,16 @@ class DevServer:
         assert self.process is not None, "start() first"
         deadline = asyncio.get_running_loop().time() + timeout
         problem = ""
+        restarts = 0
         while True:
+            if self.process.returncode is not None and self._lost_a_port_race():
+                if restarts < PORT_RACE_RESTARTS:
+                    # the server picks its internal services' ports itself, and one can be
+                    # taken between its pick and its bind: a new start picks again
+                    restarts += 1
+                    log.warning("temporal dev server lost a port race; starting it again")
+                    await self.start()
+                    continue
             if self.process.returncode is not None:
                 raise StackError(
                     f"the Temporal dev server exited with code {self.process.returncode} while "
@@ -307,6 +320,10 @@ class DevServer:
                     f"{timeout:.0f} s ({problem}); see {self.log_file}"
                 )
             await asyncio.sleep(0.2)
+
+    def _lost_a_port_race(self) -> bool:
+        """It exited because a port it chose for itself was taken by the time it bound it."""
+        return "address already in use" in self.log_tail(lines=40)
 
     async def stop(self, timeout: float = SERVER_STOP_TIMEOUT) -> int | None:
         """Stop the server: SIGTERM, wait, SIGKILL after the timeout; returns its exit code."""

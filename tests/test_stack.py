@@ -20,7 +20,8 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from duly import client as duly_client
 from duly.settings import Settings
-from duly.stack import READY_LINE, DevServer, port_is_free
+from duly.stack import PORT_RACE_RESTARTS, READY_LINE, DevServer, StackError, port_is_free
+from duly.temporal_binaries import dev_server_path
 from duly.temporal_client import connect
 from workflows.messages import EventInput
 
@@ -226,6 +227,66 @@ async def test_up_with_invalid_definitions_lists_the_problems_and_starts_nothing
         assert not (tmp_path / "data" / "temporal.db").exists()
     finally:
         await up.cleanup()
+
+
+# Stands in for the dev server binary: its first `clashes` runs end as the real one does when a
+# port it picked for an internal service was taken before it bound it; later runs are the real one
+CLASHING_SERVER = """#!{python}
+import os, pathlib, sys
+runs = pathlib.Path({runs!r})
+done = len(runs.read_text()) if runs.exists() else 0
+runs.write_text("x" * (done + 1))
+if done < {clashes}:
+    print('level=ERROR msg="Failed to start gRPC listener" error="listen tcp 127.0.0.1:36177: '
+          'bind: address already in use" service=matching', flush=True)
+    sys.exit(2)
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+
+def clashing_server(tmp_path: Path, clashes: int) -> tuple[Path, Path]:
+    binary, runs = tmp_path / "clashing-temporal", tmp_path / "runs"
+    real = str(dev_server_path())
+    text = CLASHING_SERVER.format(python=sys.executable, runs=str(runs), clashes=clashes, real=real)
+    binary.write_text(text)
+    binary.chmod(0o755)
+    return binary, runs
+
+
+async def test_a_dev_server_that_lost_a_port_race_is_started_again(tmp_path):
+    binary, runs = clashing_server(tmp_path, clashes=1)
+    server = DevServer(
+        port=free_port(),
+        ui_port=free_port(),
+        db_file=tmp_path / "temporal.db",
+        log_file=tmp_path / "temporal.log",
+        binary=binary,
+    )
+    await server.start()
+    try:
+        client = await server.wait_until_ready("default")
+        response = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace="default")
+        )
+        assert response.namespace_info.name == "default"
+        assert len(runs.read_text()) == 2
+    finally:
+        await server.stop()
+
+
+async def test_a_dev_server_that_keeps_losing_port_races_is_a_clear_error(tmp_path):
+    binary, runs = clashing_server(tmp_path, clashes=PORT_RACE_RESTARTS + 1)
+    server = DevServer(
+        port=free_port(),
+        ui_port=free_port(),
+        db_file=tmp_path / "temporal.db",
+        log_file=tmp_path / "temporal.log",
+        binary=binary,
+    )
+    await server.start()
+    with pytest.raises(StackError, match="exited with code 2 while starting(.|\\n)*already in use"):
+        await server.wait_until_ready("default")
+    assert len(runs.read_text()) == PORT_RACE_RESTARTS + 1
 
 
 async def test_up_refuses_a_temporal_port_already_in_use(tmp_path):
