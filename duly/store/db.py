@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +109,35 @@ def write_session(sessions: SessionFactory) -> Iterator[Session]:
     read-then-write (pick an assignee, then insert the task) sees no concurrent change. On
     PostgreSQL it is a plain transaction; callers lock rows with `SELECT ... FOR UPDATE`.
     """
-    with sessions() as session, session.begin():
-        session.connection(execution_options=WRITE)
-        yield session
+    with sessions() as session, _one_writer_at_a_time(session.get_bind()):
+        with session.begin():
+            session.connection(execution_options=WRITE)
+            yield session
+
+
+_writer_turns: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_turns_made = threading.Lock()
+
+
+@contextmanager
+def _one_writer_at_a_time(bind: Engine | Connection) -> Iterator[None]:
+    """On SQLite, this process's writers take turns here rather than in SQLite's busy handler.
+
+    The busy handler sleeps between tries (up to 100 ms each), so a lock given up goes unused
+    until some sleeper wakes: with many writers waiting, most of the time. A turn here passes
+    on the moment the last writer commits. Writers in other processes still meet SQLite's lock;
+    a turn not had within the busy timeout goes on to it as well.
+    """
+    engine = bind.engine
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _turns_made:
+        turn = _writer_turns.setdefault(engine, threading.RLock())
+    had = False
+    try:
+        had = turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        yield
+    finally:
+        if had:
+            turn.release()

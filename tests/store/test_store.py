@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, event, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -11,7 +15,13 @@ from duly.language.loader import load_definitions
 from duly.language.model import OrgSpec
 from duly.settings import Settings
 from duly.store.crud import VersionConflict, insert_if_absent, save_definition, sync_org
-from duly.store.db import SessionFactory, make_engine, write_session
+from duly.store.db import (
+    SessionFactory,
+    create_all,
+    make_engine,
+    session_factory,
+    write_session,
+)
 from duly.store.models import (
     Alert,
     Definition,
@@ -234,3 +244,30 @@ def test_settings_put_the_database_in_the_data_dir(monkeypatch) -> None:
     settings = Settings()
     assert settings.database_url == "postgresql+psycopg://duly@db/duly"
     assert settings.smtp_port == 2525
+
+
+def test_writers_in_one_process_take_turns_without_sqlite_busy_waits(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+
+    @event.listens_for(engine, "connect")
+    def _no_patience(dbapi_connection: Any, _record: Any) -> None:
+        # a writer that met SQLite's lock would now fail at once ("database is locked")
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+    create_all(engine)
+    sessions = session_factory(engine)
+    together = threading.Barrier(2)
+
+    def writes(writer: str) -> None:
+        together.wait()
+        for number in range(20):
+            with write_session(sessions) as session:
+                session.add(User(id=f"{writer}-{number}", name=writer, email="w@example.com"))
+                session.flush()
+                time.sleep(0.005)  # hold the write lock a moment: the other writer comes by
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(writes, "a"), pool.submit(writes, "b")]:
+            done.result()
+    with sessions() as session:
+        assert session.exec(select(func.count()).select_from(User)).one() == 40
