@@ -56,6 +56,13 @@ ACTIVITY_THREADS = 20
 # late by that wait (`bench/breach_latency.py` splits it out). The SDK's default is 100; a few
 # keep the pipeline full without a queue inside the worker.
 WORKFLOW_TASK_SLOTS = 8
+# How long a workflow task waits for this worker on its own (sticky) queue before the server
+# moves it to the shared queue, where it is replayed from its whole history. The SDK's 10 s is
+# shorter than a Monday-morning storm takes to drain, and each task moved then costs a replay:
+# the storm spirals. This worker is its sticky queue's only poller; when it is gone, new tasks
+# go to the shared queue anyway (the server sees no poller), so only the tasks already queued
+# for it wait this long.
+STICKY_TASK_WAIT = timedelta(seconds=60)
 # Let in-flight activities (short database writes) finish before the worker stops
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
@@ -92,6 +99,7 @@ def build_worker(
         # each cached instance costs about 170 kB (its sandbox and state; the interpreter and
         # its definition are shared): see bench/worker_memory.py and docs/capacity.md
         max_cached_workflows=settings.cached_instances,
+        sticky_queue_schedule_to_start_timeout=STICKY_TASK_WAIT,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         interceptors=[ActivityLogContext()],  # every activity log line names its instance
         build_id=build_id(),
