@@ -244,17 +244,13 @@ os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 """
 
 
-def clashing_server(tmp_path: Path, clashes: int) -> tuple[Path, Path]:
+def clashing_server(tmp_path: Path, clashes: int) -> tuple[DevServer, Path]:
+    """A dev server whose first `clashes` starts lose a port race, and the file counting starts."""
     binary, runs = tmp_path / "clashing-temporal", tmp_path / "runs"
     real = str(dev_server_path())
     text = CLASHING_SERVER.format(python=sys.executable, runs=str(runs), clashes=clashes, real=real)
     binary.write_text(text)
     binary.chmod(0o755)
-    return binary, runs
-
-
-async def test_a_dev_server_that_lost_a_port_race_is_started_again(tmp_path):
-    binary, runs = clashing_server(tmp_path, clashes=1)
     server = DevServer(
         port=free_port(),
         ui_port=free_port(),
@@ -262,6 +258,11 @@ async def test_a_dev_server_that_lost_a_port_race_is_started_again(tmp_path):
         log_file=tmp_path / "temporal.log",
         binary=binary,
     )
+    return server, runs
+
+
+async def test_a_dev_server_that_lost_a_port_race_is_started_again(tmp_path):
+    server, runs = clashing_server(tmp_path, clashes=1)
     await server.start()
     try:
         client = await server.wait_until_ready("default")
@@ -275,14 +276,7 @@ async def test_a_dev_server_that_lost_a_port_race_is_started_again(tmp_path):
 
 
 async def test_a_dev_server_that_keeps_losing_port_races_is_a_clear_error(tmp_path):
-    binary, runs = clashing_server(tmp_path, clashes=PORT_RACE_RESTARTS + 1)
-    server = DevServer(
-        port=free_port(),
-        ui_port=free_port(),
-        db_file=tmp_path / "temporal.db",
-        log_file=tmp_path / "temporal.log",
-        binary=binary,
-    )
+    server, runs = clashing_server(tmp_path, clashes=PORT_RACE_RESTARTS + 1)
     await server.start()
     with pytest.raises(StackError, match="exited with code 2 while starting(.|\\n)*already in use"):
         await server.wait_until_ready("default")
