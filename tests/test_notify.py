@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from conftest import Inbox, free_port
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from activities.messages import (
@@ -40,12 +40,11 @@ from duly.notify import (
     enqueue,
     requeue_failed,
 )
-from duly.notify.deliverer import GroupCommit
 from duly.settings import Settings
 from duly.signing import verify
 from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, session_factory, write_session
-from duly.store.models import Delivery, User, UserChannel
+from duly.store.models import Delivery, UserChannel
 
 SECRET_ENV = "DULY_TEST_NOTIFY_SECRET"
 INSTANCE = "quote-follow-up/Q-1"
@@ -779,48 +778,3 @@ def test_backoff_doubles_from_the_first_retry_up_to_the_cap_with_jitter() -> Non
     assert policy.backoff(1, rand=lambda: 1.0) == pytest.approx(1.6)
     with pytest.raises(ValueError, match="lease"):
         DeliveryPolicy(lease=5, send_timeout=10)
-
-
-def renamed(user: str, name: str) -> Callable[..., bool]:
-    """A mark that changes one user's name: a stand-in for recording one delivery's outcome."""
-
-    def mark(*, session: Any) -> bool:
-        found = session.get(User, user)
-        if found is None:
-            raise LookupError(f"no user {user}")
-        found.name = name
-        return True
-
-    return mark
-
-
-async def test_outcomes_that_come_together_are_written_in_one_transaction(
-    engine: Engine, sessions: SessionFactory
-) -> None:
-    commits: list[object] = []
-    event.listen(engine, "commit", commits.append)
-    group = GroupCommit(sessions)
-    names = [f"Ana {n}" for n in range(20)]
-    held = await asyncio.gather(*(group.record(renamed("ana", name)) for name in names))
-    assert held == [True] * 20
-    # the first goes alone; the 19 that came while it was written go together
-    assert len(commits) == 2
-    with sessions() as session:
-        user = session.get(User, "ana")
-        assert user is not None and user.name == "Ana 19"
-
-
-async def test_a_failed_write_fails_its_own_group_and_the_next_one_is_written(
-    sessions: SessionFactory,
-) -> None:
-    group = GroupCommit(sessions)
-    first = asyncio.ensure_future(group.record(renamed("ana", "Ana First")))
-    await asyncio.sleep(0)  # the first write is on its way: the next two wait, as one group
-    failing = [group.record(renamed("nobody", "x")), group.record(renamed("ben", "Ben Lost"))]
-    outcomes = await asyncio.gather(*failing, return_exceptions=True)
-    assert [type(outcome) for outcome in outcomes] == [LookupError, LookupError]
-    assert await first is True
-    assert await group.record(renamed("ben", "Ben Again")) is True
-    with sessions() as session:
-        names = {user.id: user.name for user in session.exec(select(User)).all()}
-    assert (names["ana"], names["ben"]) == ("Ana First", "Ben Again")  # "Ben Lost" rolled back

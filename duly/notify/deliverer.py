@@ -3,8 +3,7 @@
 It runs beside the Temporal worker (`duly.worker.run_worker`), never inside a workflow or an
 activity, so a channel that is down slows nothing but its own notifications. Each cycle it
 claims a batch of due deliveries under a lease (`duly.notify.outbox.claim`), sends them
-concurrently, and records each outcome as soon as it is known (outcomes known while an earlier
-one is being written go together in the next transaction: one writer turn for many):
+concurrently, and records each outcome as soon as it is known:
 
 - sent: marked `sent`;
 - failed: tried again after an exponential backoff with jitter (`first_retry`, doubling, at
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -120,7 +118,6 @@ class Deliverer:
         self._owns_http = http is None
         self.http = http or httpx.AsyncClient(follow_redirects=False)
         self.context = ChannelContext(settings, self.http, self.policy.send_timeout, sessions)
-        self._outcomes = GroupCommit(sessions)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish the batches in hand and return.
@@ -241,60 +238,11 @@ class Deliverer:
         log.warning("notification_will_retry", error=error, retry_in=round(delay, 2))
 
     async def _record(self, mark: Callable[..., bool], item: Outgoing, **values: object) -> bool:
-        return await self._outcomes.record(functools.partial(mark, item=item, **values))
+        def write() -> bool:
+            with write_session(self.sessions) as session:
+                return mark(session=session, item=item, **values)
 
-
-Mark = Callable[..., bool]
-"""Records one outcome in a session (`mark(session=...)`); False when its claim was lost."""
-
-
-class GroupCommit:
-    """Writes outcomes as they come, together when they come faster than they are written.
-
-    The first outcome is written at once; those that arrive meanwhile wait for it and go in
-    the next transaction, one for all of them. On SQLite every transaction takes the one writer
-    turn that escalations need too, so a burst of sends costs a few turns, not one each.
-    """
-
-    def __init__(self, sessions: SessionFactory) -> None:
-        self.sessions = sessions
-        self._waiting: list[tuple[Mark, asyncio.Future[bool]]] = []
-        self._writing = False
-
-    async def record(self, mark: Mark) -> bool:
-        """Record one outcome; raises what the write raised (all of its group then failed)."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((mark, done))
-        if not self._writing:
-            self._writing = True
-            try:
-                await self._write_all()
-            finally:
-                self._writing = False
-        return await done
-
-    async def _write_all(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            try:
-                recorded = await asyncio.to_thread(self._write, [mark for mark, _ in group])
-            except Exception as exc:
-                for _, done in group:
-                    if not done.done():  # its sender may have been cancelled meanwhile
-                        done.set_exception(exc)
-                continue
-            except BaseException:  # cancelled: nobody is left to write what waits
-                for _, done in group + self._waiting:
-                    done.cancel()
-                self._waiting = []
-                raise
-            for (_, done), held in zip(group, recorded, strict=True):
-                if not done.done():
-                    done.set_result(held)
-
-    def _write(self, marks: list[Mark]) -> list[bool]:
-        with write_session(self.sessions) as session:
-            return [mark(session=session) for mark in marks]
+        return await asyncio.to_thread(write)
 
 
 async def run_deliverer(
