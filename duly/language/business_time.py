@@ -309,6 +309,32 @@ def next_opening(calendar: BusinessCalendar, at: datetime) -> datetime:
     return _from_us(max(open_at, instant))
 
 
+def standing_in(
+    calendar: BusinessCalendar, *, days_of: date, on: date, days: int
+) -> BusinessCalendar:
+    """The calendar with the `days` days from `on` open as the days from `days_of` are.
+
+    A run on other dates than the ones it stands for (the demo's year ahead, a back-test's
+    replay) then keeps the hours of the days it plays: a holiday, a half day, the weekday.
+    The days are set as special hours of the copy; every other day is as before.
+    """
+    special = dict(calendar.special_hours)
+    for offset in range(days):
+        played, there = on + timedelta(days=offset), days_of + timedelta(days=offset)
+        hours = calendar.open_ranges(there)
+        if hours != calendar.open_ranges(played):
+            special[played] = list(hours)
+    if special == calendar.special_hours:
+        return calendar
+    return BusinessCalendar(
+        name=calendar.name,
+        timezone=calendar.timezone,
+        weekly=calendar.weekly,
+        closed_dates=calendar.closed_dates,
+        special_hours=special,
+    )
+
+
 def _add_business_days(calendar: BusinessCalendar, start: datetime, days: int) -> datetime:
     table = _table(calendar)
     instant = _to_us(start, "start")

@@ -6,10 +6,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from duly.language import business_time
 from duly.language.actions import ACTIONS
 from duly.language.business_time import BusinessCalendar
 from duly.language.errors import Problem, YamlPath
@@ -64,6 +66,14 @@ class CompiledProcess(BaseModel):
     def step(self, step_id: str) -> Step:
         """One step of the process."""
         return self.spec.steps[step_id]
+
+    def standing_in(self, *, days_of: date, on: date, days: int) -> CompiledProcess:
+        """The process with its calendar open on the days from `on` as on those from `days_of`.
+
+        For runs on other dates than the ones they stand for (`business_time.standing_in`).
+        """
+        calendar = business_time.standing_in(self.calendar, days_of=days_of, on=on, days=days)
+        return self.model_copy(update={"calendar": calendar})
 
 
 @dataclass

@@ -15,6 +15,7 @@ about the simulation, and the row is judged by it instead (verdict `noise`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -25,7 +26,6 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, func, select
 
 from duly import demo
-from duly.language.business_time import BusinessCalendar
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
 from duly.simulate.measure import measure_run, summarize
@@ -73,8 +73,7 @@ async def backtest(
     week5 = monday + timedelta(weeks=4)
     replayed_from = week5 - timedelta(weeks=warm_up)
     names = [name for name in demo.SHIPPED if name in definitions.processes]
-    calendars = [definitions.processes[name].calendar for name in names]
-    start = same_calendar_start(calendars, replayed_from, warm_up + 2, warm_up=warm_up)
+    start, replay = replayed_on_calendars(definitions, names, replayed_from, warm_up=warm_up)
     scenario = data_dir / "backtest.yaml"
     arrivals = "\n".join(
         f"  {name}: {{as_recorded: {{from: {replayed_from}, to: {week5 + timedelta(days=13)}}}}}"
@@ -87,7 +86,7 @@ async def backtest(
         f"behaviour:\n  fit: {{from: {monday}, to: {week5 - timedelta(days=1)}}}\n",
         encoding="utf-8",
     )
-    outcome = await simulate(scenario, settings, definitions, runs=runs, seed=seed)
+    outcome = await simulate(scenario, settings, replay, runs=runs, seed=seed)
     begin = datetime.combine(week5, time(), zone).astimezone(UTC)
     chosen = {name: definitions.processes[name] for name in names}
     recorded = summarize([measure_run(engine, Definitions(processes=chosen), begin, 2, seed=0)])
@@ -112,47 +111,42 @@ async def backtest(
     }
 
 
-def same_calendar_start(
-    calendars: Sequence[BusinessCalendar],
+def replayed_on_calendars(
+    definitions: Definitions,
+    names: Sequence[str],
     recorded: date,
-    weeks: int,
     *,
     warm_up: int,
     today: date | None = None,
-) -> date:
-    """The first Monday a run can start on whose weeks are open exactly as the recorded ones.
+) -> tuple[date, Definitions]:
+    """Where the replay starts, and the processes with calendars open there as recorded.
 
     A simulation runs on days to come (Temporal's test server starts at today), and replays
-    the recorded arrivals there weekday for weekday. Where a holiday falls in one period and
-    not in the other, the two differ by it alone: a Christmas in the simulated weeks leaves
-    its tasks open two days longer. So the run starts where every day of the `weeks` weeks
-    from its warm-up has the open hours of the recorded day it replays, in every calendar.
+    the recorded arrivals there weekday for weekday. Where a holiday fell in the recorded
+    weeks and not in the replayed ones, the two would differ by it alone: a Christmas in the
+    simulated weeks leaves its tasks open two days longer. So each process replays on its
+    calendar with the replayed days open exactly as the recorded days were.
 
     Args:
-        calendars: The calendars of the processes compared.
+        definitions: The live definitions.
+        names: The processes replayed.
         recorded: The Monday the replayed period begins (the warm-up's first day).
-        weeks: Weeks replayed, warm-up included.
-        warm_up: Weeks of warm-up before the first measured day.
+        warm_up: Weeks of warm-up before the first measured day; two weeks are measured.
         today: The present (default: the clock's).
 
     Returns:
-        The first measured day (`start:`); its warm-up begins `warm_up` weeks before.
-
-    Raises:
-        ValueError: No such Monday in the next ten years.
+        The first measured day (`start:`, a Monday after today plus the warm-up), and the
+        definitions with the replayed processes' calendars set for the replay.
     """
     today = today or datetime.now(UTC).date()
     monday = today + timedelta(days=7 - today.weekday())  # the warm-up's first day
-    days = [timedelta(days=offset) for offset in range(7 * weeks)]
-    for _ in range(52 * 10):
-        if all(
-            calendar.open_ranges(monday + day) == calendar.open_ranges(recorded + day)
-            for calendar in calendars
-            for day in days
-        ):
-            return monday + timedelta(weeks=warm_up)
-        monday += timedelta(weeks=1)
-    raise ValueError(f"no Monday in the next ten years is open as the weeks from {recorded} were")
+    days = 7 * (warm_up + 2)
+    replayed = {
+        name: definitions.processes[name].standing_in(days_of=recorded, on=monday, days=days)
+        for name in names
+    }
+    processes = {**definitions.processes, **replayed}
+    return monday + timedelta(weeks=warm_up), dataclasses.replace(definitions, processes=processes)
 
 
 def _compare(week: dict[str, Any], sim: dict[str, Any], runs: int) -> dict[str, Any]:

@@ -236,20 +236,27 @@ def test_a_replayed_arrival_keeps_its_local_time_of_day_across_a_change_of_utc_o
     assert july.astimezone(zone).utcoffset() != november.utcoffset()
 
 
-def test_a_backtest_runs_on_weeks_open_as_the_recorded_ones(definitions: Definitions) -> None:
-    from duly.simulate.backtest import same_calendar_start
+def test_a_backtest_replays_on_days_open_as_the_recorded_ones(definitions: Definitions) -> None:
+    from duly.simulate.backtest import replayed_on_calendars
 
-    calendars = [process.calendar for process in definitions.processes.values()]
+    names = sorted(definitions.processes)
     recorded = date(2026, 11, 2)  # three weeks holding Veterans Day, Wednesday 11 November
-    start = same_calendar_start(calendars, recorded, 3, warm_up=1, today=date(2026, 12, 4))
+    start, replay = replayed_on_calendars(
+        definitions, names, recorded, warm_up=1, today=date(2026, 12, 4)
+    )
     warm_up = start - timedelta(weeks=1)
-    assert warm_up.weekday() == 0 and warm_up > date(2026, 12, 4)
-    for offset in range(21):
-        for calendar in calendars:
+    assert warm_up == date(2026, 12, 7)  # the next Monday: no year holds these weeks' holidays
+    for name in names:
+        live, replayed = definitions.processes[name].calendar, replay.processes[name].calendar
+        for offset in range(21):
             day = timedelta(days=offset)
-            assert calendar.open_ranges(warm_up + day) == calendar.open_ranges(recorded + day)
-    us_east = definitions.processes["lead-follow-up"].calendar
+            assert replayed.open_ranges(warm_up + day) == live.open_ranges(recorded + day)
+        assert replayed.open_ranges(warm_up - timedelta(days=3)) == live.open_ranges(
+            warm_up - timedelta(days=3)
+        )  # days outside the replay keep their hours
+    us_east = replay.processes["lead-follow-up"].calendar
     assert not us_east.open_ranges(warm_up + timedelta(days=9))  # the holiday, replayed closed
-    # weeks with no holiday replay past the coming ones, which hold Christmas
-    plain = same_calendar_start(calendars, date(2026, 9, 14), 3, warm_up=1, today=date(2026, 12, 4))
-    assert plain > date(2026, 12, 14)
+    # Christmas Day, in the replayed weeks, opens as the ordinary Friday it stands for
+    assert us_east.open_ranges(date(2026, 12, 25)) == us_east.open_ranges(date(2026, 11, 20))
+    assert us_east.open_ranges(date(2026, 12, 25))
+    assert not definitions.processes["lead-follow-up"].calendar.open_ranges(date(2026, 12, 25))
