@@ -14,6 +14,7 @@ columns). tests/simulate/test_backtest.py asserts the demo's history loosely.
 
 Usage: .venv/bin/python bench/simulate_backtest.py [--history demo|other|both] [--runs 3]
        [--data-dir DIR (keeps the histories, and reuses them next time)] [--seed 1]
+       [--ends 2026-12-04T20:27+00:00 (the histories end then, not now)]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import logging
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -65,8 +67,8 @@ HISTORIES: dict[str, dict[str, Any]] = {
 """How each history is written: the demo's seed and scale, and the habits it overrides."""
 
 
-async def write_history(name: str, data_dir: Path) -> None:
-    """Write six weeks of a history into `data_dir` with the real engine (`duly demo`)."""
+async def write_history(name: str, data_dir: Path, ends: datetime | None) -> None:
+    """Write six weeks of a history, ending at `ends`, into `data_dir` (`duly demo`)."""
     spec = HISTORIES[name]
     settings = Settings(data_dir=data_dir, definitions=ROOT / "definitions")
     definitions = load_definitions(ROOT / "definitions")
@@ -75,7 +77,9 @@ async def write_history(name: str, data_dir: Path) -> None:
         mock.patch.object(demo, "MANAGER", spec.get("manager", demo.MANAGER)),
         mock.patch.object(demo, "OUTCOMES", spec.get("outcomes", demo.OUTCOMES)),
     ):
-        await demo.run_demo(settings, definitions, weeks=6, seed=spec["seed"], scale=spec["scale"])
+        await demo.run_demo(
+            settings, definitions, weeks=6, seed=spec["seed"], scale=spec["scale"], ends=ends
+        )
 
 
 def _pct(value: float | None) -> str:
@@ -121,6 +125,11 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--warm-up", type=int, default=1, help="weeks simulated before week 5")
+    parser.add_argument(
+        "--ends",
+        type=datetime.fromisoformat,
+        help="when the histories end, e.g. 2026-12-04T20:27+00:00 (default: now)",
+    )
     args = parser.parse_args()
     configure(Settings(), level=logging.WARNING)  # as the CLI's commands that print figures
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)  # as `duly simulate`
@@ -129,7 +138,7 @@ async def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"duly-backtest-{name}-") as folder:
             data_dir = args.data_dir / name if args.data_dir else Path(folder)
             if not (data_dir / "duly.db").is_file():
-                await write_history(name, data_dir)
+                await write_history(name, data_dir, args.ends)
             result = await backtest(
                 data_dir, ROOT / "definitions", runs=args.runs, seed=args.seed, warm_up=args.warm_up
             )

@@ -16,13 +16,15 @@ driver plays the outside world:
   business hours; the rest, and the latest, stay open.
 
 Time. The test server's clock starts at the present and only moves forward, while the history
-must end today. So the demo runs the weeks exactly one year ahead (52 weeks: the same weekdays,
-and nearly the same holidays, as the weeks it stands for), then moves every timestamp it wrote
-back 52 weeks, keeping each one's local time of day in its process's calendar; dates inside
-alert and notification texts move with them. The last 7 days of the period take no new work,
-so open tasks are worked off; whatever is still running at the end is closed through the
-process's own `on:` events (a quote accepted or rejected, a case closed), since the test
-server, and with it every workflow, goes away when the demo ends.
+must end today (or at the moment `ends` names). So the demo runs the weeks a whole number of
+52-week years ahead (one, unless `ends` lies further back: the same weekdays), on calendars
+open on each day as on the day it stands for (`business_time.standing_in`: the same holidays
+and half days), then moves every timestamp it wrote back by as much, keeping each one's local
+time of day in its process's calendar; dates inside alert and notification texts move with
+them. The last 7 days of the period take no new work, so open tasks are worked off; whatever
+is still running at the end is closed through the process's own `on:` events (a quote accepted
+or rejected, a case closed), since the test server, and with it every workflow, goes away when
+the demo ends.
 
 Nothing leaves the machine. Email actions go to an SMTP sink inside the demo that keeps nothing;
 no notification deliverer runs, and the notifications the history queued are marked `failed`
@@ -35,6 +37,7 @@ decided about (business key, step, visit), so the same seed gives the same histo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import heapq
@@ -87,7 +90,7 @@ from workflows.messages import EventInput
 log = structlog.get_logger(__name__)
 
 YEAR = timedelta(weeks=52)
-"""How far ahead the demo runs, and how far back its timestamps then move."""
+"""The demo runs a whole number of these ahead, and moves its timestamps back as far."""
 DRAIN = timedelta(days=7)
 """The end of the period that takes no new work, so open tasks are worked off."""
 STEP = timedelta(minutes=10)
@@ -293,6 +296,7 @@ async def run_demo(
     scale: float = 1.0,
     reset: bool = False,
     force: bool = False,
+    ends: datetime | None = None,
     progress: ProgressCallback | None = None,
 ) -> DemoResult:
     """Fill the settings' database with `weeks` weeks of history; see the module docstring.
@@ -305,6 +309,8 @@ async def run_demo(
         scale: Multiplies how much work arrives (1.0: about 55 instances a week).
         reset: Delete the instances already in the database first.
         force: Add to a database that already has instances.
+        ends: When the history ends (default: now); a test or a bench names a moment, so
+            its history does not change with the day and hour it runs.
         progress: Told where the run is each time simulated time moves on
             (`duly.demo_progress.reporter` shows it to a person).
 
@@ -341,12 +347,16 @@ async def run_demo(
                 "a fresh install. Use --reset to delete them first, or --force to add to them"
             )
         real_start = datetime.now(UTC)
+        ends = ends or real_start
+        ahead = _ahead(ends, weeks, real_start)
+        played = _standing_in(processes, ends, weeks, ahead)
         try:
             completions, events, emails = await _simulate(
                 settings,
-                definitions,
-                processes,
+                dataclasses.replace(definitions, processes={**definitions.processes, **played}),
+                played,
                 engine,
+                ends=ends + ahead,
                 weeks=weeks,
                 seed=seed,
                 scale=scale,
@@ -357,8 +367,8 @@ async def run_demo(
             # queued for a later deliverer to send
             _discard(engine, after=real_start)
             raise
-        result = _move_back(engine, definitions, after=real_start)
-        result.deliveries_marked = _mark_not_sent(engine, after=real_start)
+        result = _move_back(engine, definitions, after=real_start, ahead=ahead)
+        result.deliveries_marked = _mark_not_sent(engine, after=real_start, ahead=ahead)
         result.completions, result.events, result.emails = completions, events, emails
         result.seconds = time.monotonic() - began
         return result
@@ -372,12 +382,13 @@ async def _simulate(
     processes: dict[str, CompiledProcess],
     engine: Engine,
     *,
+    ends: datetime,
     weeks: int,
     seed: int,
     scale: float,
     progress: ProgressCallback | None = None,
 ) -> tuple[int, int, int]:
-    """Run the weeks on the time-skipping server; (tasks completed, events sent, emails)."""
+    """Run the weeks to `ends` on the time-skipping server; (tasks done, events sent, emails)."""
     async with skipping_worker(settings, runtime=_runtime(), name="demo") as run:
         driver = _Driver(
             run.env,
@@ -385,6 +396,7 @@ async def _simulate(
             processes,
             engine,
             run.task_queue,
+            ends=ends,
             weeks=weeks,
             seed=seed,
             scale=scale,
@@ -392,6 +404,28 @@ async def _simulate(
         )
         await driver.run()
     return driver.completions, driver.events, len(run.emails)
+
+
+def _ahead(ends: datetime, weeks: int, now: datetime) -> timedelta:
+    """How far ahead the demo runs: whole years of 52 weeks, so its period starts after `now`.
+
+    The test server's clock starts at the present and only moves forward.
+    """
+    starts = ends - DRAIN - timedelta(weeks=weeks)
+    years = max(1, math.ceil((now + timedelta(days=1) - starts) / YEAR))
+    return years * YEAR
+
+
+def _standing_in(
+    processes: dict[str, CompiledProcess], ends: datetime, weeks: int, ahead: timedelta
+) -> dict[str, CompiledProcess]:
+    """The processes with calendars open `ahead` as on the days their period stands for."""
+    first = (ends - DRAIN - timedelta(weeks=weeks)).date() - timedelta(days=7)
+    days = (ends.date() - first).days + 14  # the closing of what still runs, with a margin
+    return {
+        name: process.standing_in(days_of=first, on=first + ahead, days=days)
+        for name, process in processes.items()
+    }
 
 
 @functools.cache
@@ -473,6 +507,7 @@ class _Driver:
         engine: Engine,
         task_queue: str,
         *,
+        ends: datetime,
         weeks: int,
         seed: int,
         scale: float,
@@ -483,6 +518,7 @@ class _Driver:
         self.processes = processes
         self.sessions = session_factory(engine)
         self.task_queue = task_queue
+        self.ends = ends
         self.weeks = weeks
         self.seed = seed
         self.scale = scale
@@ -510,10 +546,9 @@ class _Driver:
             await self.env.sleep(to - now)
 
     async def run(self) -> None:
-        now = await self.now()
-        # The period ends, a year ahead, where the real one ends (today); new work arrives in
-        # the `weeks` weeks before its last DRAIN
-        end = now + YEAR
+        # The period ends where the one it stands for ends, whole years later; new work arrives
+        # in the `weeks` weeks before its last DRAIN
+        end = self.ends
         stop_new = end - DRAIN
         self.start = stop_new - timedelta(weeks=self.weeks)
         await self.advance(self.start)
@@ -879,26 +914,28 @@ class _Driver:
 _STAMP = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) ([A-Z][A-Za-z0-9+-]{1,5})")
 
 
-def _back(moment: datetime | None, zone: tzinfo) -> datetime | None:
-    """The same local time of day in `zone`, 52 weeks earlier, in UTC."""
+def _back(moment: datetime | None, zone: tzinfo, ahead: timedelta) -> datetime | None:
+    """The same local time of day in `zone`, `ahead` earlier, in UTC."""
     if moment is None:
         return None
-    local = moment.astimezone(zone).replace(tzinfo=None) - YEAR
+    local = moment.astimezone(zone).replace(tzinfo=None) - ahead
     return local.replace(tzinfo=zone).astimezone(UTC)
 
 
-def _back_in_text(text: str, zone: tzinfo) -> str:
-    """Move the `YYYY-MM-DD HH:MM ZONE` stamps of an alert or notification back 52 weeks."""
+def _back_in_text(text: str, zone: tzinfo, ahead: timedelta) -> str:
+    """Move the `YYYY-MM-DD HH:MM ZONE` stamps of an alert or notification back by `ahead`."""
 
     def shift(match: re.Match[str]) -> str:
-        local = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M") - YEAR
+        local = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M") - ahead
         return local.replace(tzinfo=zone).strftime("%Y-%m-%d %H:%M %Z")
 
     return _STAMP.sub(shift, text)
 
 
-def _move_back(engine: Engine, definitions: Definitions, *, after: datetime) -> DemoResult:
-    """Move what the run wrote (every row dated after `after`) back 52 weeks; count it."""
+def _move_back(
+    engine: Engine, definitions: Definitions, *, after: datetime, ahead: timedelta
+) -> DemoResult:
+    """Move what the run wrote (every row dated after `after`) back by `ahead`; count it."""
     result = DemoResult()
     zones = {name: ZoneInfo(p.calendar.timezone) for name, p in definitions.processes.items()}
     with write_session(session_factory(engine)) as session:
@@ -909,17 +946,22 @@ def _move_back(engine: Engine, definitions: Definitions, *, after: datetime) -> 
         last: datetime | None = None
         for row in instances:
             zone = zone_of[row.id]
-            row.started_at = _back(row.started_at, zone) or row.started_at
-            row.ended_at = _back(row.ended_at, zone)
+            row.started_at = _back(row.started_at, zone, ahead) or row.started_at
+            row.ended_at = _back(row.ended_at, zone, ahead)
             session.add(row)
             result.instances[row.process] = result.instances.get(row.process, 0) + 1
             first = min(first or row.started_at, row.started_at)
             last = max(last or row.started_at, row.ended_at or row.started_at)
-        _rewrite(session, Task, ids, zone_of, ("opened_at", "due_at", "closed_at"))
+        _rewrite(session, Task, ids, zone_of, ("opened_at", "due_at", "closed_at"), ahead=ahead)
         _rewrite(
-            session, StepFact, ids, zone_of, ("opened_at", "due_at", "closed_at", "breached_at")
+            session,
+            StepFact,
+            ids,
+            zone_of,
+            ("opened_at", "due_at", "closed_at", "breached_at"),
+            ahead=ahead,
         )
-        _rewrite(session, SlaEventRow, ids, zone_of, ("at", "due_at"))
+        _rewrite(session, SlaEventRow, ids, zone_of, ("at", "due_at"), ahead=ahead)
         _rewrite(
             session,
             Alert,
@@ -927,6 +969,7 @@ def _move_back(engine: Engine, definitions: Definitions, *, after: datetime) -> 
             zone_of,
             ("created_at", "acknowledged_at", "resolved_at"),
             text="message",
+            ahead=ahead,
         )
         # The weekly rollup counted the facts in the weeks they were written in: count again
         rollup.rebuild(session)
@@ -968,6 +1011,7 @@ def _rewrite(
     zone_of: Mapping[str, tzinfo],
     columns: Iterable[str],
     *,
+    ahead: timedelta,
     text: str | None = None,
 ) -> None:
     """Move a table's timestamps (and dates in one text column) back, row by row, in bulk."""
@@ -981,9 +1025,9 @@ def _rewrite(
         zone = zone_of[row.instance_id]
         change: dict[str, Any] = {"row_id": row.id}
         for name in columns:
-            change[f"new_{name}"] = _back(getattr(row, name), zone)
+            change[f"new_{name}"] = _back(getattr(row, name), zone, ahead)
         if text is not None:
-            change[f"new_{text}"] = _back_in_text(getattr(row, text), zone)
+            change[f"new_{text}"] = _back_in_text(getattr(row, text), zone, ahead)
         changes.append(change)
     if not changes:
         return
@@ -994,7 +1038,7 @@ def _rewrite(
     session.expire_all()
 
 
-def _mark_not_sent(engine: Engine, *, after: datetime) -> int:
+def _mark_not_sent(engine: Engine, *, after: datetime, ahead: timedelta) -> int:
     """Mark the notifications the run queued as not sent, with their dates moved back too."""
     with write_session(session_factory(engine)) as session:
         rows = session.exec(
@@ -1002,8 +1046,8 @@ def _mark_not_sent(engine: Engine, *, after: datetime) -> int:
         ).all()
         for row in rows:
             # Notifications are worded in the recipient's process zone; UTC stamps read the same
-            row.subject = _back_in_text(row.subject, _zone_for_text(row.body))
-            row.body = _back_in_text(row.body, _zone_for_text(row.body))
+            row.subject = _back_in_text(row.subject, _zone_for_text(row.body), ahead)
+            row.body = _back_in_text(row.body, _zone_for_text(row.body), ahead)
             row.status, row.last_error = "failed", NOT_SENT
             session.add(row)
         return len(rows)

@@ -7,6 +7,7 @@ import io
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -104,6 +105,32 @@ async def test_a_short_demo_writes_every_process_with_per_rep_differences(
     again = await run_demo(settings, definitions, weeks=1, seed=3, scale=0.6, reset=True)
     assert again.instances == result.instances
     assert _fingerprint(engine) == first
+    engine.dispose()
+
+
+async def test_a_history_ending_at_a_named_moment_keeps_that_periods_holidays(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    settings = Settings(data_dir=tmp_path, definitions=ROOT / "definitions")
+    ends = datetime(2026, 11, 20, 12, tzinfo=UTC)  # new work from 6 to 13 November
+    result = await run_demo(settings, definitions, weeks=1, seed=2, ends=ends)
+    engine = make_engine(settings.database_url)
+
+    assert result.last_day is not None and result.last_day <= ends.date()
+    started = _rows(engine, select(Instance.process, Instance.started_at))
+    assert started and all(at.replace(tzinfo=UTC) < ends for _, at in started)
+    # it ran ahead on calendars open as these days were: nothing arrived on Veterans Day,
+    # Wednesday 11 November 2026, though the Wednesday 52 weeks later is an ordinary day
+    for process, at in started:
+        calendar = definitions.processes[process].calendar
+        local = at.replace(tzinfo=UTC).astimezone(ZoneInfo(calendar.timezone))
+        minute = local.hour * 60 + local.minute
+        hours = calendar.open_ranges(local.date())
+        # (an arrival at 12:59 starts its instance a moment later)
+        assert any(lo <= minute < hi + 2 for lo, hi in hours), (process, local, hours)
+    # and work came on the Thursday after it, whose day 52 weeks later is Veterans Day 2027
+    new_york = ZoneInfo("America/New_York")
+    assert any(at.replace(tzinfo=UTC).astimezone(new_york).day == 12 for _, at in started)
     engine.dispose()
 
 

@@ -160,7 +160,7 @@ class _ScenarioDriver(_Driver):
             for away, back in periods:
                 self.schedule(max(away, self.start), "away", rep=rep, active=False)
                 self.schedule(back, "away", rep=rep, active=True)
-        await self.work_until(stop_new + DRAIN)
+        await self.work_until(self.ends)
 
     async def work_until(self, end: datetime) -> None:
         """Let time run to `end`, jumping from one moment something can happen to the next.
@@ -399,6 +399,7 @@ async def run_once(
                     dict(definitions.processes),
                     engine,
                     run.task_queue,
+                    ends=begin + timedelta(weeks=scenario.spec.weeks) + DRAIN,
                     weeks=scenario.spec.warm_up + scenario.spec.weeks,
                     seed=seed,
                     scale=1.0,
