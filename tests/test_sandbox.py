@@ -249,6 +249,14 @@ def test_instances_of_one_definition_share_one_copy(definitions: Definitions) ->
     other = definitions.processes["lead-follow-up"]
     assert interpreter.shared(other) is not first
     assert interpreter.shared(first.model_copy(deep=True)) is first
+    # a copy standing in for other days keeps the hash, and runs on its own calendar
+    ahead = first.standing_in(
+        days_of=datetime.date(2026, 11, 9), on=datetime.date(2027, 11, 8), days=7
+    )
+    assert ahead.hash == first.hash
+    assert interpreter.shared(ahead) is ahead
+    assert interpreter.shared(ahead.model_copy(deep=True)) is ahead
+    assert interpreter.shared(first.model_copy(deep=True)) is first
 
 
 def test_the_build_id_hashes_the_workflow_code_and_what_it_passes_through(

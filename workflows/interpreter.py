@@ -93,7 +93,7 @@ class _Ended(Exception):
         self.result = result
 
 
-_shared: dict[tuple[str, str, str], CompiledProcess] = {}
+_shared: dict[tuple[str, str, str, tuple[object, ...]], CompiledProcess] = {}
 
 
 def shared(definition: CompiledProcess) -> CompiledProcess:
@@ -103,7 +103,11 @@ def shared(definition: CompiledProcess) -> CompiledProcess:
     caches hundreds of instances of the same few processes. A definition is frozen, and one with
     the same content hash, file and source is the same definition, so they share one.
     """
-    key = (definition.hash, definition.file, definition.source)
+    # A run standing in for other days (the demo's year ahead, a back-test's replay) keeps the
+    # published hash, with special hours of its own (`CompiledProcess.standing_in`)
+    special = tuple((day, tuple(map(tuple, hours))) for day, hours in
+                    definition.calendar.special_hours.items())  # fmt: skip
+    key = (definition.hash, definition.file, definition.source, special)
     if (kept := _shared.get(key)) is not None:
         return kept
     if len(_shared) >= DEFINITIONS_SHARED:
