@@ -328,6 +328,8 @@ async def run_demo(
         raise DemoRefused(f"--weeks must be between 1 and {MAX_WEEKS}, got {weeks}")
     if not 0 < scale <= 20:
         raise DemoRefused(f"--scale must be above 0 and at most 20, got {scale:g}")
+    if ends is not None and ends > datetime.now(UTC):
+        raise DemoRefused(f"the history must end by now; {ends.isoformat()} is still to come")
     processes = {
         name: definitions.processes[name] for name in SHIPPED if name in definitions.processes
     }

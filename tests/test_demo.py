@@ -117,6 +117,8 @@ async def test_a_history_ending_at_a_named_moment_keeps_that_periods_holidays(
     engine = make_engine(settings.database_url)
 
     assert result.last_day is not None and result.last_day <= ends.date()
+    with pytest.raises(DemoRefused, match="must end by now; 2099-01-01T00:00:00"):
+        await run_demo(settings, definitions, ends=datetime(2099, 1, 1, tzinfo=UTC), reset=True)
     started = _rows(engine, select(Instance.process, Instance.started_at))
     assert started and all(at.replace(tzinfo=UTC) < ends for _, at in started)
     # it ran ahead on calendars open as these days were: nothing arrived on Veterans Day,
