@@ -99,12 +99,12 @@ def test_a_gauge_event_is_heard_so_it_is_not_kept_as_unheard(tmp_path: Path) -> 
     assert not heard(definitions, "helpdesk.other")
 
 
-def report(sessions: SessionFactory, at: datetime | None, data: dict[str, Any]) -> None:
-    """An event as received (`at`: when; None: now, as the receive path records it)."""
+def report(sessions: SessionFactory, at: datetime, data: dict[str, Any]) -> None:
+    """An event as received at `at`."""
     with write_session(sessions) as session:
-        row = InboundEvent(id=f"evt-{uuid.uuid4()}", type="helpdesk.backlog", data=data)
-        if at is not None:
-            row.received_at = at
+        row = InboundEvent(
+            id=f"evt-{uuid.uuid4()}", type="helpdesk.backlog", data=data, received_at=at
+        )
         session.add(row)
 
 
@@ -125,6 +125,11 @@ def test_the_gauge_is_the_latest_matching_reading(engine: Any) -> None:
     assert value(T0 + timedelta(minutes=2)) == 37  # as of a time: later reports not yet seen
     report(sessions, T0 + timedelta(minutes=4), {"queue": "support", "counts": {"open": "many"}})
     assert value(T0 + timedelta(minutes=5)) is None  # not a number: no reading, no alert
+
+
+def just_before_now() -> datetime:
+    """A second ago: received before a check that starts now, whatever clock it reads."""
+    return datetime.now(UTC) - timedelta(seconds=1)
 
 
 @dataclass
@@ -163,17 +168,19 @@ async def test_a_reported_backlog_alerts_once_and_recovers_once_below_recover_at
     check: Check,
 ) -> None:
     start = T0 + timedelta(days=int(uuid.uuid4().int % 1000) * 7)  # slots of this test's own
-    # reported as the receive path records them: received now, before the check measures
-    report(check.sessions, None, {"queue": "support", "backlog": 41})
+    # reported a moment before the check measures, as of the Temporal server's clock
+    # (`workflow.now()`): a row stamped with this process's clock alone can come out a
+    # millisecond after the check's time, which the server keeps to the millisecond
+    report(check.sessions, just_before_now(), {"queue": "support", "backlog": 41})
     crossed = await check.at(start)
     assert (crossed.value, crossed.state, crossed.transition) == (41, "alerting", "crossed")
     assert crossed.notified == ["omar"]  # the support team's manager
 
-    report(check.sessions, None, {"queue": "support", "backlog": 37})
+    report(check.sessions, just_before_now(), {"queue": "support", "backlog": 37})
     hovering = await check.at(start + timedelta(minutes=15))
     assert (hovering.value, hovering.state, hovering.transition) == (37, "alerting", None)
 
-    report(check.sessions, None, {"queue": "support", "backlog": 34})
+    report(check.sessions, just_before_now(), {"queue": "support", "backlog": 34})
     recovered = await check.at(start + timedelta(minutes=30))
     assert (recovered.value, recovered.state, recovered.transition) == (34, "ok", "recovered")
 
