@@ -11,6 +11,7 @@ the rung, a link to the instance and, for a manager, a signed acknowledge link.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -78,7 +79,7 @@ def load_record(session: Session, instance_id: str | None) -> Record:
     process: CompiledProcess | None = None
     zone_name: str | None = None
     try:
-        process = CompiledProcess.model_validate_json(compiled_json or "")
+        process = _parsed(compiled_json or "")
         zone_name = process.calendar.timezone
     except ValidationError:
         try:  # an older or partial definition row: its zone is still worth having
@@ -86,6 +87,15 @@ def load_record(session: Session, instance_id: str | None) -> Record:
         except (ValueError, KeyError, TypeError):
             zone_name = None
     return Record(instance, process, zone_name, process.calendar if process else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(compiled_json: str) -> CompiledProcess:
+    """A stored definition, parsed once for all the alerts that read it (a storm's thousand).
+
+    Keyed by the text itself, so another store's row or a changed one is parsed anew.
+    """
+    return CompiledProcess.model_validate_json(compiled_json)
 
 
 def reader_zone(session: Session, user_id: str, record: Record) -> tzinfo:

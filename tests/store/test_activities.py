@@ -260,6 +260,21 @@ def test_escalate_writes_its_sla_events_with_the_alert_once(acts, sessions, inst
     assert len(rows(sessions, Alert)) == 1
 
 
+def test_alert_messages_parse_a_stored_definition_once(acts, sessions, definitions) -> None:
+    from duly.notify.messages import load_record
+
+    # a storm's thousand alerts about one process read its definition, not parse it each time
+    compiled = definitions.processes["quote-follow-up"].model_dump_json()
+    for key in ("Q-7", "Q-8"):
+        acts.start_instance(start_input(f"quote-follow-up/{key}", compiled_json=compiled))
+    with sessions() as session:
+        first = load_record(session, "quote-follow-up/Q-7")
+        second = load_record(session, "quote-follow-up/Q-8")
+    assert first.process is not None and first.process.name == "quote-follow-up"
+    assert second.process is first.process
+    assert first.zone_name == "America/New_York"
+
+
 def test_escalate_that_cannot_assign_writes_neither_alert_nor_sla_events(
     acts, sessions, instance
 ) -> None:
