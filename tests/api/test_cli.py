@@ -75,7 +75,9 @@ def cli(tmp_path: Path) -> tuple[CliRunner, dict[str, str], str]:
                 team="inbound-sales",
                 outcomes=["reached", "voicemail", "lost"],
                 opened_at=now,
-                due_at=now + timedelta(days=2),
+                # two weeks: open hours lie ahead whatever the day (two days from Friday
+                # evening are a weekend, with no business time left)
+                due_at=now + timedelta(days=14),
             )
         )
         session.add(
