@@ -326,13 +326,7 @@ def standing_in(
             special[played] = list(hours)
     if special == calendar.special_hours:
         return calendar
-    return BusinessCalendar(
-        name=calendar.name,
-        timezone=calendar.timezone,
-        weekly=calendar.weekly,
-        closed_dates=calendar.closed_dates,
-        special_hours=special,
-    )
+    return calendar.model_copy(update={"special_hours": special})  # `_table` sees the copy
 
 
 def _add_business_days(calendar: BusinessCalendar, start: datetime, days: int) -> datetime:
