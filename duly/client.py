@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
@@ -567,6 +567,29 @@ async def instance_state(client: Client, instance: str) -> InstanceState:
     # little behind a start, so look a few times)
     run = await _last_run(client, address.workflow_id, address.instance_id)
     return await _query_state(client, address.workflow_id, run_id=run)
+
+
+async def queued_since(client: Client, instance: str) -> datetime | None:
+    """When the workflow task an instance has yet to run was queued; None when it has none.
+
+    The server holds a state query to such an instance until that task has run (a query
+    answers after every event that came before it), so during a burst of breaches the query
+    waits its turn behind the burst. Describing the instance is answered by the server alone.
+
+    Raises:
+        InstanceNotFound: No such instance.
+        ClientError: The server could not describe it.
+    """
+    handle = client.get_workflow_handle(parse_address(instance).workflow_id)
+    try:
+        described = (await handle.describe()).raw_description
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise InstanceNotFound(instance) from None
+        raise ClientError(f"{instance}: {exc.message}") from None
+    if not described.HasField("pending_workflow_task"):
+        return None
+    return described.pending_workflow_task.scheduled_time.ToDatetime(tzinfo=UTC)
 
 
 async def _last_run(client: Client, workflow: str, instance: str) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
 
 from duly import client as duly_client
 from duly.language.loader import Definitions
@@ -27,6 +29,9 @@ from workflows.messages import InstanceState
 
 STATE_TIMEOUT = 5.0
 """Seconds to wait for a running instance to answer its state query."""
+
+DESCRIBE_TIMEOUT = 1.0
+"""Seconds to wait for the server to say why an instance did not answer."""
 
 
 def list_instances(
@@ -145,7 +150,7 @@ def instance_record(
 
 
 async def instance_detail(
-    context: ServiceContext, principal: Principal, instance_id: str
+    context: ServiceContext, principal: Principal, instance_id: str, *, wait: float = STATE_TIMEOUT
 ) -> InstanceDetail:
     """An instance with its history and, while it runs, its live state.
 
@@ -158,6 +163,7 @@ async def instance_detail(
         instance_id: An instance address: its id, or `<process>/<business key>` for the key's
             latest instance. The live state comes from the instance's current run, however
             often it has continued as new.
+        wait: Seconds to wait for the live state.
 
     Raises:
         NotFound: No such instance.
@@ -177,30 +183,45 @@ async def instance_detail(
     if detail.instance.status != "running":
         return detail
     try:
-        detail.state = await live_state(context, detail.instance.id)
+        detail.state = await live_state(context, detail.instance.id, wait=wait)
     except ServiceError as exc:
         detail.state_error = exc.message
     return detail
 
 
-async def live_state(context: ServiceContext, instance_id: str) -> InstanceState:
-    """The state query's answer, within `STATE_TIMEOUT` seconds.
+async def live_state(
+    context: ServiceContext, instance_id: str, *, wait: float = STATE_TIMEOUT
+) -> InstanceState:
+    """The state query's answer, within `wait` seconds.
 
     Raises:
-        ServiceError: Temporal or the instance did not answer (`Unavailable`), or there is no
-            such instance (`NotFound`).
+        ServiceError: Temporal or the instance did not answer (`Unavailable`: the message says
+            whether the instance has work queued that it must do first), or there is no such
+            instance (`NotFound`).
     """
     client = await context.temporal.get()
     with translated():
         try:
-            return await asyncio.wait_for(
-                duly_client.instance_state(client, instance_id), STATE_TIMEOUT
-            )
+            return await asyncio.wait_for(duly_client.instance_state(client, instance_id), wait)
         except TimeoutError:
-            raise duly_client.ClientError(
-                f"{instance_id} did not answer within {STATE_TIMEOUT:.0f} s: is a duly worker "
-                "running?"
-            ) from None
+            raise duly_client.ClientError(await _unanswered(client, instance_id, wait)) from None
+
+
+async def _unanswered(client: Client, instance_id: str, wait: float) -> str:
+    """Why an instance did not answer within `wait` seconds, as far as the server can tell."""
+    try:
+        async with asyncio.timeout(DESCRIBE_TIMEOUT):
+            queued = await duly_client.queued_since(client, instance_id)
+    except (TimeoutError, duly_client.ClientError):
+        queued = None
+    if queued is None:
+        return f"{instance_id} did not answer within {wait:g} s: is a duly worker running?"
+    waited = max(0.0, (datetime.now(UTC) - queued).total_seconds())
+    return (
+        f"{instance_id} has work queued {waited:.0f} s ago that it must do before it answers "
+        "(a burst of breaches drains in seconds); its live state shows once a worker has done "
+        "it. If this lasts, check that a duly worker is running."
+    )
 
 
 async def start_instance(

@@ -453,11 +453,18 @@ def instances_page(
     )
 
 
+PAGE_STATE_WAIT = 1.5
+"""Seconds an instance page waits for the live state. The rest of the page comes from the
+store, so it answers in a second or two even while a burst of breaches holds the query back."""
+
+
 @router.get("/instances/{instance_id:path}", response_class=HTMLResponse)
 async def instance_page(instance_id: str, request: Request, user: WebUser) -> HTMLResponse:
     """One instance: its flowchart with the current step marked, its steps and SLA events."""
     context = context_of(request)
-    detail = await instance_service.instance_detail(context, user, instance_id)
+    detail = await instance_service.instance_detail(
+        context, user, instance_id, wait=PAGE_STATE_WAIT
+    )
     current = _current_step(detail)
     compiled = await run_in_threadpool(
         lambda: _process_as_run(request, detail.instance.process, detail.instance.version)

@@ -1,0 +1,124 @@
+"""An instance with work queued ahead of its state query: its page answers from the store.
+
+A state query answers after every event that came before it, so the server holds a query to an
+instance until the workflow task it has queued has run. During a burst of breaches that is the
+burst's drain time. Here, on the real dev server (the time-skipping server answers queries its
+own way), a worker opens the instance's task and stops; an event then queues a workflow task
+that no worker takes, so every state query to the instance is held, as in a burst.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.process import ProcessActivities
+from duly.api.app import create_app
+from duly.client import queued_since
+from duly.language.loader import Definitions
+from duly.settings import Settings
+from duly.store.models import Task
+from workflows.contracts import ProcessContract, implementations
+from workflows.messages import EventInput, workflow_of
+from workflows.process import ProcessWorkflow
+from workflows.sandbox import workflow_runner
+
+from .conftest import SECRET, Api, make_store, quote, signed_in_as
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@contextlib.asynccontextmanager
+async def app_on(
+    env: WorkflowEnvironment, definitions: Definitions, settings: Settings, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The API on the dev server and a fresh store; no worker runs."""
+    db, sessions, tokens = make_store(tmp_path, definitions)
+    app = create_app(settings, definitions, engine=db, client=env.client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
+        yield Api(http, sessions, definitions, env, tokens)
+    db.dispose()
+
+
+async def started_then_left(api: Api, settings: Settings) -> tuple[str, Task]:
+    """An instance whose task a worker opened before it stopped: (instance, its open task)."""
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with Worker(
+            api.client,
+            task_queue=settings.task_queue,
+            workflows=[ProcessWorkflow],
+            activities=implementations(
+                [ProcessContract], [ProcessActivities(api.sessions, settings)]
+            ),
+            activity_executor=executor,
+            workflow_runner=workflow_runner(),
+        ):
+            instance = await api.start("quote-follow-up", quote(owner="ana"))
+            task = await api.open_task(instance)
+            answered = (await api.get(f"/api/instances/{instance}", "maria")).json()
+            assert answered["state_error"] is None
+            assert answered["state"]["task"]["task_id"] == task.id
+    return instance, task
+
+
+async def test_a_page_of_an_instance_with_work_queued_says_so_and_shows_the_store(
+    dev_server_env: WorkflowEnvironment,
+    definitions: Definitions,
+    tmp_path: Path,
+    smtp: tuple[Settings, Any],
+) -> None:
+    mail, _ = smtp
+    settings = mail.model_copy(
+        update={"events_secret": SECRET, "task_queue": f"test-{uuid.uuid4()}"}
+    )
+    async with app_on(dev_server_env, definitions, settings, tmp_path) as api:
+        instance, task = await started_then_left(api, settings)
+        # No worker now: an event queues a workflow task that nobody takes
+        handle = api.client.get_workflow_handle(workflow_of(instance, task=False))
+        assert await queued_since(api.client, instance) is None
+        await handle.signal("event", EventInput(id=f"noted-{uuid.uuid4()}", type="quote.noted"))
+        assert await queued_since(api.client, instance) is not None
+
+        signed_in_as(api, "maria")
+        page = await api.http.get(f"/instances/{instance}")
+        assert page.status_code == 200, page.text
+        assert "Live state unavailable" in page.text
+        assert "has work queued" in page.text
+        assert "is a duly worker running?" not in page.text
+        assert task.title in page.text  # the open task, from the store
+        assert 'class="current-step">call-customer<' in page.text
+
+        shown = (await api.get(f"/api/instances/{instance}", "maria")).json()
+        assert shown["state"] is None
+        assert "has work queued" in shown["state_error"]
+        assert [t["id"] for t in shown["tasks"]] == [task.id]
+        await handle.terminate("the test is over")
+
+
+async def test_an_instance_nobody_answers_for_asks_whether_a_worker_runs(
+    dev_server_env: WorkflowEnvironment,
+    definitions: Definitions,
+    tmp_path: Path,
+    smtp: tuple[Settings, Any],
+) -> None:
+    """No work queued, yet no answer: nothing polls the instance's queue for its query."""
+    mail, _ = smtp
+    settings = mail.model_copy(
+        update={"events_secret": SECRET, "task_queue": f"test-{uuid.uuid4()}"}
+    )
+    async with app_on(dev_server_env, definitions, settings, tmp_path) as api:
+        instance, _ = await started_then_left(api, settings)
+        assert await queued_since(api.client, instance) is None
+        shown = (await api.get(f"/api/instances/{instance}", "maria")).json()
+        assert "is a duly worker running?" in shown["state_error"]
+        await api.client.get_workflow_handle(workflow_of(instance, task=False)).terminate("over")
