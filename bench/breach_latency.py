@@ -76,6 +76,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -92,7 +93,13 @@ from temporalio.common import Priority
 from temporalio.service import RPCError
 
 from duly import client as duly_client
+from duly.api.web.pages import PAGE_STATE_WAIT
 from duly.language.loader import Definitions, load_definitions
+from duly.services.auth import Principal
+from duly.services.context import ServiceContext, TemporalProvider
+from duly.services.instances import instance_detail
+from duly.settings import Settings
+from duly.store.db import session_factory
 from duly.store.models import Alert, Delivery
 from workflows.contracts import ProcessContract
 from workflows.messages import EventInput, InstanceState, workflow_of
@@ -710,11 +717,22 @@ async def spread_phase(bench: Bench, args: argparse.Namespace) -> None:
 
 
 async def probe_queries(bench: Bench, clocks: list[Clock], rate: float, stop: asyncio.Event) -> str:
-    """State queries to random clocks, `rate` a second, until `stop`: what a manager opening
-    instance pages meets while the storm drains. Timed out or failed ones are counted."""
+    """State queries to random clocks, `rate` a second, until `stop`, and as many instance pages
+    (what a manager opening them meets while the storm drains). Timed out or failed queries are
+    counted; a page is timed until it has its store record and either the live state or the
+    reason it has none, as `duly.api.web.pages.instance_page` asks for them."""
     answered: list[float] = []
     timed_out, refused, failed = 0, 0, []
+    shown: list[float] = []
+    pages: Counter[str] = Counter()
     chooser = random.Random(1)
+    context = ServiceContext(
+        settings=Settings(),
+        loaded=bench.definitions,
+        sessions=session_factory(bench.store.engine),
+        temporal=TemporalProvider.of(bench.client),
+    )
+    admin = Principal(id="bench", name="bench", role="admin")
 
     async def one(clock: Clock) -> None:
         nonlocal timed_out, refused
@@ -736,16 +754,36 @@ async def probe_queries(bench: Bench, clocks: list[Clock], rate: float, stop: as
         else:
             answered.append(time.perf_counter() - began)
 
+    async def page(clock: Clock) -> None:
+        began = time.perf_counter()
+        try:
+            detail = await instance_detail(context, admin, clock.instance, wait=PAGE_STATE_WAIT)
+        except Exception as exc:  # counted, so the storm's figures still print
+            pages[f"failed: {exc}"] += 1
+            return
+        shown.append(time.perf_counter() - began)
+        if detail.state is not None:
+            pages["with the live state"] += 1
+        elif detail.state_error and "has work queued" in detail.state_error:
+            pages["saying the instance has work queued"] += 1
+        else:
+            pages[f"other: {detail.state_error or detail.instance.status}"] += 1
+
     asked: list[asyncio.Task[None]] = []
     while not stop.is_set():
         asked.append(asyncio.create_task(one(chooser.choice(clocks))))
+        asked.append(asyncio.create_task(page(chooser.choice(clocks))))
         await asyncio.sleep(1 / rate)
     await asyncio.gather(*asked)
     return (
-        line(f"state queries while it drained ({len(asked)})", answered)
+        line(f"state queries while it drained ({len(asked) // 2})", answered)
         + f"\n  of them {timed_out} timed out (the server's limit, or {QUERY_PATIENCE:.0f} s), "
         f"{refused} refused as busy (query buffer full), {len(failed)} failed otherwise"
         + (f" (first: {failed[0]})" if failed else "")
+        + "\n"
+        + line(f"instance pages while it drained ({len(shown)})", shown)
+        + "\n  of them "
+        + ", ".join(f"{n} {how}" for how, n in pages.most_common())
     )
 
 
@@ -941,7 +979,15 @@ async def bench(args: argparse.Namespace) -> None:
                 watching = [asyncio.create_task(tasks.run()), asyncio.create_task(alerts.run())]
                 try:
                     await worker.start()
-                    await worker.wait_for_line("worker running")
+                    try:
+                        await worker.wait_for_line("worker running")
+                    except RuntimeError as exc:  # say how the server stood, to tell why
+                        exit_code = server.process.returncode
+                        state = "running" if exit_code is None else f"exited with code {exit_code}"
+                        raise RuntimeError(
+                            f"{exc}\nthe dev server at {server.address}: {state}; its log ends "
+                            f"with:\n{server.log_tail(lines=30)}"
+                        ) from None
                     run = Bench(
                         client,
                         definitions,
