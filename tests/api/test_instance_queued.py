@@ -9,15 +9,15 @@ that no worker takes, so every state query to the instance is held, as in a burs
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
+import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -37,88 +37,78 @@ from .conftest import SECRET, Api, make_store, quote, signed_in_as
 pytestmark = pytest.mark.timeout(180)
 
 
-@contextlib.asynccontextmanager
-async def app_on(
-    env: WorkflowEnvironment, definitions: Definitions, settings: Settings, tmp_path: Path
-) -> AsyncIterator[Api]:
-    """The API on the dev server and a fresh store; no worker runs."""
+class Left(NamedTuple):
+    """An instance whose task a worker opened before it stopped, and the API that shows it."""
+
+    api: Api
+    instance: str
+    task: Task
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def left(
+    dev_server_env: WorkflowEnvironment,
+    definitions: Definitions,
+    tmp_path: Path,
+    smtp: tuple[Settings, Any],
+) -> AsyncIterator[Left]:
+    """The API on the dev server and a fresh store; a worker ran only to open the task."""
+    mail, _ = smtp
+    queue = f"test-{uuid.uuid4()}"
+    settings = mail.model_copy(update={"events_secret": SECRET, "task_queue": queue})
     db, sessions, tokens = make_store(tmp_path, definitions)
-    app = create_app(settings, definitions, engine=db, client=env.client)
+    app = create_app(settings, definitions, engine=db, client=dev_server_env.client)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
-        yield Api(http, sessions, definitions, env, tokens)
+        api = Api(http, sessions, definitions, dev_server_env, tokens)
+        with ThreadPoolExecutor(max_workers=4) as executor:
+            async with Worker(
+                api.client,
+                task_queue=queue,
+                workflows=[ProcessWorkflow],
+                activities=implementations(
+                    [ProcessContract], [ProcessActivities(sessions, settings)]
+                ),
+                activity_executor=executor,
+                workflow_runner=workflow_runner(),
+            ):
+                instance = await api.start("quote-follow-up", quote(owner="ana"))
+                task = await api.open_task(instance)
+                answered = (await api.get(f"/api/instances/{instance}", "maria")).json()
+                assert answered["state_error"] is None
+                assert answered["state"]["task"]["task_id"] == task.id
+        yield Left(api, instance, task)
+        await api.client.get_workflow_handle(workflow_of(instance, task=False)).terminate("over")
     db.dispose()
 
 
-async def started_then_left(api: Api, settings: Settings) -> tuple[str, Task]:
-    """An instance whose task a worker opened before it stopped: (instance, its open task)."""
-    with ThreadPoolExecutor(max_workers=4) as executor:
-        async with Worker(
-            api.client,
-            task_queue=settings.task_queue,
-            workflows=[ProcessWorkflow],
-            activities=implementations(
-                [ProcessContract], [ProcessActivities(api.sessions, settings)]
-            ),
-            activity_executor=executor,
-            workflow_runner=workflow_runner(),
-        ):
-            instance = await api.start("quote-follow-up", quote(owner="ana"))
-            task = await api.open_task(instance)
-            answered = (await api.get(f"/api/instances/{instance}", "maria")).json()
-            assert answered["state_error"] is None
-            assert answered["state"]["task"]["task_id"] == task.id
-    return instance, task
-
-
 async def test_a_page_of_an_instance_with_work_queued_says_so_and_shows_the_store(
-    dev_server_env: WorkflowEnvironment,
-    definitions: Definitions,
-    tmp_path: Path,
-    smtp: tuple[Settings, Any],
+    left: Left,
 ) -> None:
-    mail, _ = smtp
-    settings = mail.model_copy(
-        update={"events_secret": SECRET, "task_queue": f"test-{uuid.uuid4()}"}
-    )
-    async with app_on(dev_server_env, definitions, settings, tmp_path) as api:
-        instance, task = await started_then_left(api, settings)
-        # No worker now: an event queues a workflow task that nobody takes
-        handle = api.client.get_workflow_handle(workflow_of(instance, task=False))
-        assert await queued_since(api.client, instance) is None
-        await handle.signal("event", EventInput(id=f"noted-{uuid.uuid4()}", type="quote.noted"))
-        assert await queued_since(api.client, instance) is not None
+    api, instance, task = left
+    # No worker now: an event queues a workflow task that nobody takes
+    handle = api.client.get_workflow_handle(workflow_of(instance, task=False))
+    assert await queued_since(api.client, instance) is None
+    await handle.signal("event", EventInput(id=f"noted-{uuid.uuid4()}", type="quote.noted"))
+    assert await queued_since(api.client, instance) is not None
 
-        signed_in_as(api, "maria")
-        page = await api.http.get(f"/instances/{instance}")
-        assert page.status_code == 200, page.text
-        assert "Live state unavailable" in page.text
-        assert "has work queued" in page.text
-        assert "is a duly worker running?" not in page.text
-        assert task.title in page.text  # the open task, from the store
-        assert 'class="current-step">call-customer<' in page.text
+    signed_in_as(api, "maria")
+    page = await api.http.get(f"/instances/{instance}")
+    assert page.status_code == 200, page.text
+    assert "Live state unavailable" in page.text
+    assert "has work queued" in page.text
+    assert "is a duly worker running?" not in page.text
+    assert task.title in page.text  # the open task, from the store
+    assert 'class="current-step">call-customer<' in page.text
 
-        shown = (await api.get(f"/api/instances/{instance}", "maria")).json()
-        assert shown["state"] is None
-        assert "has work queued" in shown["state_error"]
-        assert [t["id"] for t in shown["tasks"]] == [task.id]
-        await handle.terminate("the test is over")
+    shown = (await api.get(f"/api/instances/{instance}", "maria")).json()
+    assert shown["state"] is None
+    assert "has work queued" in shown["state_error"]
+    assert [t["id"] for t in shown["tasks"]] == [task.id]
 
 
-async def test_an_instance_nobody_answers_for_asks_whether_a_worker_runs(
-    dev_server_env: WorkflowEnvironment,
-    definitions: Definitions,
-    tmp_path: Path,
-    smtp: tuple[Settings, Any],
-) -> None:
+async def test_an_instance_nobody_answers_for_asks_whether_a_worker_runs(left: Left) -> None:
     """No work queued, yet no answer: nothing polls the instance's queue for its query."""
-    mail, _ = smtp
-    settings = mail.model_copy(
-        update={"events_secret": SECRET, "task_queue": f"test-{uuid.uuid4()}"}
-    )
-    async with app_on(dev_server_env, definitions, settings, tmp_path) as api:
-        instance, _ = await started_then_left(api, settings)
-        assert await queued_since(api.client, instance) is None
-        shown = (await api.get(f"/api/instances/{instance}", "maria")).json()
-        assert "is a duly worker running?" in shown["state_error"]
-        await api.client.get_workflow_handle(workflow_of(instance, task=False)).terminate("over")
+    assert await queued_since(left.api.client, left.instance) is None
+    shown = (await left.api.get(f"/api/instances/{left.instance}", "maria")).json()
+    assert "is a duly worker running?" in shown["state_error"]
