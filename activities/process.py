@@ -9,7 +9,6 @@ are non-retryable `ApplicationError`s with a message that says what to fix.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -628,18 +627,15 @@ def _lateness(due: datetime | None, at: datetime) -> str:
 
 
 def _zone_of(session: Session, instance_id: str) -> tzinfo:
-    """The time zone of the instance's calendar, for due times people read; UTC if unknown."""
-    instance = session.get(Instance, instance_id)
-    if instance is None:
-        return UTC
-    compiled = session.exec(
-        select(Definition.compiled_json).where(
-            Definition.process == instance.process, Definition.version == instance.version
-        )
-    ).first()
+    """The time zone of the instance's calendar, for due times people read; UTC if unknown.
+
+    Read through `load_record`, which parses a stored definition once for every row that needs
+    it (a storm's thousand alerts, a day's facts).
+    """
+    zone_name = load_record(session, instance_id).zone_name
     try:
-        return ZoneInfo(json.loads(compiled or "{}")["calendar"]["timezone"])
-    except (ValueError, KeyError, TypeError, ZoneInfoNotFoundError):
+        return ZoneInfo(zone_name) if zone_name else UTC
+    except (ValueError, ZoneInfoNotFoundError):
         return UTC
 
 
