@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -147,6 +148,36 @@ def make_store(tmp_path: Path, definitions: Definitions) -> tuple[Any, Any, dict
     return db, sessions, tokens
 
 
+@contextlib.asynccontextmanager
+async def api_on(
+    env: WorkflowEnvironment, definitions: Definitions, settings: Settings, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The API on `env`'s Temporal and a fresh store; no worker runs (see `process_worker`)."""
+    db, sessions, tokens = make_store(tmp_path, definitions)
+    app = create_app(settings, definitions, engine=db, client=env.client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
+        yield Api(http, sessions, definitions, env, tokens)
+    db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def process_worker(api: Api, settings: Settings) -> AsyncIterator[None]:
+    """A worker running ProcessWorkflow and the real activities on `settings.task_queue`."""
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        async with Worker(
+            api.client,
+            task_queue=settings.task_queue,
+            workflows=[ProcessWorkflow],
+            activities=implementations(
+                [ProcessContract], [ProcessActivities(api.sessions, settings)]
+            ),
+            activity_executor=executor,
+            workflow_runner=workflow_runner(),
+        ):
+            yield
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def api(
     time_skipping_env: WorkflowEnvironment,
@@ -158,22 +189,10 @@ async def api(
     """The API with a worker running real activities; every instance is ended afterwards."""
     mail, _ = smtp
     settings = mail.model_copy(update={"events_secret": SECRET, "task_queue": task_queue})
-    db, sessions, tokens = make_store(tmp_path, definitions)
-    app = create_app(settings, definitions, engine=db, client=time_skipping_env.client)
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        async with Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[ProcessWorkflow],
-            activities=implementations([ProcessContract], [ProcessActivities(sessions, settings)]),
-            activity_executor=executor,
-            workflow_runner=workflow_runner(),
-        ):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
-                yield Api(http, sessions, definitions, time_skipping_env, tokens)
-            await end_everything(time_skipping_env.client, sessions, definitions)
-    db.dispose()
+    async with api_on(time_skipping_env, definitions, settings, tmp_path) as api:
+        async with process_worker(api, settings):
+            yield api
+            await end_everything(api.client, api.sessions, definitions)
 
 
 async def end_everything(

@@ -11,28 +11,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import httpx
 import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.process import ProcessActivities
-from duly.api.app import create_app
 from duly.client import queued_since
 from duly.language.loader import Definitions
 from duly.settings import Settings
 from duly.store.models import Task
-from workflows.contracts import ProcessContract, implementations
 from workflows.messages import EventInput, workflow_of
-from workflows.process import ProcessWorkflow
-from workflows.sandbox import workflow_runner
 
-from .conftest import SECRET, Api, make_store, quote, signed_in_as
+from .conftest import SECRET, Api, api_on, process_worker, quote, signed_in_as
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -56,30 +48,15 @@ async def left(
     mail, _ = smtp
     queue = f"test-{uuid.uuid4()}"
     settings = mail.model_copy(update={"events_secret": SECRET, "task_queue": queue})
-    db, sessions, tokens = make_store(tmp_path, definitions)
-    app = create_app(settings, definitions, engine=db, client=dev_server_env.client)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://duly.test") as http:
-        api = Api(http, sessions, definitions, dev_server_env, tokens)
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            async with Worker(
-                api.client,
-                task_queue=queue,
-                workflows=[ProcessWorkflow],
-                activities=implementations(
-                    [ProcessContract], [ProcessActivities(sessions, settings)]
-                ),
-                activity_executor=executor,
-                workflow_runner=workflow_runner(),
-            ):
-                instance = await api.start("quote-follow-up", quote(owner="ana"))
-                task = await api.open_task(instance)
-                answered = (await api.get(f"/api/instances/{instance}", "maria")).json()
-                assert answered["state_error"] is None
-                assert answered["state"]["task"]["task_id"] == task.id
+    async with api_on(dev_server_env, definitions, settings, tmp_path) as api:
+        async with process_worker(api, settings):
+            instance = await api.start("quote-follow-up", quote(owner="ana"))
+            task = await api.open_task(instance)
+            answered = (await api.get(f"/api/instances/{instance}", "maria")).json()
+            assert answered["state_error"] is None
+            assert answered["state"]["task"]["task_id"] == task.id
         yield Left(api, instance, task)
         await api.client.get_workflow_handle(workflow_of(instance, task=False)).terminate("over")
-    db.dispose()
 
 
 async def test_a_page_of_an_instance_with_work_queued_says_so_and_shows_the_store(
