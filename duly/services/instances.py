@@ -219,8 +219,8 @@ async def _unanswered(client: Client, instance_id: str, wait: float) -> str:
     waited = max(0.0, (datetime.now(UTC) - queued).total_seconds())
     return (
         f"{instance_id} has work queued {waited:.0f} s ago that it must do before it answers "
-        "(a burst of breaches drains in seconds); its live state shows once a worker has done "
-        "it. If this lasts, check that a duly worker is running."
+        "(a burst of breaches is worked through within a minute); its live state shows once a "
+        "worker has done it. If this lasts, check that a duly worker is running."
     )
 
 

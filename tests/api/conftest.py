@@ -148,6 +148,12 @@ def make_store(tmp_path: Path, definitions: Definitions) -> tuple[Any, Any, dict
     return db, sessions, tokens
 
 
+def api_settings(smtp: tuple[Settings, Any], task_queue: str) -> Settings:
+    """The SMTP sink's settings, with the events secret and the test's own task queue."""
+    mail, _ = smtp
+    return mail.model_copy(update={"events_secret": SECRET, "task_queue": task_queue})
+
+
 @contextlib.asynccontextmanager
 async def api_on(
     env: WorkflowEnvironment, definitions: Definitions, settings: Settings, tmp_path: Path
@@ -187,8 +193,7 @@ async def api(
     smtp: tuple[Settings, Any],
 ) -> AsyncIterator[Api]:
     """The API with a worker running real activities; every instance is ended afterwards."""
-    mail, _ = smtp
-    settings = mail.model_copy(update={"events_secret": SECRET, "task_queue": task_queue})
+    settings = api_settings(smtp, task_queue)
     async with api_on(time_skipping_env, definitions, settings, tmp_path) as api:
         async with process_worker(api, settings):
             yield api

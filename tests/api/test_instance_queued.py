@@ -24,7 +24,7 @@ from duly.settings import Settings
 from duly.store.models import Task
 from workflows.messages import EventInput, workflow_of
 
-from .conftest import SECRET, Api, api_on, process_worker, quote, signed_in_as
+from .conftest import Api, api_on, api_settings, process_worker, quote, signed_in_as
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,9 +45,7 @@ async def left(
     smtp: tuple[Settings, Any],
 ) -> AsyncIterator[Left]:
     """The API on the dev server and a fresh store; a worker ran only to open the task."""
-    mail, _ = smtp
-    queue = f"test-{uuid.uuid4()}"
-    settings = mail.model_copy(update={"events_secret": SECRET, "task_queue": queue})
+    settings = api_settings(smtp, f"test-{uuid.uuid4()}")
     async with api_on(dev_server_env, definitions, settings, tmp_path) as api:
         async with process_worker(api, settings):
             instance = await api.start("quote-follow-up", quote(owner="ana"))
