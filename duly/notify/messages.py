@@ -66,11 +66,40 @@ class Record:
     calendar: BusinessCalendar | None
 
 
+def _read_once(session: Session, kind: str) -> dict[str, Any]:
+    """What this transaction has read for messages, by id: read again, it is taken from here.
+
+    A session's identity map holds rows weakly, so a row read for one line of a message and
+    dropped is read again for the next: an alert named its manager three times and its
+    instance twice. Kept in the session, a transaction reads each row once, and sees the rows
+    it changes (they are the same objects).
+    """
+    read: dict[str, Any] = session.info.setdefault(f"duly.notify.read.{kind}", {})
+    return read
+
+
+def _user(session: Session, user_id: str) -> User | None:
+    """A user row, read once a transaction."""
+    users = _read_once(session, "users")
+    if user_id not in users:
+        user = session.get(User, user_id)
+        if user is None:
+            return None  # not kept: the transaction may yet add them
+        users[user_id] = user
+    return users[user_id]  # type: ignore[no-any-return]
+
+
 def load_record(session: Session, instance_id: str | None) -> Record:
-    """The instance, its definition and its calendar; what is missing is None."""
+    """The instance, its definition and its calendar; what is missing is None.
+
+    Read once a transaction: an alert's message and its zone ask for the same record.
+    """
+    records = _read_once(session, "records")
+    if instance_id in records:
+        return records[instance_id]  # type: ignore[no-any-return]
     instance = session.get(Instance, instance_id) if instance_id else None
     if instance is None:
-        return Record(None, None, None, None)
+        return Record(None, None, None, None)  # not kept: the transaction may yet add it
     compiled_json = session.exec(
         select(Definition.compiled_json).where(
             Definition.process == instance.process, Definition.version == instance.version
@@ -86,7 +115,9 @@ def load_record(session: Session, instance_id: str | None) -> Record:
             zone_name = str(json.loads(compiled_json or "{}")["calendar"]["timezone"])
         except (ValueError, KeyError, TypeError):
             zone_name = None
-    return Record(instance, process, zone_name, process.calendar if process else None)
+    record = Record(instance, process, zone_name, process.calendar if process else None)
+    records[instance.id] = record
+    return record
 
 
 @functools.lru_cache(maxsize=64)
@@ -100,7 +131,7 @@ def _parsed(compiled_json: str) -> CompiledProcess:
 
 def reader_zone(session: Session, user_id: str, record: Record) -> tzinfo:
     """The zone `user_id` reads this instance's times in: theirs, else the calendar's."""
-    user = session.get(User, user_id)
+    user = _user(session, user_id)
     return timefmt.reader_zone(record.zone_name, user.timezone if user else None)
 
 
@@ -215,7 +246,7 @@ def _rung(record: Record, alert: Alert) -> str | None:
 def _name(session: Session, user_id: str | None) -> str:
     if not user_id:
         return "nobody"
-    user = session.get(User, user_id)
+    user = _user(session, user_id)
     return f"{user.name} ({user_id})" if user is not None else user_id
 
 
@@ -306,7 +337,7 @@ def alert_message(*, session: Session, alert: Alert, settings: Settings | None =
         actions.append(
             Action(label="Open the instance", url=instance_url(settings, alert.instance_id))
         )
-    recipient = session.get(User, alert.recipient)
+    recipient = _user(session, alert.recipient)
     if recipient is not None and recipient.role in ("manager", "admin"):
         token = make_token(
             ack_secret(settings),

@@ -5,6 +5,7 @@ Functions take keyword arguments only and work inside the caller's session and t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -51,21 +52,27 @@ def insert_if_absent(*, session: Session, row: SQLModel) -> bool:
             continue  # autoincrement
         values[column.name] = value
     dialect = session.get_bind().dialect.name
-    statement: Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
-    else:
+    if dialect not in ("postgresql", "sqlite"):
         try:
             with session.begin_nested():
                 session.exec(table.insert().values(values))
         except IntegrityError:
             return False
         return True
-    # RETURNING tells inserted from skipped on both; rowcount is not reliable for INSERT
-    inserted = session.exec(statement.returning(*table.primary_key.columns))
+    # The values go as the parameters of one statement per table, compiled once per column set
+    inserted = session.exec(_insert_or_nothing(table, dialect), params=values)
     return inserted.first() is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_or_nothing(table: Table, dialect: str) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING <primary key>` into `table`.
+
+    Its columns are those of the parameters it runs with. RETURNING tells inserted from
+    skipped on both databases; rowcount is not reliable for it.
+    """
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
 # --- definitions -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -273,6 +274,33 @@ def test_alert_messages_parse_a_stored_definition_once(acts, sessions, definitio
     assert first.process is not None and first.process.name == "quote-follow-up"
     assert second.process is first.process
     assert first.zone_name == "America/New_York"
+
+
+def test_an_alert_reads_its_instance_and_each_person_once(acts, sessions, instance) -> None:
+    from sqlalchemy import event
+
+    # Its message names the manager three times and the instance twice (its zone, its record):
+    # a storm's thousand alerts each read them once, inside the writers' turn
+    acts.open_task(open_input())
+    reads: Counter[str] = Counter()
+
+    def count(conn, cursor, statement: str, *args) -> None:
+        table = re.match(r"\s*SELECT\b.*?\bFROM\s+(\w+)", statement, re.S | re.I)
+        if table:
+            reads[table[1]] += 1
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        acts.escalate(escalate_input())
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert reads["instances"] == 1
+    assert reads["definitions"] == 1
+    assert reads["users"] == 2  # the manager and the assignee
+    assert reads["tasks"] == 1
+    [alert] = rows(sessions, Alert)
+    assert alert.recipient == "maria"
 
 
 def test_escalate_that_cannot_assign_writes_neither_alert_nor_sla_events(
