@@ -213,9 +213,17 @@ async def _unanswered(client: Client, instance_id: str, wait: float) -> str:
         async with asyncio.timeout(DESCRIBE_TIMEOUT):
             queued = await duly_client.queued_since(client, instance_id)
     except (TimeoutError, duly_client.ClientError):
-        queued = None
+        return (
+            f"{instance_id} did not answer within {wait:g} s, and the Temporal server did not "
+            f"say why within {DESCRIBE_TIMEOUT:g} s: it is busy or out of reach. Try again in "
+            "a minute; if this lasts, check the server and that a duly worker is running."
+        )
     if queued is None:
-        return f"{instance_id} did not answer within {wait:g} s: is a duly worker running?"
+        # Nothing for it to do first, so the query went straight to a worker: none took it
+        return (
+            f"{instance_id} did not answer within {wait:g} s and has no work queued: its "
+            "worker is busy or not running. If this lasts, check that a duly worker is running."
+        )
     waited = max(0.0, (datetime.now(UTC) - queued).total_seconds())
     return (
         f"{instance_id} has work queued {waited:.0f} s ago that it must do before it answers "

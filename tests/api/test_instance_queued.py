@@ -9,6 +9,7 @@ that no worker takes, so every state query to the instance is held, as in a burs
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -72,7 +73,7 @@ async def test_a_page_of_an_instance_with_work_queued_says_so_and_shows_the_stor
     assert page.status_code == 200, page.text
     assert "Live state unavailable" in page.text
     assert "has work queued" in page.text
-    assert "is a duly worker running?" not in page.text
+    assert "has no work queued" not in page.text
     assert task.title in page.text  # the open task, from the store
     assert 'class="current-step">call-customer<' in page.text
 
@@ -86,4 +87,20 @@ async def test_an_instance_nobody_answers_for_asks_whether_a_worker_runs(left: L
     """No work queued, yet no answer: nothing polls the instance's queue for its query."""
     assert await queued_since(left.api.client, left.instance) is None
     shown = (await left.api.get(f"/api/instances/{left.instance}", "maria")).json()
-    assert "is a duly worker running?" in shown["state_error"]
+    assert "has no work queued" in shown["state_error"]
+    assert "check that a duly worker is running" in shown["state_error"]
+
+
+async def test_a_server_too_busy_to_describe_the_instance_is_named_not_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from duly.services import instances
+
+    async def busy(client: object, instance: str) -> None:
+        await asyncio.sleep(60)  # a server answering nothing, as under a heavy burst
+
+    monkeypatch.setattr(instances, "DESCRIBE_TIMEOUT", 0.05)
+    monkeypatch.setattr(instances.duly_client, "queued_since", busy)
+    said = await instances._unanswered(None, "quote-follow-up/Q-1/abc", 1.5)  # type: ignore[arg-type]
+    assert "the Temporal server did not say why within 0.05 s" in said
+    assert "has no work queued" not in said
