@@ -22,6 +22,7 @@ The rollups are the store's: the engine's activities keep them as they write fac
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -138,19 +139,22 @@ def rollup_key(dims: dict[str, Any], names: tuple[str, ...] = DIMENSIONS) -> str
     return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
-def _upsert(
-    session: Session, table: Table, rows: list[dict[str, Any]], counts: tuple[str, ...]
-) -> None:
-    """Add `rows`' counts to their rollup rows, creating those missing (one statement)."""
-    if not rows:
-        return
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = module.insert(table).values(rows)
-    statement = statement.on_conflict_do_update(
+def _upsert(session: Session, table: Table, row: dict[str, Any], counts: tuple[str, ...]) -> None:
+    """Add `row`'s counts to its rollup row, creating it when missing (one statement)."""
+    # One statement per table, compiled once, with the row as its parameters: a fact's two
+    # rows otherwise built and cache-keyed a statement each, in the writers' turn
+    session.execute(_add_counts(table, counts, session.get_bind().dialect.name), row)
+
+
+@functools.lru_cache(maxsize=16)
+def _add_counts(table: Table, counts: tuple[str, ...], dialect: str) -> Any:
+    """`INSERT ... ON CONFLICT (key) DO UPDATE` adding `counts` to the row already there."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    return statement.on_conflict_do_update(
         index_elements=[table.c.key],
         set_={name: table.c[name] + statement.excluded[name] for name in counts},
     )
-    session.execute(statement)
 
 
 def add_fact(session: Session, fact: StepFact, zone: tzinfo) -> None:
@@ -176,12 +180,12 @@ def add_fact(session: Session, fact: StepFact, zone: tzinfo) -> None:
         "seconds_count": 0 if seconds is None else 1,
         "seconds_sum": float(seconds or 0.0),
     }
-    _upsert(session, WEEKS, [row], COUNTS)
+    _upsert(session, WEEKS, row, COUNTS)
     if fact.kind == "task" and seconds is not None:
         timed = {name: dims[name] for name in DURATION_DIMENSIONS if name != "bucket"}
         timed["bucket"] = bucket_number(float(seconds))
         timed |= {"key": rollup_key(timed, DURATION_DIMENSIONS), "visits": 1}
-        _upsert(session, DURATIONS, [timed | {"seconds_sum": float(seconds)}], DURATION_COUNTS)
+        _upsert(session, DURATIONS, timed | {"seconds_sum": float(seconds)}, DURATION_COUNTS)
 
 
 def zones_of(session: Session) -> dict[tuple[str, int], tzinfo]:
