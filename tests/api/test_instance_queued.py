@@ -94,13 +94,14 @@ async def test_an_instance_nobody_answers_for_asks_whether_a_worker_runs(left: L
 async def test_a_server_too_busy_to_describe_the_instance_is_named_not_the_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from duly import client as duly_client
     from duly.services import instances
 
     async def busy(client: object, instance: str) -> None:
         await asyncio.sleep(60)  # a server answering nothing, as under a heavy burst
 
     monkeypatch.setattr(instances, "DESCRIBE_TIMEOUT", 0.05)
-    monkeypatch.setattr(instances.duly_client, "queued_since", busy)
+    monkeypatch.setattr(duly_client, "queued_since", busy)
     said = await instances._unanswered(None, "quote-follow-up/Q-1/abc", 1.5)  # type: ignore[arg-type]
     assert "the Temporal server did not say why within 0.05 s" in said
     assert "has no work queued" not in said
