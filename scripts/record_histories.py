@@ -121,7 +121,7 @@ async def main() -> None:
                 await until_task(quote, "call-customer")
                 await env.sleep(timedelta(days=6))  # every rung of the ladder fires
                 await complete(quote, "call-customer", "voicemail")
-                await env.sleep(timedelta(days=3))
+                await env.sleep(timedelta(days=6))  # past its wait-a-day, whatever the weekday
                 await complete(quote, "call-customer", "reached")
                 await complete(quote, "manager-review", "done")
                 await quote.result()
