@@ -814,11 +814,13 @@ async def storm_phase(bench: Bench, args: argparse.Namespace) -> None:
     )
     expect(bench, clocks)
     await asyncio.sleep(max(0.0, second.timestamp() - time.time()))
+    due = bench.machine()
     drained = asyncio.Event()
     prober = asyncio.create_task(probe_queries(bench, clocks, args.query_rate, drained))
     try:
         await wait_for_alerts(clocks, bench.alerts, until=second.timestamp() + 300)
     finally:
+        done = bench.machine()
         drained.set()
         queries = await prober
     seen = [bench.alerts.alerts[c.task_id][0] for c in clocks if c.task_id in bench.alerts.alerts]
@@ -829,10 +831,21 @@ async def storm_phase(bench: Bench, args: argparse.Namespace) -> None:
             f"{max(seen) - start:.2f} s after: {len(seen) / max(max(seen) - start, 1e-3):.1f} "
             "breaches/s"
         )
+        print(drain_cpu(due, done, len(seen)))
     split = await breakdown(bench.client, clocks, bench.alerts)
     await report_alerts(bench, clocks, split)
     print(queries)
     footer(bench, since, sent)
+
+
+def drain_cpu(due: Machine, done: Machine, breaches: int) -> str:
+    """The CPU the worker and the dev server spent from the due second to the last alert."""
+    worker, server = done.worker - due.worker, done.server - due.server
+    return (
+        f"the drain, due second to last alert seen: worker CPU {worker:.1f} s, dev server CPU "
+        f"{server:.1f} s over {done.at - due.at:.1f} s; {worker / breaches * 1000:.1f} and "
+        f"{server / breaches * 1000:.1f} ms a breach"
+    )
 
 
 async def backfill_phase(bench: Bench, args: argparse.Namespace) -> None:
