@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import heapq
 import logging
@@ -59,7 +58,6 @@ from sqlmodel import Session, col, select
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
-    Runtime,
     TelemetryConfig,
     TelemetryFilter,
 )
@@ -391,7 +389,7 @@ async def _simulate(
     progress: ProgressCallback | None = None,
 ) -> tuple[int, int, int]:
     """Run the weeks to `ends` on the time-skipping server; (tasks done, events sent, emails)."""
-    async with skipping_worker(settings, runtime=_runtime(), name="demo") as run:
+    async with skipping_worker(settings, telemetry=_telemetry(), name="demo") as run:
         driver = _Driver(
             run.env,
             definitions,
@@ -430,20 +428,16 @@ def _standing_in(
     }
 
 
-@functools.cache
-def _runtime() -> Runtime:
-    """A Temporal runtime whose core logs go through Python's logging, not to the terminal.
+def _telemetry() -> TelemetryConfig:
+    """How the SDK's core logs in a demo: through Python's logging, not to the terminal.
 
     The test server lacks a capability the SDK's core warns about at each start: the warning
     belongs in the demo's log file with the rest of the engine's lines.
     """
     forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
-    return Runtime(
-        telemetry=TelemetryConfig(
-            logging=LoggingConfig(
-                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
-                forwarding=forwarding,
-            )
+    return TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"), forwarding=forwarding
         )
     )
 

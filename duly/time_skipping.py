@@ -18,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import Runtime
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from duly import temporal_binaries
@@ -42,15 +42,20 @@ class SkippingWorker:
 
 @contextlib.asynccontextmanager
 async def skipping_worker(
-    settings: Settings, *, name: str, runtime: Runtime | None = None
+    settings: Settings, *, name: str, telemetry: TelemetryConfig | None = None
 ) -> AsyncIterator[SkippingWorker]:
     """Start a time-skipping test server and duly's worker on it; stop both on exit.
+
+    The worker runs every activity inside its workflow task (`duly.local_activities`), on a
+    Temporal runtime of its own that ends with it: the SDK's core keeps a timer for each local
+    activity still running when its worker stops, and one firing into a stopped worker after
+    the run would write a panic to the terminal of the process that made the run.
 
     Args:
         settings: The worker's settings (its database among them); its SMTP server is replaced
             by the in-memory one.
         name: Names the task queue and the activity threads (`demo`, `simulate`).
-        runtime: The Temporal runtime (how the SDK's core logs); the SDK's default if None.
+        telemetry: How the SDK's core logs; the SDK's default if None.
 
     Yields:
         The server's environment, the worker's task queue and the emails caught so far.
@@ -64,7 +69,7 @@ async def skipping_worker(
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=str(temporal_binaries.test_server_path()),
             data_converter=pydantic_data_converter,
-            runtime=runtime,
+            runtime=Runtime(telemetry=telemetry or TelemetryConfig()),
         )
         try:
             with ThreadPoolExecutor(
@@ -75,6 +80,7 @@ async def skipping_worker(
                     worker_settings,
                     task_queue=f"duly-{name}-{uuid.uuid4().hex[:8]}",
                     activity_executor=pool,
+                    local_activities=True,
                 )
                 async with worker:
                     yield SkippingWorker(env, worker.task_queue, caught)

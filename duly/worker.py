@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.monitors import MonitorActivities
 from activities.process import ProcessActivities
@@ -33,6 +33,7 @@ from activities.summary import SummaryActivities
 from duly import published
 from duly.language.errors import DefinitionError
 from duly.language.loader import Definitions, load_definitions
+from duly.local_activities import LocalActivities
 from duly.logs import ActivityLogContext
 from duly.logs import configure as configure_logs
 from duly.metrics import serving as serving_metrics
@@ -73,6 +74,7 @@ def build_worker(
     *,
     task_queue: str | None = None,
     activity_executor: Executor | None = None,
+    local_activities: bool = False,
 ) -> Worker:
     """A worker for `ProcessWorkflow`, `MonitorWorkflow`, `WeeklySummaryWorkflow`, every activity.
 
@@ -82,11 +84,16 @@ def build_worker(
         task_queue: The task queue to poll; defaults to `settings.task_queue`.
         activity_executor: Runs the synchronous activities; defaults to a new thread pool of
             `ACTIVITY_THREADS` threads. The caller owns (and shuts down) one it passes in.
+        local_activities: Run every activity inside its workflow task
+            (`duly.local_activities`): for the time-skipping test server only.
 
     Returns:
         The worker, not yet running: `await worker.run()` or `async with worker:`.
     """
     sessions = session_factory(make_engine(settings.database_url))
+    interceptors: list[Interceptor] = [ActivityLogContext()]  # activity logs name their instance
+    if local_activities:
+        interceptors.append(LocalActivities())
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -101,7 +108,7 @@ def build_worker(
         max_cached_workflows=settings.cached_instances,
         sticky_queue_schedule_to_start_timeout=STICKY_TASK_WAIT,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        interceptors=[ActivityLogContext()],  # every activity log line names its instance
+        interceptors=interceptors,
         build_id=build_id(),
     )
 

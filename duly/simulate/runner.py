@@ -10,6 +10,7 @@ SMTP sink, no notification deliverer runs, and the store is deleted when the run
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import heapq
 import math
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.runtime import LoggingConfig, TelemetryConfig, TelemetryFilter
 
 from duly.client import send_event
 from duly.demo import SHIPPED, _Driver, _poisson, _rng
@@ -173,7 +174,12 @@ class _ScenarioDriver(_Driver):
         while True:
             acted = False
             while self.queue and self.queue[0].at <= now:
-                await self.perform(heapq.heappop(self.queue))
+                due = [heapq.heappop(self.queue)]
+                while self.queue and self.queue[0].at <= now:
+                    due.append(heapq.heappop(self.queue))
+                # A moment's actions go together: each waits for its instance's workflow task,
+                # which runs the activities it causes (`duly.local_activities`)
+                await asyncio.gather(*(self.perform(action) for action in due))
                 acted = True
             self.report(now, end)
             if now >= end:
@@ -327,15 +333,10 @@ def given_habit(habit: HabitSpec) -> Habit:
     )
 
 
-_RUNTIME: list[Runtime] = []
-
-
-def _quiet_runtime() -> Runtime:
-    """A Temporal runtime whose core logs only errors: its warnings went to stdout, into CSV."""
-    if not _RUNTIME:
-        quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
-        _RUNTIME.append(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet))))
-    return _RUNTIME[0]
+QUIET = TelemetryConfig(
+    logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+)
+"""How a run's SDK core logs: errors only (its warnings went to stdout, into CSV)."""
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -390,9 +391,7 @@ async def run_once(
         fresh.dispose()
         engine = prepare_database(settings, definitions)
         try:
-            async with skipping_worker(
-                sealed(settings), runtime=_quiet_runtime(), name="simulate"
-            ) as run:
+            async with skipping_worker(sealed(settings), telemetry=QUIET, name="simulate") as run:
                 driver = _ScenarioDriver(
                     run.env,
                     definitions,

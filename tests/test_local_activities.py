@@ -1,0 +1,62 @@
+"""On simulated time the workflows' activities run inside their workflow tasks, and fail alike."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from duly.local_activities import LocalActivities
+
+
+@activity.defn
+def double(value: int) -> int:
+    return 2 * value
+
+
+@activity.defn
+def refuse(value: int) -> int:
+    raise ApplicationError(f"refused {value}", type="Refused", non_retryable=True)
+
+
+@workflow.defn(sandboxed=False)
+class TwoCalls:
+    @workflow.run
+    async def run(self, value: int) -> str:
+        doubled = await workflow.execute_activity(
+            double, value, start_to_close_timeout=timedelta(seconds=10)
+        )
+        try:
+            await workflow.execute_activity(
+                refuse, doubled, start_to_close_timeout=timedelta(seconds=10)
+            )
+        except ActivityError as err:  # what the interpreter catches around an action
+            assert isinstance(err.cause, ApplicationError)
+            return f"{doubled}: {err.cause.type}: {err.cause.message}"
+        return "not refused"
+
+
+async def test_activities_run_inside_the_workflow_task_and_a_failure_is_an_activity_error(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        async with Worker(
+            time_skipping_env.client,
+            task_queue=task_queue,
+            workflows=[TwoCalls],
+            activities=[double, refuse],
+            activity_executor=pool,
+            interceptors=[LocalActivities()],
+        ):
+            handle = await time_skipping_env.client.start_workflow(
+                TwoCalls.run, 21, id=f"two-calls-{task_queue}", task_queue=task_queue
+            )
+            assert await handle.result() == "42: Refused: refused 42"
+    kinds = [event.event_type async for event in handle.fetch_history_events()]
+    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2  # each call's result
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds  # none reached the server
