@@ -14,10 +14,13 @@ taken first when it is an SLA's).
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio.exceptions import ActivityError, FailureError
 from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
     Interceptor,
     StartActivityInput,
     StartLocalActivityInput,
@@ -29,13 +32,46 @@ from temporalio.workflow import ActivityHandle
 
 
 class LocalActivities(Interceptor):
-    """A worker interceptor that starts each workflow's activities as local activities."""
+    """A worker interceptor that starts each workflow's activities as local activities.
+
+    It also counts the activities running, so the worker can stop once none does
+    (`settled`): the SDK's core keeps a timer for each local activity running when its worker
+    stops, and one firing later, into the stopped worker, panics onto the process's terminal.
+    """
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._finished = asyncio.Event()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Count each activity while it runs."""
+        return _Counted(next, self)
+
+    async def settled(self) -> None:
+        """Return once no activity is running (at once if none is)."""
+        while self._running:
+            self._finished.clear()
+            await self._finished.wait()
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor]:
         """Wrap every workflow's calls out."""
         return _Inbound
+
+
+class _Counted(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, counter: LocalActivities) -> None:
+        super().__init__(next)
+        self._counter = counter
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        self._counter._running += 1
+        try:
+            return await super().execute_activity(input)
+        finally:
+            self._counter._running -= 1
+            self._counter._finished.set()
 
 
 class _Inbound(WorkflowInboundInterceptor):
@@ -54,7 +90,10 @@ class _Outbound(WorkflowOutboundInterceptor):
                 schedule_to_start_timeout=input.schedule_to_start_timeout,
                 start_to_close_timeout=input.start_to_close_timeout,
                 retry_policy=input.retry_policy,
-                local_retry_threshold=None,
+                # every retry after a timer, which the test server skips: the core would wait
+                # out a shorter backoff in real time, holding the workflow task, and leave the
+                # first attempt's timeout behind, to fire into a stopped worker
+                local_retry_threshold=timedelta(milliseconds=1),
                 cancellation_type=input.cancellation_type,
                 headers=input.headers,
                 summary=input.summary,

@@ -22,6 +22,7 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from duly import temporal_binaries
+from duly.local_activities import LocalActivities
 from duly.settings import Settings
 
 
@@ -46,10 +47,10 @@ async def skipping_worker(
 ) -> AsyncIterator[SkippingWorker]:
     """Start a time-skipping test server and duly's worker on it; stop both on exit.
 
-    The worker runs every activity inside its workflow task (`duly.local_activities`), on a
-    Temporal runtime of its own that ends with it: the SDK's core keeps a timer for each local
-    activity still running when its worker stops, and one firing into a stopped worker after
-    the run would write a panic to the terminal of the process that made the run.
+    The worker runs every activity inside its workflow task (`duly.local_activities`), and
+    stops once none is running: the SDK's core keeps a timer for each local activity running
+    when its worker stops, which panics onto the terminal when it fires. The Temporal runtime
+    is the run's own, so such a timer goes with it.
 
     Args:
         settings: The worker's settings (its database among them); its SMTP server is replaced
@@ -71,6 +72,7 @@ async def skipping_worker(
             data_converter=pydantic_data_converter,
             runtime=Runtime(telemetry=telemetry or TelemetryConfig()),
         )
+        local = LocalActivities()
         try:
             with ThreadPoolExecutor(
                 max_workers=ACTIVITY_THREADS, thread_name_prefix=f"duly-{name}"
@@ -80,10 +82,13 @@ async def skipping_worker(
                     worker_settings,
                     task_queue=f"duly-{name}-{uuid.uuid4().hex[:8]}",
                     activity_executor=pool,
-                    local_activities=True,
+                    local_activities=local,
                 )
                 async with worker:
-                    yield SkippingWorker(env, worker.task_queue, caught)
+                    try:
+                        yield SkippingWorker(env, worker.task_queue, caught)
+                    finally:
+                        await local.settled()
         finally:
             await env.shutdown()
 

@@ -74,7 +74,7 @@ def build_worker(
     *,
     task_queue: str | None = None,
     activity_executor: Executor | None = None,
-    local_activities: bool = False,
+    local_activities: LocalActivities | None = None,
 ) -> Worker:
     """A worker for `ProcessWorkflow`, `MonitorWorkflow`, `WeeklySummaryWorkflow`, every activity.
 
@@ -84,7 +84,7 @@ def build_worker(
         task_queue: The task queue to poll; defaults to `settings.task_queue`.
         activity_executor: Runs the synchronous activities; defaults to a new thread pool of
             `ACTIVITY_THREADS` threads. The caller owns (and shuts down) one it passes in.
-        local_activities: Run every activity inside its workflow task
+        local_activities: Runs every activity inside its workflow task, and counts them
             (`duly.local_activities`): for the time-skipping test server only.
 
     Returns:
@@ -92,8 +92,8 @@ def build_worker(
     """
     sessions = session_factory(make_engine(settings.database_url))
     interceptors: list[Interceptor] = [ActivityLogContext()]  # activity logs name their instance
-    if local_activities:
-        interceptors.append(LocalActivities())
+    if local_activities is not None:
+        interceptors.append(local_activities)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,

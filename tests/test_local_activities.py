@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -24,12 +25,25 @@ def refuse(value: int) -> int:
     raise ApplicationError(f"refused {value}", type="Refused", non_retryable=True)
 
 
+@activity.defn
+def flaky(value: int) -> int:
+    if activity.info().attempt == 1:
+        raise ApplicationError("not yet")  # retryable
+    return value + 1
+
+
 @workflow.defn(sandboxed=False)
 class TwoCalls:
     @workflow.run
     async def run(self, value: int) -> str:
         doubled = await workflow.execute_activity(
             double, value, start_to_close_timeout=timedelta(seconds=10)
+        )
+        doubled = await workflow.execute_activity(
+            flaky,
+            doubled - 1,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=10)),
         )
         try:
             await workflow.execute_activity(
@@ -41,7 +55,7 @@ class TwoCalls:
         return "not refused"
 
 
-async def test_activities_run_inside_the_workflow_task_and_a_failure_is_an_activity_error(
+async def test_activities_run_inside_the_workflow_task_retry_on_timers_and_fail_as_activity_errors(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -49,7 +63,7 @@ async def test_activities_run_inside_the_workflow_task_and_a_failure_is_an_activ
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[TwoCalls],
-            activities=[double, refuse],
+            activities=[double, flaky, refuse],
             activity_executor=pool,
             interceptors=[LocalActivities()],
         ):
@@ -58,5 +72,7 @@ async def test_activities_run_inside_the_workflow_task_and_a_failure_is_an_activ
             )
             assert await handle.result() == "42: Refused: refused 42"
     kinds = [event.event_type async for event in handle.fetch_history_events()]
-    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2  # each call's result
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds  # none reached the server
+    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 4  # each attempt's result
+    # the retry waited on a timer, which the test server skips, not in the worker in real time
+    assert kinds.count(EventType.EVENT_TYPE_TIMER_FIRED) == 1
