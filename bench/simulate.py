@@ -7,7 +7,8 @@ habits), on Temporal's time-skipping server with the real worker into a throw-aw
 exactly as `duly simulate` runs it. First the scenario alone (one run: made in this process),
 then the same beside its least-loaded variant, as `duly simulate --against` runs them (one
 process each). Prints instances simulated per second, the CPU the runs took, the machine's load
-around them, and the targets (one scenario under 60 s, two side by side under 120 s).
+around them, its speed before and after (plain workflows a second on a test server), and the
+targets (one scenario under 60 s, two side by side under 120 s).
 
 Usage: .venv/bin/python bench/simulate.py [--per-day 40] [--weeks 4] [--runs 1]
 """
@@ -28,9 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from temporalio import activity, workflow  # noqa: E402
+from temporalio.runtime import Runtime  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from duly import temporal_binaries  # noqa: E402
 from duly.language.loader import Definitions, load_definitions  # noqa: E402
 from duly.logs import configure  # noqa: E402
 from duly.settings import Settings  # noqa: E402
+from duly.simulate.runner import QUIET  # noqa: E402
 from duly.simulate.simulation import Outcome, simulate_all  # noqa: E402
 
 SCENARIO = """scenario: {name}
@@ -88,6 +96,41 @@ async def _run(
     return outcomes, time.monotonic() - began, _cpu() - cpu
 
 
+@activity.defn
+async def _echo(value: int) -> int:
+    return value
+
+
+@workflow.defn(sandboxed=False)
+class _Plain:
+    @workflow.run
+    async def run(self, value: int) -> int:
+        return await workflow.execute_local_activity(
+            _echo, value, start_to_close_timeout=timedelta(seconds=10)
+        )
+
+
+async def _machine_speed(count: int = 200) -> str:
+    """The machine's speed at this workload: plain one-activity workflows, one after another,
+    on a fresh time-skipping server. It varied twofold within an hour here, so each run's
+    figures are read beside it."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_binaries.test_server_path()),
+        runtime=Runtime(telemetry=QUIET),
+    )
+    try:
+        async with Worker(env.client, task_queue="speed", workflows=[_Plain], activities=[_echo]):
+            began = time.monotonic()
+            for number in range(count):
+                await env.client.execute_workflow(
+                    _Plain.run, number, id=f"speed-{number}", task_queue="speed"
+                )
+            seconds = time.monotonic() - began
+    finally:
+        await env.shutdown()
+    return f"machine: {count / seconds:.0f} plain workflows/s one after another on a test server"
+
+
 def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -103,6 +146,7 @@ async def main() -> None:
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)  # as `duly simulate`
     print(f"scenario: lead-follow-up, {args.per_day:g}/business day, {args.weeks} weeks, "
           f"{args.runs} run(s) each; {os.cpu_count()} CPUs")  # fmt: skip
+    print(await _machine_speed())
     with tempfile.TemporaryDirectory(prefix="duly-bench-simulate-") as folder:
         load = _load()
         (alone,), alone_s, alone_cpu = await _run(Path(folder), ["as-defined"], args)
@@ -119,6 +163,7 @@ async def main() -> None:
             f"{instances / both_s:5.1f} instances/s, CPU {both_cpu:6.1f} s "
             f"(load {load} before, {_load()} after)"
         )
+    print(await _machine_speed())
     print(f"target one scenario under 60 s: {'met' if alone_s < 60 else 'missed'}")
     print(f"target two side by side under 120 s: {'met' if both_s < 120 else 'missed'}")
 
