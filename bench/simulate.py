@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from temporalio import activity, workflow  # noqa: E402
+from temporalio import workflow  # noqa: E402
 from temporalio.runtime import Runtime  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
@@ -96,22 +96,15 @@ async def _run(
     return outcomes, time.monotonic() - began, _cpu() - cpu
 
 
-@activity.defn
-async def _echo(value: int) -> int:
-    return value
-
-
 @workflow.defn(sandboxed=False)
 class _Plain:
     @workflow.run
-    async def run(self, value: int) -> int:
-        return await workflow.execute_local_activity(
-            _echo, value, start_to_close_timeout=timedelta(seconds=10)
-        )
+    async def run(self) -> None:
+        await workflow.sleep(timedelta(hours=1))
 
 
 async def _machine_speed(count: int = 200) -> str:
-    """The machine's speed at this workload: plain one-activity workflows, one after another,
+    """The machine's speed at this workload: plain one-timer workflows, one after another,
     on a fresh time-skipping server. It varied twofold within an hour here, so each run's
     figures are read beside it."""
     env = await WorkflowEnvironment.start_time_skipping(
@@ -119,11 +112,11 @@ async def _machine_speed(count: int = 200) -> str:
         runtime=Runtime(telemetry=QUIET),
     )
     try:
-        async with Worker(env.client, task_queue="speed", workflows=[_Plain], activities=[_echo]):
+        async with Worker(env.client, task_queue="speed", workflows=[_Plain]):
             began = time.monotonic()
             for number in range(count):
                 await env.client.execute_workflow(
-                    _Plain.run, number, id=f"speed-{number}", task_queue="speed"
+                    _Plain.run, id=f"speed-{number}", task_queue="speed"
                 )
             seconds = time.monotonic() - began
     finally:
