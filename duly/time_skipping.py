@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from duly import temporal_binaries
 from duly.local_activities import LocalActivities
@@ -47,10 +48,16 @@ async def skipping_worker(
 ) -> AsyncIterator[SkippingWorker]:
     """Start a time-skipping test server and duly's worker on it; stop both on exit.
 
-    The worker runs every activity inside its workflow task (`duly.local_activities`), and
-    stops once none is running: the SDK's core keeps a timer for each local activity running
-    when its worker stops, which panics onto the terminal when it fires. The Temporal runtime
-    is the run's own, so such a timer goes with it.
+    The worker runs every activity inside its workflow task (`duly.local_activities`) and its
+    workflows outside the sandbox. The sandbox only guards: it imports each instance's modules
+    again and runs every payload's serialization context in them, about a quarter of a
+    simulated run's time, while the modules that keep state across instances are passed
+    through it anyway (`workflows.sandbox`). `duly worker` and the workflow tests keep it, so
+    workflow code that reads the clock or a file is refused there.
+
+    The worker stops once no activity is running: the SDK's core keeps a timer for each local
+    activity running when its worker stops, which panics onto the terminal when it fires. The
+    Temporal runtime is the run's own, so such a timer goes with it.
 
     Args:
         settings: The worker's settings (its database among them); its SMTP server is replaced
@@ -83,6 +90,7 @@ async def skipping_worker(
                     task_queue=f"duly-{name}-{uuid.uuid4().hex[:8]}",
                     activity_executor=pool,
                     local_activities=local,
+                    runner=UnsandboxedWorkflowRunner(),
                 )
                 async with worker:
                     try:

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, Worker, WorkflowRunner
 
 from activities.monitors import MonitorActivities
 from activities.process import ProcessActivities
@@ -75,6 +75,7 @@ def build_worker(
     task_queue: str | None = None,
     activity_executor: Executor | None = None,
     local_activities: LocalActivities | None = None,
+    runner: WorkflowRunner | None = None,
 ) -> Worker:
     """A worker for `ProcessWorkflow`, `MonitorWorkflow`, `WeeklySummaryWorkflow`, every activity.
 
@@ -86,6 +87,7 @@ def build_worker(
             `ACTIVITY_THREADS` threads. The caller owns (and shuts down) one it passes in.
         local_activities: Runs every activity inside its workflow task, and counts them
             (`duly.local_activities`): for the time-skipping test server only.
+        runner: Runs the workflow code; defaults to duly's sandbox (`workflows.sandbox`).
 
     Returns:
         The worker, not yet running: `await worker.run()` or `async with worker:`.
@@ -98,7 +100,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[ProcessWorkflow, MonitorWorkflow, WeeklySummaryWorkflow],
-        workflow_runner=workflow_runner(),
+        workflow_runner=runner or workflow_runner(),
         activities=activities(sessions, settings),
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
