@@ -50,8 +50,8 @@ async def skipping_worker(
 
     The worker runs every activity inside its workflow task (`duly.local_activities`) and its
     workflows outside the sandbox. The sandbox only guards: it imports each instance's modules
-    again and runs every payload's serialization context in them, about a quarter of a
-    simulated run's time, while the modules that keep state across instances are passed
+    again and runs every payload's serialization context in them, a sixth to a quarter of a
+    simulated run's CPU, while the modules that keep state across instances are passed
     through it anyway (`workflows.sandbox`). `duly worker` and the workflow tests keep it, so
     workflow code that reads the clock or a file is refused there.
 
