@@ -22,6 +22,7 @@ from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import workflows.clock
 import workflows.sandbox
@@ -107,6 +108,19 @@ async def test_non_deterministic_calls_fail_the_workflow_task(
     kind, message = await _task_failure(dev_server_env, workflow_class, task_queue)
     assert kind == "RestrictedWorkflowAccessError"
     assert refused in message
+
+
+async def test_the_worker_runs_its_workflows_in_this_sandbox(
+    dev_server_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """`duly worker`'s workflows run here; only simulated runs pass another runner."""
+    from duly.settings import Settings
+    from duly.worker import build_worker
+
+    worker = build_worker(dev_server_env.client, Settings(data_dir=tmp_path), task_queue=task_queue)
+    runner = worker.config()["workflow_runner"]
+    assert isinstance(runner, SandboxedWorkflowRunner)
+    assert runner.restrictions == workflow_runner().restrictions
 
 
 async def test_workflow_time_runs(dev_server_env: WorkflowEnvironment, task_queue: str) -> None:
