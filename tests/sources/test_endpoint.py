@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,12 @@ from .conftest import (
     outbound_message,
     standard_headers,
 )
+
+
+def recently() -> str:
+    """A CRM's timestamp for a change five minutes ago: its SLA still runs (a fixed date would
+    put the deadline, and the ladder's reassignment, behind a test run some days later)."""
+    return (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def counted(source: str, outcome: str) -> float:
@@ -269,8 +276,8 @@ async def test_a_salesforce_outbound_message_is_acknowledged_as_soap(api: Api) -
         "SuppliedName": "Lee Park",
         "SuppliedEmail": "lee@example.com",
         "IsClosed": "false",
-        "CreatedDate": "2026-12-01T14:05:00.000Z",
-        "LastModifiedDate": "2026-12-01T14:05:00.000Z",
+        "CreatedDate": recently(),
+        "LastModifiedDate": recently(),
     }
     notification = "04l" + uuid.uuid4().hex[:15]
     body = outbound_message([(notification, "Case", fields)])
@@ -322,7 +329,7 @@ async def test_a_pipedrive_v2_deal_change_starts_a_quote(api: Api) -> None:
                 "entity": "deal",
                 "entity_id": str(deal),
                 "id": str(uuid.uuid4()),
-                "timestamp": "2026-12-01T14:05:00.000Z",
+                "timestamp": recently(),
                 "version": "2.0",
             },
         }
@@ -341,7 +348,7 @@ async def test_standard_webhooks_and_duly_relays_are_delivered(api: Api) -> None
     body = json.dumps(
         {
             "type": "case.opened",
-            "timestamp": "2026-12-01T14:05:00Z",
+            "timestamp": recently(),
             "data": {"case": case, "owner": "x"},
         }
     ).encode()
