@@ -43,6 +43,7 @@ class FinishInstanceInput(BaseModel):
     result: str
     data: dict[str, Any] = Field(default_factory=dict)
     ended_at: datetime
+    writes: StepWrites | None = None  # what the last steps left to write: written first
 
 
 class OpenTaskInput(BaseModel):
@@ -61,6 +62,9 @@ class OpenTaskInput(BaseModel):
     outcomes: list[str] = Field(default_factory=list)
     opened_at: datetime
     due_at: datetime | None = None
+    # what the steps before left to write (the last task's close, its fact...): written first,
+    # in a transaction of their own, so they stand even when no one can be assigned
+    writes: StepWrites | None = None
 
 
 class OpenTaskResult(BaseModel):
@@ -134,6 +138,20 @@ class RecordSlaEventsInput(BaseModel):
     events: list[SlaEvent]
 
 
+class StepWrites(BaseModel):
+    """What an instance's steps left to write since its last activity, written in one go.
+
+    Closing a task, recording its fact, a decision's fact and the SLA events between them
+    happen in one workflow task; they ride on the next activity that has to run anyway (the
+    next task's `open_task`, `finish_instance`) or go in `record_writes` before the instance
+    waits, so a step costs one round trip to the store instead of four.
+    """
+
+    closes: list[CloseTaskInput] = Field(default_factory=list)
+    steps: list[RecordStepInput] = Field(default_factory=list)
+    sla_events: RecordSlaEventsInput | None = None
+
+
 class EscalateInput(BaseModel):
     """Run one rung of a ladder: notify someone, or reassign the open task."""
 
@@ -202,3 +220,8 @@ class RunActionResult(BaseModel):
 
     data: dict[str, Any] = Field(default_factory=dict)
     detail: str = ""
+
+
+# the fields above that name StepWrites before it is defined
+OpenTaskInput.model_rebuild()
+FinishInstanceInput.model_rebuild()

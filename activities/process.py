@@ -40,6 +40,7 @@ from activities.messages import (
     SettlePriorityInput,
     SlaEvent,
     StartInstanceInput,
+    StepWrites,
 )
 from duly import metrics
 from duly.metrics import count_on_commit
@@ -155,6 +156,7 @@ class ProcessActivities:
     def finish_instance(self, input: FinishInstanceInput) -> None:
         """Mark a running instance completed or failed; a finished one is left as it is."""
         log = _log.bind(instance=input.instance_id)
+        self._write(input.writes)
         with write_session(self.sessions) as session:
             instance = session.get(Instance, input.instance_id, with_for_update=True)
             if instance is None:
@@ -176,6 +178,7 @@ class ProcessActivities:
         The assignee's notification (`duly.notify`) is queued in the same transaction.
         """
         log = _log.bind(instance=input.instance_id, step=input.step, task=input.task_id)
+        self._write(input.writes)
         try:
             with write_session(self.sessions) as session:
                 existing = session.get(Task, input.task_id)
@@ -248,31 +251,8 @@ class ProcessActivities:
     @activity.defn(name=ProcessContract.close_task.name)
     def close_task(self, input: CloseTaskInput) -> None:
         """Complete or cancel an open task; closing a closed task changes nothing."""
-        log = _log.bind(task=input.task_id)
         with write_session(self.sessions) as session:
-            task = session.get(Task, input.task_id, with_for_update=True)
-            if task is None:
-                raise _missing("task", input.task_id, "open_task must run first")
-            log = log.bind(instance=task.instance_id, step=task.step)
-            if task.status != "open":
-                log.info("task_already_closed", status=task.status)
-                return
-            task.status, task.outcome, task.note = input.status, input.outcome, input.note
-            task.closed_by, task.closed_at = input.closed_by, input.closed_at
-            session.add(task)
-            # Its alerts no longer need anyone to act: resolved with the task, in its transaction
-            by = input.closed_by or task.assignee
-            if input.status == "completed":
-                how = f"completed {_lateness(task.due_at, input.closed_at)} by {by or 'nobody'}"
-            else:
-                why = (input.outcome or "").removeprefix("event:") or "the instance"
-                how = f"cancelled by {why}, {_lateness(task.due_at, input.closed_at)}"
-            resolve_alerts(session, task, at=input.closed_at, by=by, how=how)
-            closed = (
-                metrics.TASKS_COMPLETED if input.status == "completed" else metrics.TASKS_CANCELLED
-            )
-            count_on_commit(session, closed.labels(process=task.process))
-        log.info("task_closed", status=input.status, outcome=input.outcome)
+            _close_task(session, input)
 
     @activity.defn(name=ProcessContract.settle_priority.name)
     async def settle_priority(self, input: SettlePriorityInput) -> None:
@@ -306,24 +286,30 @@ class ProcessActivities:
     def record_step(self, input: RecordStepInput) -> None:
         """Write one row of the step-outcome fact table, once per (instance, step, visit)."""
         with write_session(self.sessions) as session:
-            fact = StepFact(**input.model_dump())
-            inserted = insert_if_absent(session=session, row=fact)
-            if inserted:
-                # Counted in the weekly rollup in the same transaction: once, with its fact
-                add_fact(session, fact, _zone_of(session, input.instance_id))
-        _log.info(
-            "step_recorded" if inserted else "step_already_recorded",
-            instance=input.instance_id,
-            step=input.step,
-            visit=input.visit,
-        )
+            _record_step(session, input)
 
     @activity.defn(name=ProcessContract.record_sla_events.name)
     def record_sla_events(self, input: RecordSlaEventsInput) -> None:
         """Append SLA events, each once per (instance, sequence number)."""
         with write_session(self.sessions) as session:
-            _insert_sla_events(session, input.instance_id, input.first_seq, input.events)
-        _log.info("sla_events_recorded", instance=input.instance_id, count=len(input.events))
+            _record_sla_events(session, input)
+
+    @activity.defn(name=ProcessContract.record_writes.name)
+    def record_writes(self, input: StepWrites) -> None:
+        """Write what an instance's steps left (closes, facts, SLA events), in one transaction."""
+        self._write(input)
+
+    def _write(self, writes: StepWrites | None) -> None:
+        """Write `writes` in a transaction of its own; each part is written once, however often."""
+        if writes is None:
+            return
+        with write_session(self.sessions) as session:
+            for close in writes.closes:
+                _close_task(session, close)
+            for step in writes.steps:
+                _record_step(session, step)
+            if writes.sla_events is not None:
+                _record_sla_events(session, writes.sla_events)
 
     # --- alerts ------------------------------------------------------------------------------
 
@@ -554,6 +540,52 @@ def _team_for(session: Session, user_id: str, preferred: str | None) -> str | No
     if preferred is None or preferred in teams:
         return preferred if preferred is not None else next(iter(teams), None)
     return teams[0] if teams else preferred
+
+
+def _close_task(session: Session, input: CloseTaskInput) -> None:
+    """Complete or cancel an open task, resolving its alerts; a closed task is left alone."""
+    log = _log.bind(task=input.task_id)
+    task = session.get(Task, input.task_id, with_for_update=True)
+    if task is None:
+        raise _missing("task", input.task_id, "open_task must run first")
+    log = log.bind(instance=task.instance_id, step=task.step)
+    if task.status != "open":
+        log.info("task_already_closed", status=task.status)
+        return
+    task.status, task.outcome, task.note = input.status, input.outcome, input.note
+    task.closed_by, task.closed_at = input.closed_by, input.closed_at
+    session.add(task)
+    # Its alerts no longer need anyone to act: resolved with the task, in its transaction
+    by = input.closed_by or task.assignee
+    if input.status == "completed":
+        how = f"completed {_lateness(task.due_at, input.closed_at)} by {by or 'nobody'}"
+    else:
+        why = (input.outcome or "").removeprefix("event:") or "the instance"
+        how = f"cancelled by {why}, {_lateness(task.due_at, input.closed_at)}"
+    resolve_alerts(session, task, at=input.closed_at, by=by, how=how)
+    closed = metrics.TASKS_COMPLETED if input.status == "completed" else metrics.TASKS_CANCELLED
+    count_on_commit(session, closed.labels(process=task.process))
+    log.info("task_closed", status=input.status, outcome=input.outcome)
+
+
+def _record_step(session: Session, input: RecordStepInput) -> None:
+    """One row of the step-outcome fact table, once per (instance, step, visit)."""
+    fact = StepFact(**input.model_dump())
+    inserted = insert_if_absent(session=session, row=fact)
+    if inserted:
+        # Counted in the weekly rollup in the same transaction: once, with its fact
+        add_fact(session, fact, _zone_of(session, input.instance_id))
+    _log.info(
+        "step_recorded" if inserted else "step_already_recorded",
+        instance=input.instance_id,
+        step=input.step,
+        visit=input.visit,
+    )
+
+
+def _record_sla_events(session: Session, input: RecordSlaEventsInput) -> None:
+    _insert_sla_events(session, input.instance_id, input.first_seq, input.events)
+    _log.info("sla_events_recorded", instance=input.instance_id, count=len(input.events))
 
 
 def _insert_sla_events(

@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         SlaEvent,
         SlaEventKind,
         StartInstanceInput,
+        StepWrites,
     )
     from duly import client as duly_client
     from duly.language import business_time
@@ -127,6 +128,8 @@ class HandWrittenQuoteFollowUp:
     def __init__(self) -> None:
         self.task_id: str | None = None
         self.completion: CompleteTaskInput | None = None
+        # what is left to write: carried by the next activity, as duly's interpreter does
+        self.writes = StepWrites()
 
     @workflow.run
     async def run(self, input: HandInput) -> ProcessResult:
@@ -155,6 +158,7 @@ class HandWrittenQuoteFollowUp:
         total = business_time.elapsed(input.calendar, opened, due).total_seconds()
         task_id = f"{instance}/{CALL}/1"
         title = f"Call {data['contact']['name']} about quote {data['quote']['number']}"
+        self._clock(instance, 0, "start", opened, due, f"within {SLA}")
         task = await ProcessContract.open_task.run(
             OpenTaskInput(
                 task_id=task_id,
@@ -169,10 +173,10 @@ class HandWrittenQuoteFollowUp:
                 outcomes=list(OUTCOMES),
                 opened_at=opened,
                 due_at=due,
+                writes=self._take_writes(),
             ),
         )
         self.task_id = task_id  # completable from now on, as duly's task is
-        await self._clock(instance, 0, "start", opened, due, f"within {SLA}")
         rungs = 0
         for rung, (share, notify, reassign) in enumerate(LADDER):
             at = (
@@ -213,7 +217,7 @@ class HandWrittenQuoteFollowUp:
         assert completion is not None
         closed = workflow.now()
         self.task_id = None
-        await ProcessContract.close_task.run(
+        self.writes.closes.append(
             CloseTaskInput(
                 task_id=task_id,
                 status="completed",
@@ -224,8 +228,8 @@ class HandWrittenQuoteFollowUp:
             ),
         )
         met = closed <= due
-        await self._clock(instance, 1, "stop", closed, due, "met" if met else "breached")
-        await self._record(
+        self._clock(instance, 1, "stop", closed, due, "met" if met else "breached")
+        self._record(
             input,
             instance,
             CALL,
@@ -245,6 +249,7 @@ class HandWrittenQuoteFollowUp:
         # send-summary: the email action
         began = workflow.now()
         quote, contact = data["quote"], data["contact"]
+        await ProcessContract.record_writes.run(self._take_writes())
         await ProcessContract.run_action.run(
             RunActionInput(
                 action="email",
@@ -260,35 +265,44 @@ class HandWrittenQuoteFollowUp:
                 idempotency_key=f"{instance}/send-summary/1",
             ),
         )
-        await self._record(input, instance, "send-summary", "action", began, workflow.now(), "done")
+        self._record(input, instance, "send-summary", "action", began, workflow.now(), "done")
 
         # check-size, then won
         now = workflow.now()
         if quote["amount"] >= 50000:
             raise ApplicationError("the bench only drives quotes under 50,000")
-        await self._record(input, instance, "check-size", "decision", now, now, "otherwise")
+        self._record(input, instance, "check-size", "decision", now, now, "otherwise")
         now = workflow.now()
-        await self._record(input, instance, "won", "end", now, now, "won")
+        self._record(input, instance, "won", "end", now, now, "won")
         await ProcessContract.finish_instance.run(
             FinishInstanceInput(
-                instance_id=instance, status="completed", result="won", data=data, ended_at=now
+                instance_id=instance,
+                status="completed",
+                result="won",
+                data=data,
+                ended_at=now,
+                writes=self._take_writes(),
             ),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ProcessResult(status="completed", result="won", data=data)
 
-    async def _clock(
+    def _take_writes(self) -> StepWrites:
+        writes, self.writes = self.writes, StepWrites()
+        return writes
+
+    def _clock(
         self, instance: str, seq: int, kind: SlaEventKind, at: Any, due: Any, detail: str
     ) -> None:
-        """Record one event of the call step's SLA clock, as duly's interpreter does."""
+        """Keep one event of the call step's SLA clock to write, as duly's interpreter does."""
         event = SlaEvent(
             clock=f"step:{CALL}", kind=kind, at=at, step=CALL, visit=1, due_at=due, detail=detail
         )
-        await ProcessContract.record_sla_events.run(
-            RecordSlaEventsInput(instance_id=instance, first_seq=seq, events=[event])
+        self.writes.sla_events = RecordSlaEventsInput(
+            instance_id=instance, first_seq=seq, events=[event]
         )
 
-    async def _record(
+    def _record(
         self,
         input: HandInput,
         instance: str,
@@ -299,7 +313,7 @@ class HandWrittenQuoteFollowUp:
         outcome: str,
         **task: Any,
     ) -> None:
-        await ProcessContract.record_step.run(
+        self.writes.steps.append(
             RecordStepInput(
                 instance_id=instance,
                 process=input.process,

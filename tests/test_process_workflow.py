@@ -352,6 +352,40 @@ async def test_completion_before_the_deadline_records_the_sla_met(engine: Engine
     assert kinds == ["start", "stop"]
 
 
+async def test_a_step_writes_its_close_fact_and_audit_with_the_next_activity(
+    engine: Engine,
+) -> None:
+    handle = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    instance = (await engine.state(handle)).instance_id
+    await engine.complete(handle, "call-customer", "reached")
+    await handle.result()
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        async for event in handle.fetch_history_events()
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    # the call's close, fact and clock stop go in one write before the email is sent; the
+    # email's, check-size's and won's facts ride on finish_instance
+    contract = ProcessContract
+    # (start_instance is sent twice here: the engine's store has no published definition)
+    assert scheduled[scheduled.index(contract.open_task.name) :] == [
+        contract.open_task.name,
+        contract.record_writes.name,
+        contract.run_action.name,
+        contract.finish_instance.name,
+    ]
+    [task] = engine.rows(Task, instance)
+    assert (task.status, task.outcome) == ("completed", "reached")
+    facts = [(f.step, f.outcome) for f in engine.rows(StepFact, instance)]
+    assert sorted(facts) == [
+        ("call-customer", "reached"),
+        ("check-size", "otherwise"),
+        ("send-summary", "done"),
+        ("won", "won"),
+    ]
+    assert [e.kind for e in engine.rows(SlaEventRow, instance)] == ["start", "stop"]
+
+
 async def test_an_on_event_ends_the_instance_from_any_step(engine: Engine) -> None:
     number = f"Q-{uuid.uuid4().hex[:6]}"
     handle = await engine.start("quote-follow-up", quote(number))

@@ -25,7 +25,8 @@ def test_every_shipped_process_has_a_saved_history() -> None:
     }
     # `<process>.<what>.json` keeps an older history that must replay too: `.v<N>` of an older
     # definition version, `.audit-first` from before the breach's rung fired ahead of its audit,
-    # `.audit-after-rung` from before the rung's escalate wrote the SLA events itself
+    # `.audit-after-rung` from before the rung's escalate wrote the SLA events itself,
+    # `.writes-apart` from before a step's close, facts and SLA events rode on one activity
     assert {h.stem.split(".")[0] for h in HISTORIES} == shipped
 
 

@@ -41,6 +41,7 @@ from activities.messages import (
     RunActionResult,
     SettlePriorityInput,
     StartInstanceInput,
+    StepWrites,
 )
 from duly.monitors.messages import MeasureInput, MeasureResult, RecordCheckInput, RecordCheckResult
 from workflows import priority
@@ -146,6 +147,7 @@ class ProcessContract(Contract):
     close_task = Activity("close_task", CloseTaskInput, NOTHING, STORE)
     record_step = Activity("record_step", RecordStepInput, NOTHING, STORE)
     record_sla_events = Activity("record_sla_events", RecordSlaEventsInput, NOTHING, STORE)
+    record_writes = Activity("record_writes", StepWrites, NOTHING, STORE)
     escalate = Activity("escalate", EscalateInput, EscalateResult, SLA_STORE)
     failure_alert = Activity("failure_alert", FailureAlertInput, NOTHING, SLA_STORE)
     run_action = Activity("run_action", RunActionInput, RunActionResult, ACTION)

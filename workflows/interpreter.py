@@ -36,6 +36,7 @@ from activities.messages import (
     RunActionResult,
     SettlePriorityInput,
     StartInstanceInput,
+    StepWrites,
 )
 from duly.language import business_time, expressions
 from duly.language.actions import signature_of
@@ -80,6 +81,10 @@ PROMPT_SLA_AUDIT = "sla-audit-written-promptly"
 RUNGS_BEFORE_AUDIT = "due-rungs-fire-before-the-audit-write"
 """The patch that fires a rung due now before writing the SLA events pending (a breach's own
 event, say): the alert no longer waits for that write's round trip; `_fire` writes both."""
+STEP_WRITES_RIDE_ALONG = "step-writes-ride-along"
+"""The patch that keeps a step's writes (a task's close, facts, SLA events) until the next
+activity that runs anyway (`open_task`, `finish_instance`) or the instance waits, and sends them
+in one `StepWrites`: one activity per step instead of three to five."""
 SLA_EVENTS_WITH_ALERT = "sla-events-written-with-the-alert"
 """The patch that hands a rung's `escalate` the SLA events pending (the breach's, the rung's), to
 write in the alert's own transaction: one activity and one workflow task per breach fewer."""
@@ -152,6 +157,9 @@ class Interpreter:
         self._backdate: datetime | None = None
         self._completed_at: datetime | None = None  # when work logged in the CRM was done
         self._flush_lock = asyncio.Lock()
+        # what the steps left to write since the last activity (STEP_WRITES_RIDE_ALONG)
+        self._pending = StepWrites()
+        self._writes_ride_along = False
         # who held each open task when its SLA breached: the breach is theirs (not carried by
         # continue-as-new, which never happens while a task is open)
         self._breach_holders: dict[str, str | None] = {}
@@ -164,6 +172,7 @@ class Interpreter:
     async def walk(self, input: ProcessInput) -> ProcessResult:
         """Walk the flowchart until an end step, the loop limit or a failure."""
         fresh = input.state is None
+        self._writes_ride_along = workflow.patched(STEP_WRITES_RIDE_ALONG)
         if fresh:
             self._backdate = self._occurred(input.occurred_at)
             self.state.started_at = self._backdate or workflow.now()
@@ -187,7 +196,8 @@ class Interpreter:
                         )
                     )
                 step_id = await self._visit(step_id)
-                await self._flush_sla_events()
+                if not self._writes_ride_along:
+                    await self._flush_sla_events()
         except _Ended as ended:
             return await self._finish(watcher, ended.status, ended.result)
 
@@ -271,6 +281,7 @@ class Interpreter:
                 outcomes=list(step.outcomes),
                 opened_at=now,
                 due_at=clock.due_at if clock else None,
+                writes=self._take_writes(),
             ),
         )
         self.state.task = OpenTask(
@@ -324,16 +335,18 @@ class Interpreter:
                 },
             )
         holder = self._breach_holders.pop(task_id, task.assignee)
-        await ProcessContract.close_task.run(
-            CloseTaskInput(
-                task_id=task_id,
-                status="completed" if completion else "cancelled",
-                outcome=outcome,
-                note=completion.note if completion else None,
-                closed_by=completion.by if completion else None,
-                closed_at=closed_at,
-            ),
+        close = CloseTaskInput(
+            task_id=task_id,
+            status="completed" if completion else "cancelled",
+            outcome=outcome,
+            note=completion.note if completion else None,
+            closed_by=completion.by if completion else None,
+            closed_at=closed_at,
         )
+        if self._writes_ride_along:
+            self._pending.closes.append(close)
+        else:
+            await ProcessContract.close_task.run(close)
         await self._record(
             step_id,
             step,
@@ -355,6 +368,8 @@ class Interpreter:
 
     async def _action(self, step_id: str, step: ActionStep, visit: int) -> str:
         now = workflow.now()
+        # what came before is in the store before anything is sent outside it
+        await self._flush_writes()
         try:
             params = self._action_params(step)
             done = await ProcessContract.run_action.run(
@@ -417,6 +432,7 @@ class Interpreter:
         deadline = business_time.add(self.calendar, now, duration)
         self._waiting_for = step.until
         self.state.wake_at, self.state.wake_event = deadline, step.until  # for `state` readers
+        await self._flush_writes()
         await self._settle()
         try:
             arrived = await self._sleep_until(
@@ -471,7 +487,8 @@ class Interpreter:
         self.state.result = result
         self.state.step = None
         await self._stop_watcher(watcher)
-        await self._flush_sla_events()
+        if not self._writes_ride_along:
+            await self._flush_sla_events()
         await ProcessContract.finish_instance.run(
             FinishInstanceInput(
                 instance_id=self.state.instance_id,
@@ -479,6 +496,7 @@ class Interpreter:
                 result=result,
                 data=self.state.data,
                 ended_at=now,
+                writes=self._take_writes(),
             ),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -501,35 +519,37 @@ class Interpreter:
         received_at: datetime | None = None,
     ) -> None:
         closed_at = closed_at or workflow.now()
-        await ProcessContract.record_step.run(
-            RecordStepInput(
-                instance_id=self.state.instance_id,
-                process=self.spec.process,
-                version=self.definition.version,
-                step=step_id,
-                kind=step.kind,
-                visit=visit,
-                assignee=assignee,
-                team=team,
-                opened_at=opened_at,
-                due_at=clock.due_at if clock else None,
-                closed_at=closed_at,
-                outcome=outcome,
-                sla_met=clock.met if clock else None,
-                breached_at=clock.breached_at if clock else None,
-                highest_rung=clock.rungs_done if clock else None,
-                # a cancelled task was not done: it has no time to complete
-                business_seconds=business_time.elapsed(
-                    self.calendar, opened_at, closed_at
-                ).total_seconds()
-                if timed
-                else None,
-                final_assignee=final_assignee,
-                received_at=received_at or opened_at,
-                late_arriving=is_late(clock, clock.breached_at) if clock is not None else None,
-                stage=_stage(step, outcome),
-            ),
+        fact = RecordStepInput(
+            instance_id=self.state.instance_id,
+            process=self.spec.process,
+            version=self.definition.version,
+            step=step_id,
+            kind=step.kind,
+            visit=visit,
+            assignee=assignee,
+            team=team,
+            opened_at=opened_at,
+            due_at=clock.due_at if clock else None,
+            closed_at=closed_at,
+            outcome=outcome,
+            sla_met=clock.met if clock else None,
+            breached_at=clock.breached_at if clock else None,
+            highest_rung=clock.rungs_done if clock else None,
+            # a cancelled task was not done: it has no time to complete
+            business_seconds=business_time.elapsed(
+                self.calendar, opened_at, closed_at
+            ).total_seconds()
+            if timed
+            else None,
+            final_assignee=final_assignee,
+            received_at=received_at or opened_at,
+            late_arriving=is_late(clock, clock.breached_at) if clock is not None else None,
+            stage=_stage(step, outcome),
         )
+        if self._writes_ride_along:
+            self._pending.steps.append(fact)
+        else:
+            await ProcessContract.record_step.run(fact)
 
     # --- messages from outside ------------------------------------------------------------
 
@@ -866,7 +886,34 @@ class Interpreter:
 
     # --- bookkeeping ----------------------------------------------------------------------
 
+    def _take_writes(self) -> StepWrites | None:
+        """What is left to write, with the SLA events not yet written, for an activity to carry.
+
+        The events count as written from here: the activity carrying them retries until the
+        store takes them, and neither the watcher nor a rung's `escalate` sends them again.
+        """
+        if not self._writes_ride_along:
+            return None
+        writes, self._pending = self._pending, StepWrites()
+        start = self.state.sla_events_written
+        events = self.state.sla_events[start:]
+        if events:
+            writes.sla_events = RecordSlaEventsInput(
+                instance_id=self.state.instance_id, first_seq=start, events=events
+            )
+            self._written(start + len(events))
+        return writes if writes.closes or writes.steps or writes.sla_events else None
+
+    async def _flush_writes(self) -> None:
+        """Write what is left now, in an activity of its own: the instance waits next."""
+        writes = self._take_writes()
+        if writes is not None:
+            await ProcessContract.record_writes.run(writes)
+
     async def _flush_sla_events(self) -> None:
+        if self._writes_ride_along:
+            await self._flush_writes()
+            return
         async with self._flush_lock:
             start = self.state.sla_events_written
             pending = self.state.sla_events[start:]

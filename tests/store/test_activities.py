@@ -22,6 +22,7 @@ from activities.messages import (
     RecordStepInput,
     RunActionInput,
     SlaEvent,
+    StepWrites,
 )
 from activities.process import ProcessActivities
 from duly.settings import Settings
@@ -227,6 +228,89 @@ def test_record_sla_events_twice_appends_each_event_once(acts, sessions, instanc
     stored = sorted(rows(sessions, SlaEventRow), key=lambda e: e.seq)
     assert [(e.seq, e.kind) for e in stored] == [(0, "start"), (1, "breach")]
     assert stored[1].due_at == DUE
+
+
+def step_writes(instance: str) -> StepWrites:
+    """What the first call's close leaves to write: the close, its fact, its clock's stop."""
+    closed_at = T0 + timedelta(hours=3)
+    return StepWrites(
+        closes=[
+            CloseTaskInput(
+                task_id=open_input().task_id,
+                status="completed",
+                outcome="reached",
+                closed_by="ana",
+                closed_at=closed_at,
+            )
+        ],
+        steps=[
+            RecordStepInput(
+                instance_id=instance,
+                process="quote-follow-up",
+                version=1,
+                step="call-customer",
+                kind="task",
+                visit=1,
+                assignee="ana",
+                opened_at=T0,
+                closed_at=closed_at,
+                outcome="reached",
+            )
+        ],
+        sla_events=RecordSlaEventsInput(
+            instance_id=instance,
+            first_seq=1,
+            events=[SlaEvent(clock="step:call-customer", kind="stop", at=closed_at)],
+        ),
+    )
+
+
+def test_record_writes_twice_writes_each_part_once(acts, sessions, instance) -> None:
+    acts.open_task(open_input())
+    writes = step_writes(instance)
+    acts.record_writes(writes)
+    acts.record_writes(writes)  # a retry
+    [task] = rows(sessions, Task)
+    assert (task.status, task.outcome, task.closed_at) == (
+        "completed",
+        "reached",
+        T0 + timedelta(hours=3),
+    )
+    assert [(f.step, f.visit) for f in rows(sessions, StepFact)] == [("call-customer", 1)]
+    assert [(e.seq, e.kind) for e in rows(sessions, SlaEventRow)] == [(1, "stop")]
+
+
+def test_writes_carried_by_open_task_stand_when_no_one_can_be_assigned(
+    acts, sessions, instance
+) -> None:
+    acts.open_task(open_input())
+    nobody = open_input(visit=2, assign="owner", owner="zoe", team=None)
+    with pytest.raises(ApplicationError) as caught:
+        acts.open_task(nobody.model_copy(update={"writes": step_writes(instance)}))
+    assignment_error(caught)
+    # the first task's close and fact are written; the second task is not
+    [task] = rows(sessions, Task)
+    assert (task.visit, task.status) == (1, "completed")
+    assert len(rows(sessions, StepFact)) == 1
+    assert len(rows(sessions, SlaEventRow)) == 1
+
+
+def test_finish_instance_writes_what_it_carries_once(acts, sessions, instance) -> None:
+    acts.open_task(open_input())
+    done = FinishInstanceInput(
+        instance_id=instance,
+        status="completed",
+        result="won",
+        ended_at=T0 + timedelta(hours=4),
+        writes=step_writes(instance),
+    )
+    acts.finish_instance(done)
+    acts.finish_instance(done)  # a retry
+    [stored] = rows(sessions, Instance)
+    assert (stored.status, stored.result) == ("completed", "won")
+    assert rows(sessions, Task)[0].status == "completed"
+    assert len(rows(sessions, StepFact)) == 1
+    assert len(rows(sessions, SlaEventRow)) == 1
 
 
 def test_escalate_twice_writes_one_alert_per_recipient(acts, sessions, instance) -> None:
