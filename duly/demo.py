@@ -54,6 +54,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Engine, bindparam, case, delete, func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -100,6 +101,9 @@ NOT_SENT = "not sent: simulated history written by `duly demo`"
 SHIPPED = ("quote-follow-up", "lead-follow-up", "support-case")
 
 _HOUR = 3600.0
+_TASKS = Task.__table__.c  # type: ignore[attr-defined]
+# read at every look: built once, and read as plain rows rather than ORM entities
+_OPEN_TASKS = sa_select(_TASKS.id, _TASKS.assignee).where(_TASKS.status == "open")
 
 
 class DemoRefused(Exception):
@@ -716,8 +720,8 @@ class _Driver:
     async def look_for_tasks(self, now: datetime) -> None:
         """Schedule the completion of every task that opened (or changed hands) since last look."""
         with self.sessions() as session:
-            current = dict(
-                session.exec(select(Task.id, Task.assignee).where(Task.status == "open")).all()
+            current: dict[str, str | None] = dict(
+                session.connection().execute(_OPEN_TASKS).tuples().all()
             )
             changed = [
                 tid for tid, who in current.items() if tid not in self.seen or self.seen[tid] != who

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
-from sqlmodel import col, select
 from temporalio.client import Client
 
 from duly.client import STATE_QUERY
@@ -34,6 +34,16 @@ SETTLE = timedelta(minutes=1)
 """How long a run lets simulated time go on after a moment before it looks at the store: the
 engine works through what happened at once, and meanwhile the test server's clock runs only
 as fast as real time, so this is a margin of a real minute."""
+
+
+_TASKS = Task.__table__.c  # type: ignore[attr-defined]
+_INSTANCES = Instance.__table__.c  # type: ignore[attr-defined]
+# read at every look: built once, and read as plain rows rather than ORM entities
+_HELD = sa_select(
+    _TASKS.instance_id, _TASKS.process, _TASKS.step, _TASKS.opened_at, _TASKS.due_at
+).where(_TASKS.status == "open")
+_RUNNING = sa_select(_INSTANCES.id, _INSTANCES.workflow_id).where(_INSTANCES.status == "running")
+_WRITTEN = sa_select(_INSTANCES.id).where(_INSTANCES.id.in_(bindparam("ids", expanding=True)))
 
 
 class EngineWatch:
@@ -83,23 +93,11 @@ class EngineWatch:
         if self.clock_reassigns:
             return watch
         with self.sessions() as session:
-            tasks = Task.__table__.c  # type: ignore[attr-defined]
-            held = (
-                session.connection()
-                .execute(
-                    sa_select(
-                        tasks.instance_id, tasks.process, tasks.step, tasks.opened_at, tasks.due_at
-                    ).where(tasks.status == "open")
-                )
-                .all()
-            )
-            running = dict(
-                session.exec(
-                    select(Instance.id, Instance.workflow_id).where(Instance.status == "running")
-                ).all()
-            )
+            connection = session.connection()
+            held = connection.execute(_HELD).all()
+            running: dict[str, str] = dict(connection.execute(_RUNNING).tuples().all())
             written = (
-                set(session.exec(select(Instance.id).where(col(Instance.id).in_(self.touched))))
+                set(connection.execute(_WRITTEN, {"ids": list(self.touched)}).scalars())
                 if self.touched
                 else set()
             )
