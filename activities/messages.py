@@ -63,7 +63,7 @@ class OpenTaskInput(BaseModel):
     opened_at: datetime
     due_at: datetime | None = None
     # what the steps before left to write (the last task's close, its fact...): written first,
-    # in a transaction of their own, so they stand even when no one can be assigned
+    # in the task's transaction; alone when no one can be assigned, so they stand all the same
     writes: StepWrites | None = None
 
 

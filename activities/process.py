@@ -156,8 +156,8 @@ class ProcessActivities:
     def finish_instance(self, input: FinishInstanceInput) -> None:
         """Mark a running instance completed or failed; a finished one is left as it is."""
         log = _log.bind(instance=input.instance_id)
-        self._write(input.writes)
         with write_session(self.sessions) as session:
+            _write(session, input.writes)
             instance = session.get(Instance, input.instance_id, with_for_update=True)
             if instance is None:
                 raise _missing("instance", input.instance_id, "start_instance must run first")
@@ -178,9 +178,9 @@ class ProcessActivities:
         The assignee's notification (`duly.notify`) is queued in the same transaction.
         """
         log = _log.bind(instance=input.instance_id, step=input.step, task=input.task_id)
-        self._write(input.writes)
         try:
             with write_session(self.sessions) as session:
+                _write(session, input.writes)
                 existing = session.get(Task, input.task_id)
                 if existing is not None:
                     log.info("task_already_opened", assignee=existing.assignee)
@@ -211,6 +211,7 @@ class ProcessActivities:
                 notify_task_assigned(session=session, task=task, settings=self.settings)
         except AssignmentError as exc:
             log.error("task_not_assigned", problem=str(exc))
+            self._write(input.writes)  # what the steps before did stands, task or no task
             raise _assignment_failure(exc) from exc
         except _AlreadyOpened:
             # PostgreSQL only: a concurrent attempt won; report what it chose
@@ -300,16 +301,9 @@ class ProcessActivities:
         self._write(input)
 
     def _write(self, writes: StepWrites | None) -> None:
-        """Write `writes` in a transaction of its own; each part is written once, however often."""
-        if writes is None:
-            return
-        with write_session(self.sessions) as session:
-            for close in writes.closes:
-                _close_task(session, close)
-            for step in writes.steps:
-                _record_step(session, step)
-            if writes.sla_events is not None:
-                _record_sla_events(session, writes.sla_events)
+        if writes is not None:
+            with write_session(self.sessions) as session:
+                _write(session, writes)
 
     # --- alerts ------------------------------------------------------------------------------
 
@@ -540,6 +534,18 @@ def _team_for(session: Session, user_id: str, preferred: str | None) -> str | No
     if preferred is None or preferred in teams:
         return preferred if preferred is not None else next(iter(teams), None)
     return teams[0] if teams else preferred
+
+
+def _write(session: Session, writes: StepWrites | None) -> None:
+    """What an instance's steps left to write; each part is written once, however often."""
+    if writes is None:
+        return
+    for close in writes.closes:
+        _close_task(session, close)
+    for step in writes.steps:
+        _record_step(session, step)
+    if writes.sla_events is not None:
+        _record_sla_events(session, writes.sla_events)
 
 
 def _close_task(session: Session, input: CloseTaskInput) -> None:
