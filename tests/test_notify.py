@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.policy
 import json
 import threading
 import time
@@ -40,6 +41,8 @@ from duly.notify import (
     enqueue,
     requeue_failed,
 )
+from duly.notify.channels import email_message
+from duly.notify.outbox import Outgoing
 from duly.settings import Settings
 from duly.signing import verify
 from duly.store.crud import sync_org
@@ -768,6 +771,32 @@ async def test_delivering_sends_in_the_background_until_its_block_ends(tmp_path,
         await until(lambda: inbox.envelopes, what="the email")
     assert [row.status for row in deliveries(sessions)] == ["sent"]
     db.dispose()
+
+
+def test_an_email_encodes_names_subjects_and_bodies_that_are_not_ascii() -> None:
+    item = Outgoing(
+        id=1,
+        key="lead-follow-up/L-1/step:first-call/1/1:maria",
+        user_id="maria",
+        channel="email",
+        kind="alert.breach",
+        subject="Breach: Call Zoë Ångström (Müller GmbH) about the renewal — " + "long " * 12,
+        body="María,\n\nZoë's call is late.\n" + "x" * 120 + "\n",
+        payload={"html": "<p>Zoë&#x27;s call</p>"},
+        attempt=1,
+        target="maria@example.com",
+    )
+    settings = Settings(smtp_from="Équipe duly <duly@example.com>")
+    raw = email_message(item, settings).as_bytes()
+    assert raw.isascii()  # what an SMTP server without SMTPUTF8 takes
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(mail["Subject"]) == " ".join(item.subject.split())
+    assert str(mail["From"]) == "Équipe duly <duly@example.com>"
+    assert str(mail["To"]) == "maria@example.com"
+    assert mail["Message-ID"].endswith("@example.com>")
+    assert mail["X-Duly-Idempotency-Key"] == item.key
+    text, html = parts(email.message_from_bytes(raw))
+    assert (text, html) == (item.body, item.payload["html"])
 
 
 def test_backoff_doubles_from_the_first_retry_up_to_the_cap_with_jitter() -> None:
