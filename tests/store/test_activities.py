@@ -187,20 +187,29 @@ def test_close_task_twice_closes_once(acts, sessions, instance) -> None:
     assert task.closed_at == T0 + timedelta(hours=3)
 
 
+def call_fact(instance: str, **changes) -> RecordStepInput:
+    """The fact of the first call, reached by ana three hours after it opened."""
+    values = {
+        "instance_id": instance,
+        "process": "quote-follow-up",
+        "version": 1,
+        "step": "call-customer",
+        "kind": "task",
+        "visit": 1,
+        "assignee": "ana",
+        "opened_at": T0,
+        "closed_at": T0 + timedelta(hours=3),
+        "outcome": "reached",
+        **changes,
+    }
+    return RecordStepInput(**values)
+
+
 def test_record_step_twice_writes_one_fact(acts, sessions, instance) -> None:
-    fact = RecordStepInput(
-        instance_id=instance,
-        process="quote-follow-up",
-        version=1,
-        step="call-customer",
-        kind="task",
-        visit=1,
-        assignee="ana",
+    fact = call_fact(
+        instance,
         team="inbound-sales",
-        opened_at=T0,
         due_at=DUE,
-        closed_at=T0 + timedelta(hours=3),
-        outcome="reached",
         sla_met=True,
         highest_rung=0,
         business_seconds=10800.0,
@@ -243,20 +252,7 @@ def step_writes(instance: str) -> StepWrites:
                 closed_at=closed_at,
             )
         ],
-        steps=[
-            RecordStepInput(
-                instance_id=instance,
-                process="quote-follow-up",
-                version=1,
-                step="call-customer",
-                kind="task",
-                visit=1,
-                assignee="ana",
-                opened_at=T0,
-                closed_at=closed_at,
-                outcome="reached",
-            )
-        ],
+        steps=[call_fact(instance)],
         sla_events=RecordSlaEventsInput(
             instance_id=instance,
             first_seq=1,
