@@ -43,7 +43,7 @@ class FinishInstanceInput(BaseModel):
     result: str
     data: dict[str, Any] = Field(default_factory=dict)
     ended_at: datetime
-    writes: StepWrites | None = None  # what the last steps left to write: written first
+    writes: StepWrites | None = None  # what the last steps left to write, in its transaction
 
 
 class OpenTaskInput(BaseModel):
@@ -62,8 +62,8 @@ class OpenTaskInput(BaseModel):
     outcomes: list[str] = Field(default_factory=list)
     opened_at: datetime
     due_at: datetime | None = None
-    # what the steps before left to write (the last task's close, its fact...): written first,
-    # in the task's transaction; alone when no one can be assigned, so they stand all the same
+    # what the steps before left to write (the last task's close, its fact...): written in the
+    # task's transaction; alone when no one can be assigned, so they stand all the same
     writes: StepWrites | None = None
 
 

@@ -180,9 +180,11 @@ class ProcessActivities:
         log = _log.bind(instance=input.instance_id, step=input.step, task=input.task_id)
         try:
             with write_session(self.sessions) as session:
-                _write(session, input.writes)
+                # the last task's close first: least-loaded counts it closed
+                _close_tasks(session, input.writes)
                 existing = session.get(Task, input.task_id)
                 if existing is not None:
+                    _record_steps_and_events(session, input.writes)
                     log.info("task_already_opened", assignee=existing.assignee)
                     return OpenTaskResult(
                         task_id=existing.id, assignee=existing.assignee, team=existing.team
@@ -209,6 +211,8 @@ class ProcessActivities:
                 count_on_commit(session, metrics.TASKS_OPENED.labels(process=input.process))
                 # Queued with the task: both commit, or neither does and a retry does both
                 notify_task_assigned(session=session, task=task, settings=self.settings)
+                # last: the weekly rollup row a fact counts in stays locked only to the commit
+                _record_steps_and_events(session, input.writes)
         except AssignmentError as exc:
             log.error("task_not_assigned", problem=str(exc))
             self._write(input.writes)  # what the steps before did stands, task or no task
@@ -538,13 +542,19 @@ def _team_for(session: Session, user_id: str, preferred: str | None) -> str | No
 
 def _write(session: Session, writes: StepWrites | None) -> None:
     """What an instance's steps left to write; each part is written once, however often."""
-    if writes is None:
-        return
-    for close in writes.closes:
+    _close_tasks(session, writes)
+    _record_steps_and_events(session, writes)
+
+
+def _close_tasks(session: Session, writes: StepWrites | None) -> None:
+    for close in writes.closes if writes else []:
         _close_task(session, close)
-    for step in writes.steps:
+
+
+def _record_steps_and_events(session: Session, writes: StepWrites | None) -> None:
+    for step in writes.steps if writes else []:
         _record_step(session, step)
-    if writes.sla_events is not None:
+    if writes is not None and writes.sla_events is not None:
         _record_sla_events(session, writes.sla_events)
 
 

@@ -144,9 +144,11 @@ class ProcessContract(Contract):
     start_instance = Activity("start_instance", StartInstanceInput, NOTHING, STORE)
     finish_instance = Activity("finish_instance", FinishInstanceInput, NOTHING, STORE)
     open_task = Activity("open_task", OpenTaskInput, OpenTaskResult, STORE)
+    # instances started before a step's writes rode along (STEP_WRITES_RIDE_ALONG) call these
     close_task = Activity("close_task", CloseTaskInput, NOTHING, STORE)
     record_step = Activity("record_step", RecordStepInput, NOTHING, STORE)
     record_sla_events = Activity("record_sla_events", RecordSlaEventsInput, NOTHING, STORE)
+    # ...and new ones this, or hand the same writes to open_task or finish_instance
     record_writes = Activity("record_writes", StepWrites, NOTHING, STORE)
     escalate = Activity("escalate", EscalateInput, EscalateResult, SLA_STORE)
     failure_alert = Activity("failure_alert", FailureAlertInput, NOTHING, SLA_STORE)
