@@ -215,7 +215,8 @@ class ProcessActivities:
                 _record_steps_and_events(session, input.writes)
         except AssignmentError as exc:
             log.error("task_not_assigned", problem=str(exc))
-            self._write(input.writes)  # what the steps before did stands, task or no task
+            if input.writes is not None:  # what the steps before did stands, task or no task
+                self.record_writes(input.writes)
             raise _assignment_failure(exc) from exc
         except _AlreadyOpened:
             # PostgreSQL only: a concurrent attempt won; report what it chose
@@ -302,12 +303,8 @@ class ProcessActivities:
     @activity.defn(name=ProcessContract.record_writes.name)
     def record_writes(self, input: StepWrites) -> None:
         """Write what an instance's steps left (closes, facts, SLA events), in one transaction."""
-        self._write(input)
-
-    def _write(self, writes: StepWrites | None) -> None:
-        if writes is not None:
-            with write_session(self.sessions) as session:
-                _write(session, writes)
+        with write_session(self.sessions) as session:
+            _write(session, input)
 
     # --- alerts ------------------------------------------------------------------------------
 
