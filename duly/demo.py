@@ -720,9 +720,7 @@ class _Driver:
     async def look_for_tasks(self, now: datetime) -> None:
         """Schedule the completion of every task that opened (or changed hands) since last look."""
         with self.sessions() as session:
-            current: dict[str, str | None] = dict(
-                session.connection().execute(_OPEN_TASKS).tuples().all()
-            )
+            current: dict[str, str | None] = dict(session.connection().execute(_OPEN_TASKS).all())
             changed = [
                 tid for tid, who in current.items() if tid not in self.seen or self.seen[tid] != who
             ]

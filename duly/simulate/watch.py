@@ -95,7 +95,7 @@ class EngineWatch:
         with self.sessions() as session:
             connection = session.connection()
             held = connection.execute(_HELD).all()
-            running: dict[str, str] = dict(connection.execute(_RUNNING).tuples().all())
+            running: dict[str, str] = dict(connection.execute(_RUNNING).all())
             written = (
                 set(connection.execute(_WRITTEN, {"ids": list(self.touched)}).scalars())
                 if self.touched
