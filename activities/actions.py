@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.crm import CRM_HANDLERS
 from activities.messages import RunActionInput, RunActionResult
+from duly.language.actions import expand_dotted
 from duly.notify.channels import outbound_allowed, refused_host, where
 from duly.settings import Settings
 from duly.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -165,27 +166,6 @@ def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
             f"webhook {where(url)} answered {response.status_code}", type="WebhookFailed"
         )
     return RunActionResult(detail=f"POST {where(url)}: {response.status_code}")
-
-
-def expand_dotted(values: dict[str, Any]) -> dict[str, Any]:
-    """Turn dotted keys into nested dicts: `{"lead.status": "x"}` -> `{"lead": {"status": "x"}}`.
-
-    Raises:
-        ValueError: Two keys disagree, e.g. `lead: 1` and `lead.status: x`.
-    """
-    result: dict[str, Any] = {}
-    for dotted, value in values.items():
-        *parents, leaf = dotted.split(".")
-        node = result
-        for index, part in enumerate(parents):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"'{dotted}' needs '{'.'.join(parents[: index + 1])}' to be a map")
-            node = child
-        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
-            raise ValueError(f"'{dotted}' would replace the map set by its sub-keys")
-        node[leaf] = value
-    return result
 
 
 def set_values(action: RunActionInput, settings: Settings) -> RunActionResult:

@@ -144,9 +144,12 @@ class StepWrites(BaseModel):
     Closing a task, recording its fact, a decision's fact and the SLA events between them
     happen in one workflow task; they ride on the next activity that has to run anyway (the
     next task's `open_task`, `finish_instance`) or go in `record_writes` before the instance
-    waits, so a step costs one round trip to the store instead of four.
+    waits, so a step costs one round trip to the store instead of four. The instance's own
+    start rides on the first of them, and an outbound action (`run_action`) carries what came
+    before it, written before anything is sent.
     """
 
+    start: StartInstanceInput | None = None  # written first: the rest refer to the instance
     closes: list[CloseTaskInput] = Field(default_factory=list)
     steps: list[RecordStepInput] = Field(default_factory=list)
     sla_events: RecordSlaEventsInput | None = None
@@ -213,6 +216,7 @@ class RunActionInput(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str  # "<instance>/<step>/<visit>": receivers dedupe on it
+    writes: StepWrites | None = None  # the steps' writes before it, committed before it runs
 
 
 class RunActionResult(BaseModel):

@@ -116,41 +116,8 @@ class ProcessActivities:
     @activity.defn(name=ProcessContract.start_instance.name)
     def start_instance(self, input: StartInstanceInput) -> None:
         """Record a new instance and the definition it is pinned to, once."""
-        log = _log.bind(instance=input.instance_id, process=input.process)
         with write_session(self.sessions) as session:
-            if not input.compiled_json and not _stored_whole(session, input):
-                raise ApplicationError(
-                    f"{input.process} version {input.version} ({input.hash[:12]}) is not stored; "
-                    "send its content",
-                    type=DEFINITION_NOT_STORED,
-                    non_retryable=True,
-                )
-            try:
-                store_definition(
-                    session=session,
-                    process=input.process,
-                    version=input.version,
-                    hash=input.hash,
-                    source=input.source,
-                    compiled_json=input.compiled_json,
-                )
-            except VersionConflict as exc:
-                # The instance runs on the definition it was started with, whatever is stored
-                log.warning("definition_version_conflict", hash=input.hash, problem=str(exc))
-            inserted = insert_if_absent(
-                session=session,
-                row=Instance(
-                    id=input.instance_id,
-                    workflow_id=input.workflow_id,
-                    process=input.process,
-                    version=input.version,
-                    hash=input.hash,
-                    business_key=input.business_key,
-                    data=input.data,
-                    started_at=input.started_at,
-                ),
-            )
-        log.info("instance_started" if inserted else "instance_already_recorded")
+            _start_instance(session, input)
 
     @activity.defn(name=ProcessContract.finish_instance.name)
     def finish_instance(self, input: FinishInstanceInput) -> None:
@@ -180,8 +147,9 @@ class ProcessActivities:
         log = _log.bind(instance=input.instance_id, step=input.step, task=input.task_id)
         try:
             with write_session(self.sessions) as session:
-                # the last task's close first: least-loaded counts it closed
-                _close_tasks(session, input.writes)
+                # the instance's start and the last task's close first: least-loaded counts
+                # that task closed
+                _start_and_close(session, input.writes)
                 existing = session.get(Task, input.task_id)
                 if existing is not None:
                     _record_steps_and_events(session, input.writes)
@@ -492,7 +460,14 @@ class ProcessActivities:
 
     @activity.defn(name=ProcessContract.run_action.name)
     def run_action(self, input: RunActionInput) -> RunActionResult:
-        """Run a registered action (email, webhook, set); see activities/actions.py."""
+        """Run a registered action (email, webhook, set); see activities/actions.py.
+
+        The steps' writes it carries are committed first: the store is never behind what the
+        action sends out, and a retry of a failed send finds them written.
+        """
+        if input.writes is not None:
+            with write_session(self.sessions) as session:
+                _write(session, input.writes)
         return actions.run(input, self.settings)
 
 
@@ -537,13 +512,59 @@ def _team_for(session: Session, user_id: str, preferred: str | None) -> str | No
     return teams[0] if teams else preferred
 
 
+def _start_instance(session: Session, input: StartInstanceInput) -> None:
+    """Record a new instance and the definition it is pinned to, once.
+
+    Raises:
+        ApplicationError: `DEFINITION_NOT_STORED` when the store lacks the definition and the
+            input does not carry its content: the workflow sends it again with it.
+    """
+    log = _log.bind(instance=input.instance_id, process=input.process)
+    if not input.compiled_json and not _stored_whole(session, input):
+        raise ApplicationError(
+            f"{input.process} version {input.version} ({input.hash[:12]}) is not stored; "
+            "send its content",
+            type=DEFINITION_NOT_STORED,
+            non_retryable=True,
+        )
+    try:
+        store_definition(
+            session=session,
+            process=input.process,
+            version=input.version,
+            hash=input.hash,
+            source=input.source,
+            compiled_json=input.compiled_json,
+        )
+    except VersionConflict as exc:
+        # The instance runs on the definition it was started with, whatever is stored
+        log.warning("definition_version_conflict", hash=input.hash, problem=str(exc))
+    inserted = insert_if_absent(
+        session=session,
+        row=Instance(
+            id=input.instance_id,
+            workflow_id=input.workflow_id,
+            process=input.process,
+            version=input.version,
+            hash=input.hash,
+            business_key=input.business_key,
+            data=input.data,
+            started_at=input.started_at,
+        ),
+    )
+    log.info("instance_started" if inserted else "instance_already_recorded")
+
+
 def _write(session: Session, writes: StepWrites | None) -> None:
     """What an instance's steps left to write; each part is written once, however often."""
-    _close_tasks(session, writes)
+    _start_and_close(session, writes)
     _record_steps_and_events(session, writes)
 
 
-def _close_tasks(session: Session, writes: StepWrites | None) -> None:
+def _start_and_close(session: Session, writes: StepWrites | None) -> None:
+    """The writes' instance start, if they carry it, then their task closes."""
+    if writes is not None and writes.start is not None:
+        _start_instance(session, writes.start)
     for close in writes.closes if writes else []:
         _close_task(session, close)
 

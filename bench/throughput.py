@@ -136,19 +136,18 @@ class HandWrittenQuoteFollowUp:
         info = workflow.info()
         instance = instance_id(info.workflow_id, info.first_execution_run_id)
         data = input.data
-        await ProcessContract.start_instance.run(
-            StartInstanceInput(
-                instance_id=instance,
-                workflow_id=info.workflow_id,
-                process=input.process,
-                version=input.version,
-                hash=input.hash,
-                business_key=input.business_key,
-                source=input.source,
-                compiled_json=input.definition_json,
-                data=data,
-                started_at=workflow.now(),
-            ),
+        # the start rides on the first activity that writes, as duly's interpreter does
+        self.writes.start = StartInstanceInput(
+            instance_id=instance,
+            workflow_id=info.workflow_id,
+            process=input.process,
+            version=input.version,
+            hash=input.hash,
+            business_key=input.business_key,
+            source=input.source,
+            compiled_json=input.definition_json,
+            data=data,
+            started_at=workflow.now(),
         )
 
         # call-customer: a task with a three-rung ladder over two business days
@@ -249,7 +248,6 @@ class HandWrittenQuoteFollowUp:
         # send-summary: the email action
         began = workflow.now()
         quote, contact = data["quote"], data["contact"]
-        await ProcessContract.record_writes.run(self._take_writes())
         await ProcessContract.run_action.run(
             RunActionInput(
                 action="email",
@@ -263,6 +261,7 @@ class HandWrittenQuoteFollowUp:
                 },
                 data=data,
                 idempotency_key=f"{instance}/send-summary/1",
+                writes=self._take_writes(),  # written before the email goes
             ),
         )
         self._record(input, instance, "send-summary", "action", began, workflow.now(), "done")

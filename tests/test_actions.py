@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.actions import ACTION_HANDLERS, expand_dotted, run
+from activities.actions import ACTION_HANDLERS, run
 from activities.messages import RunActionInput
-from duly.language.actions import ACTIONS
+from duly.language.actions import ACTIONS, expand_dotted
 from duly.language.model import RungAction
 from duly.settings import Settings
 from duly.signing import verify

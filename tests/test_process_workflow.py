@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.messages import StartInstanceInput
+from activities.messages import OpenTaskInput, StartInstanceInput
 from activities.process import ProcessActivities
 from duly.client import AlreadyRunning, start_instance
 from duly.language import business_time
@@ -364,13 +364,14 @@ async def test_a_step_writes_its_close_fact_and_audit_with_the_next_activity(
         async for event in handle.fetch_history_events()
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
-    # the call's close, fact and clock stop go in one write before the email is sent; the
-    # email's, check-size's and won's facts ride on finish_instance
+    # the instance's start rides on the first open_task (sent twice here: the engine's store
+    # has no published definition, so the second carries its content); the call's close, fact
+    # and clock stop ride on the email's run_action, written before it sends; the email's,
+    # check-size's and won's facts ride on finish_instance
     contract = ProcessContract
-    # (start_instance is sent twice here: the engine's store has no published definition)
-    assert scheduled[scheduled.index(contract.open_task.name) :] == [
+    assert scheduled == [
         contract.open_task.name,
-        contract.record_writes.name,
+        contract.open_task.name,
         contract.run_action.name,
         contract.finish_instance.name,
     ]
@@ -384,6 +385,69 @@ async def test_a_step_writes_its_close_fact_and_audit_with_the_next_activity(
         ("won", "won"),
     ]
     assert [e.kind for e in engine.rows(SlaEventRow, instance)] == ["start", "stop"]
+
+
+# Two `set` actions: one writes a nested value, the other names `quote` both as a value and as a
+# map, which no instance data can hold
+SETS = """\
+process: sets
+title: Set values on the instance
+version: 1
+calendar: us-east
+team: inbound-sales
+trigger: {event: sets.requested, key: "{{ quote.number }}"}
+start: mark
+steps:
+  mark:
+    kind: action
+    do: set
+    with: {quote.status: "called about {{ quote.number }}"}
+    next: clash
+  clash:
+    kind: action
+    do: set
+    with: {quote: flat, quote.status: nested}
+    next: clashed
+    on_error: marked
+  clashed: {kind: end, result: clashed}
+  marked: {kind: end, result: marked}
+"""
+
+
+async def test_a_set_runs_in_the_workflow_and_a_clash_takes_its_on_error(
+    time_skipping_env: WorkflowEnvironment,
+    task_queue: str,
+    tmp_path: Path,
+    smtp: tuple[Settings, Any],
+) -> None:
+    definitions = load_definitions(definitions_with(tmp_path / "definitions", {"sets": SETS}))
+    number = f"Q-{uuid.uuid4().hex[:6]}"
+    async with running_engine(time_skipping_env, definitions, task_queue, tmp_path, smtp) as e:
+        handle = await e.env.client.start_workflow(
+            ProcessWorkflow.run,
+            ProcessInput(
+                definition=definitions.processes["sets"], business_key=number, data=quote(number)
+            ),
+            id=f"sets/{number}",
+            task_queue=e.task_queue,
+        )
+        result = await handle.result()
+        state = await handle.query("state", result_type=InstanceState)
+        scheduled = [
+            event.activity_task_scheduled_event_attributes.activity_type.name
+            async for event in handle.fetch_history_events()
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+        facts = sorted((f.step, f.outcome) for f in e.rows(StepFact, state.instance_id))
+    assert result.result == "marked"
+    assert result.data["quote"]["status"] == f"called about {number}"
+    # nothing reached outside the store: the facts and the start ride on finish_instance
+    # (twice: the store here has no published definition, so the second carries it)
+    assert scheduled == [ProcessContract.finish_instance.name] * 2
+    assert facts == [("clash", "error"), ("mark", "done"), ("marked", "marked")]
+    [failed] = [h for h in state.history if h.kind == "action-failed"]
+    assert failed.step == "clash"
+    assert failed.detail == "action 'set': 'quote.status' needs 'quote' to be a map"
 
 
 async def test_an_on_event_ends_the_instance_from_any_step(engine: Engine) -> None:
@@ -543,13 +607,18 @@ async def test_an_instance_row_is_written_once_and_closed_with_its_result(engine
 
 
 async def start_instance_inputs(handle: WorkflowHandle[Any, Any]) -> list[StartInstanceInput]:
-    """What each `start_instance` call of the instance was sent, from its history."""
+    """Each instance start the instance's activities carried, from its history.
+
+    The start rides on the first activity that writes (`StepWrites.start`): `open_task` here.
+    """
     sent = []
     async for event in handle.fetch_history_events():
         scheduled = event.activity_task_scheduled_event_attributes
-        if scheduled.activity_type.name == ProcessContract.start_instance.name:
+        if scheduled.activity_type.name == ProcessContract.open_task.name:
             [payload] = scheduled.input.payloads
-            sent.append(StartInstanceInput.model_validate_json(payload.data))
+            writes = OpenTaskInput.model_validate_json(payload.data).writes
+            if writes is not None and writes.start is not None:
+                sent.append(writes.start)
     return sent
 
 
@@ -558,6 +627,7 @@ async def test_a_history_carries_a_published_definition_once_and_the_store_keeps
 ) -> None:
     quote_process = engine.definitions.processes["quote-follow-up"]
     first = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    await engine.open_task(first, "call-customer")
     # not published here: told so, the workflow sends the content, and the store keeps it
     unpublished = await start_instance_inputs(first)
     assert [bool(sent.compiled_json) for sent in unpublished] == [False, True]
@@ -567,6 +637,7 @@ async def test_a_history_carries_a_published_definition_once_and_the_store_keeps
     assert stored.source == quote_process.source
     # now it is stored (as a publish stores it): the next instance's history leaves it out
     second = await engine.start("quote-follow-up", quote(f"Q-{uuid.uuid4().hex[:6]}"))
+    await engine.open_task(second, "call-customer")
     [sent] = await start_instance_inputs(second)
     assert (sent.compiled_json, sent.source) == ("", "")
     with engine.sessions() as session:

@@ -26,7 +26,8 @@ def test_every_shipped_process_has_a_saved_history() -> None:
     # `<process>.<what>.json` keeps an older history that must replay too: `.v<N>` of an older
     # definition version, `.audit-first` from before the breach's rung fired ahead of its audit,
     # `.audit-after-rung` from before the rung's escalate wrote the SLA events itself,
-    # `.writes-apart` from before a step's close, facts and SLA events rode on one activity
+    # `.writes-apart` from before a step's close, facts and SLA events rode on one activity,
+    # `.start-apart` from before the start rode on the first write and actions carried writes
     assert {h.stem.split(".")[0] for h in HISTORIES} == shipped
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -39,7 +39,7 @@ from activities.messages import (
     StepWrites,
 )
 from duly.language import business_time, expressions
-from duly.language.actions import signature_of
+from duly.language.actions import SET, expand_dotted, signature_of
 from duly.language.compiler import CompiledProcess
 from duly.language.model import (
     ActionStep,
@@ -85,9 +85,20 @@ STEP_WRITES_RIDE_ALONG = "step-writes-ride-along"
 """The patch that keeps a step's writes (a task's close, facts, SLA events) until the next
 activity that runs anyway (`open_task`, `finish_instance`) or the instance waits, and sends them
 in one `StepWrites`: one activity per step instead of three to five."""
+START_AND_ACTIONS_CARRY_WRITES = "start-and-actions-carry-writes"
+"""The patch that lets the instance's start ride on its first activity that writes (instead of
+a `start_instance` of its own), lets an outbound action's `run_action` carry the writes before
+it (instead of a `record_writes` first), and runs `set` in the workflow: it is pure."""
 SLA_EVENTS_WITH_ALERT = "sla-events-written-with-the-alert"
 """The patch that hands a rung's `escalate` the SLA events pending (the breach's, the rung's), to
 write in the alert's own transaction: one activity and one workflow task per breach fewer."""
+
+
+_T = TypeVar("_T")
+
+
+class _ActionFailed(Exception):
+    """An action step's or a rung's action could not run; says why."""
 
 
 class _Ended(Exception):
@@ -160,6 +171,7 @@ class Interpreter:
         # what the steps left to write since the last activity (STEP_WRITES_RIDE_ALONG)
         self._pending = StepWrites()
         self._writes_ride_along = False
+        self._carried_further = False  # START_AND_ACTIONS_CARRY_WRITES
         # who held each open task when its SLA breached: the breach is theirs (not carried by
         # continue-as-new, which never happens while a task is open)
         self._breach_holders: dict[str, str | None] = {}
@@ -173,6 +185,9 @@ class Interpreter:
         """Walk the flowchart until an end step, the loop limit or a failure."""
         fresh = input.state is None
         self._writes_ride_along = workflow.patched(STEP_WRITES_RIDE_ALONG)
+        self._carried_further = self._writes_ride_along and workflow.patched(
+            START_AND_ACTIONS_CARRY_WRITES
+        )
         if fresh:
             self._backdate = self._occurred(input.occurred_at)
             self.state.started_at = self._backdate or workflow.now()
@@ -216,19 +231,24 @@ class Interpreter:
             data=self.state.data,
             started_at=self.state.started_at or workflow.now(),
         )
+        if self._carried_further:
+            self._pending.start = record  # on the first activity that writes (`_carrying`)
+            return
         try:
             await ProcessContract.start_instance.run(record)
         except ActivityError as err:
-            cause = err.cause
-            if not isinstance(cause, ApplicationError) or cause.type != DEFINITION_NOT_STORED:
+            if not _definition_not_stored(err):
                 raise
-            whole = record.model_copy(
-                update={
-                    "source": self.definition.source,
-                    "compiled_json": self.definition.model_dump_json(by_alias=True),
-                }
-            )
-            await ProcessContract.start_instance.run(whole)
+            await ProcessContract.start_instance.run(self._with_content(record))
+
+    def _with_content(self, record: StartInstanceInput) -> StartInstanceInput:
+        """The start record with its definition's content, for a store that lacks it."""
+        return record.model_copy(
+            update={
+                "source": self.definition.source,
+                "compiled_json": self.definition.model_dump_json(by_alias=True),
+            }
+        )
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
@@ -266,23 +286,25 @@ class Interpreter:
         now, self._backdate = self._backdate or received, None
         task_id = f"{self.state.instance_id}/{step_id}/{visit}"
         clock = self._start_step_clock(step_id, step, visit, now)
-        opened = await ProcessContract.open_task.run(
-            OpenTaskInput(
-                task_id=task_id,
-                instance_id=self.state.instance_id,
-                process=self.spec.process,
-                step=step_id,
-                visit=visit,
-                title=self._render(step.title),
-                assign=step.assign,
-                team=self.spec.team,
-                owner=_text(self.state.data.get("owner")),
-                fields={name: spec.type for name, spec in step.fields.items()},
-                outcomes=list(step.outcomes),
-                opened_at=now,
-                due_at=clock.due_at if clock else None,
-                writes=self._take_writes(),
-            ),
+        opened = await self._carrying(
+            lambda writes: ProcessContract.open_task.run(
+                OpenTaskInput(
+                    task_id=task_id,
+                    instance_id=self.state.instance_id,
+                    process=self.spec.process,
+                    step=step_id,
+                    visit=visit,
+                    title=self._render(step.title),
+                    assign=step.assign,
+                    team=self.spec.team,
+                    owner=_text(self.state.data.get("owner")),
+                    fields={name: spec.type for name, spec in step.fields.items()},
+                    outcomes=list(step.outcomes),
+                    opened_at=now,
+                    due_at=clock.due_at if clock else None,
+                    writes=writes,
+                )
+            )
         )
         self.state.task = OpenTask(
             task_id=task_id,
@@ -368,24 +390,20 @@ class Interpreter:
 
     async def _action(self, step_id: str, step: ActionStep, visit: int) -> str:
         now = workflow.now()
-        # what came before is in the store before anything is sent outside it
-        await self._flush_writes()
+        if not self._carried_further:
+            # what came before is in the store before anything is sent outside it
+            await self._flush_writes()
         try:
-            params = self._action_params(step)
-            done = await ProcessContract.run_action.run(
-                RunActionInput(
-                    action=step.do,
-                    instance_id=self.state.instance_id,
-                    step=step_id,
-                    visit=visit,
-                    params=params,
-                    data=self.state.data,
-                    idempotency_key=f"{self.state.instance_id}/{step_id}/{visit}",
-                ),
+            data = await self._run_action(
+                step.do,
+                step.with_,
+                step_id,
+                visit,
+                idempotency_key=f"{self.state.instance_id}/{step_id}/{visit}",
+                carry=self._carried_further,
             )
-        except (ActivityError, expressions.ExpressionError) as err:
-            # a `with:` that cannot be rendered fails the action as a failed send would
-            reason = str(err.cause or err) if isinstance(err, ActivityError) else str(err)
+        except _ActionFailed as err:
+            reason = str(err)
             self._history("action-failed", step_id, reason)
             await self._record(step_id, step, visit, opened_at=now, outcome="error")
             if step.on_error:
@@ -402,12 +420,55 @@ class Interpreter:
                 ),
             )
             raise _Ended("failed", f"failed:{step_id}") from err
-        self._merge(done.data)
+        self._merge(data)
         await self._record(step_id, step, visit, opened_at=now, outcome="done")
         return step.next
 
-    def _action_params(self, step: ActionStep) -> dict[str, Any]:
-        return self._params(step.do, step.with_)
+    async def _run_action(
+        self,
+        do: str,
+        given: dict[str, Any],
+        step: str,
+        visit: int,
+        *,
+        idempotency_key: str,
+        carry: bool,
+    ) -> dict[str, Any]:
+        """Run an action; what it adds to the instance data.
+
+        `set` runs here, as it reaches nothing. Any other action runs in `run_action`, carrying
+        the writes left if `carry`: what came before is in the store before anything is sent.
+
+        Raises:
+            _ActionFailed: The `with:` cannot be rendered, or the action failed: says why.
+        """
+        try:
+            rendered = self._params(do, given)
+            if do == SET and self._carried_further:
+                return expand_dotted(rendered)
+            done: RunActionResult = await self._carrying(
+                lambda writes: ProcessContract.run_action.run(
+                    RunActionInput(
+                        action=do,
+                        instance_id=self.state.instance_id,
+                        step=step,
+                        visit=visit,
+                        params=rendered,
+                        data=self.state.data,
+                        idempotency_key=idempotency_key,
+                        writes=writes,
+                    )
+                ),
+                carry=carry,
+            )
+        except ActivityError as err:
+            raise _ActionFailed(str(err.cause or err)) from err
+        except expressions.ExpressionError as err:
+            # a `with:` that cannot be rendered fails the action as a failed send would
+            raise _ActionFailed(str(err)) from err
+        except ValueError as err:  # a `set` whose keys disagree, as run_action would say
+            raise _ActionFailed(f"action '{do}': {err}") from err
+        return done.data
 
     def _params(self, do: str, with_: dict[str, Any]) -> dict[str, Any]:
         """An action's `with:` rendered on the instance data (an email's template filled in)."""
@@ -489,15 +550,17 @@ class Interpreter:
         await self._stop_watcher(watcher)
         if not self._writes_ride_along:
             await self._flush_sla_events()
-        await ProcessContract.finish_instance.run(
-            FinishInstanceInput(
-                instance_id=self.state.instance_id,
-                status=self.state.status,
-                result=result,
-                data=self.state.data,
-                ended_at=now,
-                writes=self._take_writes(),
-            ),
+        await self._carrying(
+            lambda writes: ProcessContract.finish_instance.run(
+                FinishInstanceInput(
+                    instance_id=self.state.instance_id,
+                    status=self.state.status,
+                    result=result,
+                    data=self.state.data,
+                    ended_at=now,
+                    writes=writes,
+                )
+            )
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ProcessResult(status=self.state.status, result=result, data=self.state.data)
@@ -805,7 +868,7 @@ class Interpreter:
                         self._history("reassign", task.step, f"to {result.assignee}")
                 else:
                     await self._rung_action(clock, action, key)
-            except (ActivityError, expressions.ExpressionError) as err:
+            except (ActivityError, expressions.ExpressionError, _ActionFailed) as err:
                 # a rung that cannot run (its recipient left the org, say) is recorded and
                 # skipped: the ladder goes on, and the breach itself is already on record
                 cause = err.cause if isinstance(err, ActivityError) else err
@@ -819,18 +882,12 @@ class Interpreter:
         call = action.call
         assert call is not None  # the caller runs notify and reassign through `escalate`
         do, given = call
-        done: RunActionResult = await ProcessContract.run_action.run(
-            RunActionInput(
-                action=do,
-                instance_id=self.state.instance_id,
-                step=clock.step or self.state.step or "",
-                visit=clock.visit,
-                params=self._params(do, given),
-                data=self.state.data,
-                idempotency_key=key,
-            ),
+        step = clock.step or self.state.step or ""
+        # the walk wrote its steps before it waited; what the ladder adds, `_fire` writes after
+        data = await self._run_action(
+            do, given, step, clock.visit, idempotency_key=key, carry=False
         )
-        self._merge(done.data)
+        self._merge(data)
 
     async def _escalate(
         self,
@@ -902,13 +959,35 @@ class Interpreter:
                 instance_id=self.state.instance_id, first_seq=start, events=events
             )
             self._written(start + len(events))
-        return writes if writes.closes or writes.steps or writes.sla_events else None
+        return (
+            writes if writes.start or writes.closes or writes.steps or writes.sla_events else None
+        )
+
+    async def _carrying(
+        self, send: Callable[[StepWrites | None], Awaitable[_T]], *, carry: bool = True
+    ) -> _T:
+        """Run an activity that carries the writes left (none unless `carry`); its result.
+
+        The instance's start, when it is among them, may meet a store that lacks the
+        definition: then the activity runs again with the definition's content.
+        """
+        writes = self._take_writes() if carry else None
+        try:
+            return await send(writes)
+        except ActivityError as err:
+            if writes is None or writes.start is None or not _definition_not_stored(err):
+                raise
+            writes.start = self._with_content(writes.start)
+            return await send(writes)
 
     async def _flush_writes(self) -> None:
         """Write what is left now, in an activity of its own: the instance waits next."""
-        writes = self._take_writes()
-        if writes is not None:
-            await ProcessContract.record_writes.run(writes)
+
+        async def record(writes: StepWrites | None) -> None:
+            if writes is not None:
+                await ProcessContract.record_writes.run(writes)
+
+        await self._carrying(record)
 
     async def _flush_sla_events(self) -> None:
         if self._writes_ride_along:
@@ -1031,3 +1110,9 @@ def _last_task(
         "due_at": clock.due_at.isoformat() if clock is not None and clock.due_at else "",
         "business_seconds": business_time.elapsed(calendar, opened_at, closed_at).total_seconds(),
     }
+
+
+def _definition_not_stored(err: ActivityError) -> bool:
+    """The activity found the store without the instance's definition (`start_instance`)."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == DEFINITION_NOT_STORED

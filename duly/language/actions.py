@@ -9,6 +9,7 @@ registry, never by testing an action's name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,24 @@ def signature_of(name: str) -> ActionSignature:
 
 
 _UNKNOWN = ActionSignature("an action this worker does not have")
+
+
+def expand_dotted(values: dict[str, Any]) -> dict[str, Any]:
+    """Turn dotted keys into nested dicts: `{"lead.status": "x"}` -> `{"lead": {"status": "x"}}`.
+
+    Raises:
+        ValueError: Two keys disagree, e.g. `lead: 1` and `lead.status: x`.
+    """
+    result: dict[str, Any] = {}
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = result
+        for index, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"'{dotted}' needs '{'.'.join(parents[: index + 1])}' to be a map")
+            node = child
+        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+            raise ValueError(f"'{dotted}' would replace the map set by its sub-keys")
+        node[leaf] = value
+    return result

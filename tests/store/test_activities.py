@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.messages import (
+    DEFINITION_NOT_STORED,
     CloseTaskInput,
     EscalateInput,
     FailureAlertInput,
@@ -304,6 +305,50 @@ def test_finish_instance_writes_what_it_carries_once(acts, sessions, instance) -
     acts.finish_instance(done)  # a retry
     [stored] = rows(sessions, Instance)
     assert (stored.status, stored.result) == ("completed", "won")
+    assert rows(sessions, Task)[0].status == "completed"
+    assert len(rows(sessions, StepFact)) == 1
+    assert len(rows(sessions, SlaEventRow)) == 1
+
+
+def test_a_start_carried_by_open_task_records_the_instance_before_its_task_once(
+    acts, sessions
+) -> None:
+    opening = open_input().model_copy(update={"writes": StepWrites(start=start_input())})
+    first = acts.open_task(opening)
+    assert acts.open_task(opening) == first  # a retry
+    [stored] = rows(sessions, Instance)
+    assert (stored.id, stored.status) == (INSTANCE, "running")
+    [task] = rows(sessions, Task)
+    assert (task.instance_id, task.assignee) == (INSTANCE, "ana")
+    assert len(rows(sessions, Definition)) == 1
+
+
+def test_a_carried_start_without_its_stored_definition_writes_nothing(acts, sessions) -> None:
+    unknown = StepWrites(start=start_input(compiled_json=""), steps=[call_fact(INSTANCE)])
+    with pytest.raises(ApplicationError, match="is not stored; send its content") as caught:
+        acts.open_task(open_input().model_copy(update={"writes": unknown}))
+    assert caught.value.type == DEFINITION_NOT_STORED
+    for model in (Instance, Task, StepFact):
+        assert rows(sessions, model) == []
+
+
+def test_run_action_writes_what_it_carries_before_it_runs_and_once(
+    acts, sessions, instance
+) -> None:
+    acts.open_task(open_input())
+    clash = RunActionInput(
+        action="set",
+        instance_id=instance,
+        step="mark",
+        visit=1,
+        params={"quote": "flat", "quote.status": "nested"},
+        idempotency_key=f"{instance}/mark/1",
+        writes=step_writes(instance),
+    )
+    for _ in range(2):  # the action fails, and a retry fails the same way
+        with pytest.raises(ApplicationError, match="needs 'quote' to be a map"):
+            acts.run_action(clash)
+    # what came before the action is written all the same, once
     assert rows(sessions, Task)[0].status == "completed"
     assert len(rows(sessions, StepFact)) == 1
     assert len(rows(sessions, SlaEventRow)) == 1
