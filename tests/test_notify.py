@@ -45,9 +45,10 @@ from duly.notify.channels import email_message
 from duly.notify.outbox import Outgoing
 from duly.settings import Settings
 from duly.signing import verify
+from duly.simulate.runner import without_channels
 from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, session_factory, write_session
-from duly.store.models import Delivery, UserChannel
+from duly.store.models import Alert, Delivery, UserChannel
 
 SECRET_ENV = "DULY_TEST_NOTIFY_SECRET"
 INSTANCE = "quote-follow-up/Q-1"
@@ -339,6 +340,18 @@ def test_an_assignment_queues_one_delivery_per_external_channel_and_none_for_in_
         for channel in ("email", "slack", "webhook")
     ]
     assert {row.status for row in rows} == {"pending"}
+
+
+def test_a_simulated_runs_store_has_no_channels_so_it_writes_alerts_but_queues_nothing(
+    acts, sessions, engine
+) -> None:
+    without_channels(engine)  # as `duly simulate` leaves a run's store
+    opened = acts.open_task(open_input())
+    acts.escalate(breach_input())
+    assert opened.assignee == "ana"
+    with sessions() as session:
+        assert [a.recipient for a in session.exec(select(Alert)).all()] == ["maria"]
+    assert deliveries(sessions) == []
 
 
 def test_activities_retried_twice_queue_each_notification_once(acts, sessions) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -29,7 +30,7 @@ from duly.metrics import ALERTS_RAISED, count_on_commit
 from duly.notify import render
 from duly.notify.ack_links import LINK_LIFETIME, ack_secret, make_token
 from duly.notify.model import Action, Fact, Message
-from duly.notify.outbox import enqueue
+from duly.notify.outbox import channels_of, enqueue
 from duly.settings import Settings, get_settings, web_url
 from duly.store.models import Alert, Definition, Instance, Task, User
 
@@ -380,9 +381,18 @@ def _alert_summary(
 
 
 def queue_message(
-    *, session: Session, message: Message, key: str, user: str, payload: dict[str, Any]
+    *,
+    session: Session,
+    message: Message,
+    key: str,
+    user: str,
+    payload: dict[str, Any],
+    channels: Sequence[str] | None = None,
 ) -> list[str]:
-    """Queue `message` on `user`'s channels, rendered for each; returns the channels queued."""
+    """Queue `message` on `user`'s channels, rendered for each; returns the channels queued.
+
+    `channels` are the user's (`channels_of`), when the caller has read them already.
+    """
     return enqueue(
         session=session,
         key=key,
@@ -393,6 +403,7 @@ def queue_message(
         html=render.html(message),
         slack=render.slack(message),
         payload={**payload, "message": message.model_dump(mode="json")},
+        channels=channels,
     )
 
 
@@ -422,12 +433,16 @@ def notify_task_assigned(
     """
     if task.assignee is None:
         return []
+    channels = channels_of(session, task.assignee)
+    if not channels:  # the inbox shows the task; nothing to write the message for
+        return []
     message = task_assigned_message(session=session, task=task, settings=settings)
     return queue_message(
         session=session,
         message=message,
         key=key or assignment_key(task),
         user=task.assignee,
+        channels=channels,
         payload={
             "task": {
                 "id": task.id,
@@ -459,12 +474,16 @@ def notify_alert(*, session: Session, alert: Alert, settings: Settings | None = 
     """
     # Every new alert comes through here, in the transaction that writes it
     count_on_commit(session, ALERTS_RAISED.labels(level=alert.level))
+    channels = channels_of(session, alert.recipient)
+    if not channels:  # the inbox shows the alert; nothing to write the message for
+        return []
     message = alert_message(session=session, alert=alert, settings=settings)
     return queue_message(
         session=session,
         message=message,
         key=alert.key,
         user=alert.recipient,
+        channels=channels,
         payload={
             "alert": {
                 "key": alert.key,

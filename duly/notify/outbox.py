@@ -72,6 +72,16 @@ class Outgoing:
     lane: Lane = "bulk"
 
 
+def channels_of(session: Session, user: str) -> list[str]:
+    """The external channels `user` has in org.yaml (email, slack, webhook), by name."""
+    query = (
+        select(UserChannel.channel)
+        .where(UserChannel.user_id == user)
+        .order_by(col(UserChannel.channel))
+    )
+    return list(session.exec(query).all())
+
+
 def lane_of(kind: str) -> Lane:
     """The lane of a notification of `kind`: every alert (`alert.*`) before everything else."""
     return "alert" if kind.startswith("alert.") else "bulk"
@@ -99,6 +109,7 @@ def enqueue(
     payload: dict[str, Any] | None = None,
     html: str | None = None,
     slack: dict[str, Any] | None = None,
+    channels: Sequence[str] | None = None,
 ) -> list[str]:
     """Queue one notification for each external channel `user` has in org.yaml, once.
 
@@ -118,16 +129,14 @@ def enqueue(
             itself with every value escaped (`duly.notify.render.html`).
         slack: The Slack message (`duly.notify.render.slack`, values already escaped);
             unset, Slack gets `body` as escaped text.
+        channels: `user`'s channels (`channels_of`), when the caller has read them already.
 
     Returns:
         The channels a delivery was queued on by this call (none when a retry finds them).
     """
     subject = one_line(subject)
-    channels = session.exec(
-        select(UserChannel.channel)
-        .where(UserChannel.user_id == user)
-        .order_by(col(UserChannel.channel))
-    ).all()
+    if channels is None:
+        channels = channels_of(session, user)
     now = utc_now()
     queued = []
     for channel in channels:

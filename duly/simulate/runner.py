@@ -5,7 +5,8 @@ test server, and the real worker, workflows and activities (`duly.time_skipping`
 driver plays the outside world; here its reps act with the habits fitted from the live facts
 (or given), its arrivals follow the scenario, and reps on leave are inactive in the org for
 their dates, so the engine's assignment skips them. Nothing is sent: emails go to an in-memory
-SMTP sink, no notification deliverer runs, and the store is deleted when the run is measured.
+SMTP sink, nobody has a notification channel in the run's store (so none is queued, let alone
+delivered), and the store is deleted when the run is measured.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 from temporalio.runtime import LoggingConfig, TelemetryConfig, TelemetryFilter
 
@@ -36,8 +37,8 @@ from duly.simulate.measure import RunMeasures, measure_run
 from duly.simulate.scenario import Arrivals, Scenario, business_seconds
 from duly.simulate.scenario import Habit as HabitSpec
 from duly.simulate.watch import SETTLE, EngineWatch
-from duly.store.db import create_all, make_engine, write_session
-from duly.store.models import Instance, Task, User
+from duly.store.db import create_all, make_engine, session_factory, write_session
+from duly.store.models import Instance, Task, User, UserChannel
 from duly.time_skipping import skipping_worker
 from workflows.messages import EventInput
 
@@ -66,6 +67,16 @@ def sealed(settings: Settings) -> Settings:
             "pipedrive_api_url": NOWHERE,
         }
     )
+
+
+def without_channels(engine: Engine) -> None:
+    """Take every notification channel out of a run's store: a run tells nobody anything.
+
+    The tasks and alerts are written as ever; only the messages about them, which no deliverer
+    would send, are neither built nor queued (`duly.notify.messages`).
+    """
+    with write_session(session_factory(engine)) as session:
+        session.exec(delete(UserChannel))
 
 
 def first_day(scenario: Scenario, today: date | None = None) -> date:
@@ -390,6 +401,7 @@ async def run_once(
         create_all(fresh)  # the migrations' schema at once: quicker than replaying them
         fresh.dispose()
         engine = prepare_database(settings, definitions)
+        without_channels(engine)
         try:
             async with skipping_worker(sealed(settings), telemetry=QUIET, name="simulate") as run:
                 driver = _ScenarioDriver(

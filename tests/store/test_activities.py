@@ -37,6 +37,7 @@ from duly.store.models import (
     StepFact,
     Task,
     User,
+    UserChannel,
 )
 
 from .conftest import T0, start_input
@@ -405,8 +406,11 @@ def test_an_alert_reads_its_instance_and_each_person_once(acts, sessions, instan
     from sqlalchemy import event
 
     # Its message names the manager three times and the instance twice (its zone, its record):
-    # a storm's thousand alerts each read them once, inside the writers' turn
+    # a storm's thousand alerts each read them once, inside the writers' turn. The manager
+    # has an email channel, so the message is built.
     acts.open_task(open_input())
+    with write_session(sessions) as session:
+        session.add(UserChannel(user_id="maria", channel="email", target="maria@example.com"))
     reads: Counter[str] = Counter()
 
     def count(conn, cursor, statement: str, *args) -> None:
