@@ -164,7 +164,10 @@ class Instance(InstanceBase, table=True):
     """An instance row, written when it starts and again when it ends."""
 
     __tablename__ = "instances"
-    __table_args__ = (_one_of("status", INSTANCE_STATUSES, "ck_instances_status"),)
+    __table_args__ = (
+        Index("ix_instances_status", "status"),  # the running ones: a few among all ever
+        _one_of("status", INSTANCE_STATUSES, "ck_instances_status"),
+    )
 
 
 class InstancePublic(InstanceBase):
@@ -203,6 +206,7 @@ class Task(TaskBase, table=True):
     __table_args__ = (
         UniqueConstraint("instance_id", "step", "visit", name="uq_tasks_visit"),
         Index("ix_tasks_assignee_status", "assignee", "status"),
+        Index("ix_tasks_status", "status"),  # the open ones (a backlog monitor counts them)
         _one_of("status", TASK_STATUSES, "ck_tasks_status"),
     )
 
