@@ -70,6 +70,7 @@ from workflows.messages import (
     ProcessResult,
     ReassignTaskInput,
     ReassignTaskResult,
+    closed_as,
     instance_id,
 )
 from workflows.priority import started_in_bulk
@@ -167,6 +168,9 @@ class Interpreter:
         # task it leads to opens then (until the instance waits on something)
         self._backdate: datetime | None = None
         self._completed_at: datetime | None = None  # when work logged in the CRM was done
+        # the task closed last and how (`completed (lost by ben)`): a late call is told so
+        # before the store has the close
+        self._last_closed: tuple[str, str] | None = None
         self._flush_lock = asyncio.Lock()
         # what the steps left to write since the last activity (STEP_WRITES_RIDE_ALONG)
         self._pending = StepWrites()
@@ -365,6 +369,7 @@ class Interpreter:
             closed_by=completion.by if completion else None,
             closed_at=closed_at,
         )
+        self._last_closed = (task_id, closed_as(close.status, close.outcome, close.closed_by))
         if self._writes_ride_along:
             self._pending.closes.append(close)
         else:
@@ -652,6 +657,11 @@ class Interpreter:
     def _open_task(self, task_id: str) -> OpenTask:
         """The open task if it is `task_id` and nothing is closing it; else a rejection."""
         task = self.state.task
+        closed = self._closed(task_id)
+        if closed is not None:  # in the store's words, which may not have the close yet
+            raise ApplicationError(
+                f"task {task_id} is {closed}, no longer open", type=TASK_NOT_OPEN
+            )
         if task is None or self._completion is not None or self._redirect is not None:
             raise ApplicationError(
                 f"task {task_id} is not open: instance "
@@ -663,6 +673,17 @@ class Interpreter:
                 f"task {task_id} is not open; the open task is {task.task_id}", type=TASK_NOT_OPEN
             )
         return task
+
+    def _closed(self, task_id: str) -> str | None:
+        """How task `task_id` was closed, if it is the one being closed or closed last."""
+        task, completion = self.state.task, self._completion
+        if task is not None and task.task_id == task_id:
+            if completion is not None:
+                return closed_as("completed", completion.outcome, completion.by)
+            return "cancelled" if self._redirect is not None else None
+        if self._last_closed is not None and self._last_closed[0] == task_id:
+            return self._last_closed[1]
+        return None
 
     async def reassign(self, input: ReassignTaskInput) -> ReassignTaskResult:
         """Hand the open task to another user; validated first: a bad call changes nothing.

@@ -23,6 +23,16 @@ TASK_NOT_OPEN = "TaskNotOpen"  # completed, cancelled or replaced: the caller's 
 INVALID_REQUEST = "InvalidTaskRequest"  # unknown outcome, bad field, nobody to hand it to
 
 
+def closed_as(status: str, outcome: str | None, by: str | None) -> str:
+    """How a task no longer open was closed: `completed (lost by ben)`, `cancelled`.
+
+    Said alike by the store's check and by the instance, which knows before the store does.
+    """
+    if status != "completed":
+        return status
+    return f"completed ({outcome} by {by})" if by else f"completed ({outcome})"
+
+
 def workflow_id(process: str, business_key: str) -> str:
     """One live instance per business key: `<process>/<business key>`."""
     return f"{process}/{business_key}"

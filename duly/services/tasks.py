@@ -28,6 +28,7 @@ from duly.services.schemas import (
 )
 from duly.store.models import Task, User
 from duly.store.types import utc_now
+from workflows.messages import closed_as
 
 TaskScope = Literal["mine", "all"]
 TaskStatus = Literal["open", "completed", "cancelled", "any"]
@@ -214,5 +215,5 @@ def _visible_task(session: Session, principal: Principal, task_id: str) -> Task:
 
 def _require_open(task: Task) -> None:
     if task.status != "open":
-        done = f" ({task.outcome} by {task.closed_by})" if task.status == "completed" else ""
-        raise Conflict(f"task {task.id} is {task.status}{done}, no longer open")
+        closed = closed_as(task.status, task.outcome, task.closed_by)
+        raise Conflict(f"task {task.id} is {closed}, no longer open")
