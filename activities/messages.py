@@ -10,7 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+STRICT = ConfigDict(extra="forbid")
+"""For inputs that carry writes: a worker older than the workflow code that sent one refuses a
+field it does not know (and the activity is retried until a newer worker takes it) instead of
+dropping what that field was to write."""
 
 DEFINITION_NOT_STORED = "DefinitionNotStored"
 """`start_instance` was not sent the definition, and the store does not hold it."""
@@ -22,6 +27,8 @@ class StartInstanceInput(BaseModel):
     The definition's content (`source`, `compiled_json`) is sent only when the store lacks it
     (`DEFINITION_NOT_STORED`): normally it was published, and each history would carry it twice.
     """
+
+    model_config = STRICT
 
     instance_id: str
     workflow_id: str = ""  # "<process>/<business key>": the live instance's address
@@ -38,6 +45,8 @@ class StartInstanceInput(BaseModel):
 class FinishInstanceInput(BaseModel):
     """An instance ended: its result (an end step's result, `loop-limit`, `failed`)."""
 
+    model_config = STRICT
+
     instance_id: str
     status: Literal["completed", "failed"]
     result: str
@@ -48,6 +57,8 @@ class FinishInstanceInput(BaseModel):
 
 class OpenTaskInput(BaseModel):
     """Open the task of one step visit, choosing its assignee by the step's `assign` rule."""
+
+    model_config = STRICT
 
     task_id: str  # "<instance>/<step>/<visit>": the same visit always opens the same task
     instance_id: str
@@ -149,6 +160,8 @@ class StepWrites(BaseModel):
     before it, written before anything is sent.
     """
 
+    model_config = STRICT
+
     start: StartInstanceInput | None = None  # written first: the rest refer to the instance
     closes: list[CloseTaskInput] = Field(default_factory=list)
     steps: list[RecordStepInput] = Field(default_factory=list)
@@ -208,6 +221,8 @@ class SettlePriorityInput(BaseModel):
 
 class RunActionInput(BaseModel):
     """Run a registered action with its `with:` already rendered on the instance data."""
+
+    model_config = STRICT
 
     action: str
     instance_id: str

@@ -16,9 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from temporalio import activity
 
-from activities.messages import OpenTaskInput, OpenTaskResult, RunActionInput
+from activities.messages import (
+    FinishInstanceInput,
+    OpenTaskInput,
+    OpenTaskResult,
+    RunActionInput,
+    StartInstanceInput,
+    StepWrites,
+)
 from duly.settings import Settings
 from duly.store.db import make_engine, session_factory
 from duly.worker import activities
@@ -300,3 +308,16 @@ def test_a_workflow_module_imports_neither_the_store_nor_an_activity_implementat
     ).stdout.split()
     assert module in loaded
     assert [name for name in loaded if name.startswith(heavy)] == []
+
+
+@pytest.mark.parametrize(
+    "model", [StartInstanceInput, FinishInstanceInput, OpenTaskInput, RunActionInput, StepWrites]
+)
+def test_an_input_that_carries_writes_refuses_a_field_it_does_not_know(model: type) -> None:
+    # as a worker older than the workflow code would: retried until a newer worker takes it,
+    # rather than dropping what the new field was to write
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({"later_field": {"closes": []}})
+    assert ("extra_forbidden", ("later_field",)) in [
+        (e["type"], e["loc"]) for e in refused.value.errors()
+    ]
