@@ -127,7 +127,7 @@ class ProcessActivities:
             _write(session, input.writes)
             instance = session.get(Instance, input.instance_id, with_for_update=True)
             if instance is None:
-                raise _missing("instance", input.instance_id, "start_instance must run first")
+                raise _missing("instance", input.instance_id, "its start must be written first")
             if instance.status != "running":
                 log.info("instance_already_finished", status=instance.status)
                 return

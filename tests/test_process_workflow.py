@@ -298,13 +298,16 @@ async def test_the_ladder_fires_each_rung_once_in_order_and_stops_when_the_task_
     assert local(fact.breached_at).strftime("%a %H:%M") == "Wed 10:00"
 
 
-async def activities_after(handle: WorkflowHandle[Any, Any], instant: datetime) -> list[str]:
-    """The activities an instance scheduled after the first timer that fired at `instant`."""
+async def scheduled_activities(
+    handle: WorkflowHandle[Any, Any], after: datetime | None = None
+) -> list[str]:
+    """The activities an instance scheduled: all, or those after the first timer that fired at
+    or after `after`."""
     names: list[str] = []
-    fired = False
+    fired, since = after is None, after or datetime.min.replace(tzinfo=UTC)
     async for event in handle.fetch_history_events():
         if event.HasField("timer_fired_event_attributes"):
-            fired = fired or event.event_time.ToDatetime(tzinfo=UTC) >= instant
+            fired = fired or event.event_time.ToDatetime(tzinfo=UTC) >= since
         elif fired and event.HasField("activity_task_scheduled_event_attributes"):
             names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
     return names
@@ -320,7 +323,7 @@ async def test_a_breach_alert_carries_the_breach_into_the_audit_in_one_activity(
     state = await engine.until(handle, lambda s: s.next_rung is not None and s.next_rung.at > due)
     # the rung's escalation is the one activity: it writes both SLA events with the alert, so
     # the alert does not wait for the breach's own audit write, nor is there a second write
-    assert await activities_after(handle, due) == [ProcessContract.escalate.name]
+    assert await scheduled_activities(handle, due) == [ProcessContract.escalate.name]
     with engine.sessions() as session:
         rows = session.exec(
             select(SlaEventRow).where(SlaEventRow.instance_id == state.instance_id)
@@ -359,11 +362,7 @@ async def test_a_step_writes_its_close_fact_and_audit_with_the_next_activity(
     instance = (await engine.state(handle)).instance_id
     await engine.complete(handle, "call-customer", "reached")
     await handle.result()
-    scheduled = [
-        event.activity_task_scheduled_event_attributes.activity_type.name
-        async for event in handle.fetch_history_events()
-        if event.HasField("activity_task_scheduled_event_attributes")
-    ]
+    scheduled = await scheduled_activities(handle)
     # the instance's start rides on the first open_task (sent twice here: the engine's store
     # has no published definition, so the second carries its content); the call's close, fact
     # and clock stop ride on the email's run_action, written before it sends; the email's,
@@ -385,6 +384,23 @@ async def test_a_step_writes_its_close_fact_and_audit_with_the_next_activity(
         ("won", "won"),
     ]
     assert [e.kind for e in engine.rows(SlaEventRow, instance)] == ["start", "stop"]
+
+
+async def start_process(
+    engine: Engine, process: str, number: str, **input: Any
+) -> WorkflowHandle[Any, ProcessResult]:
+    """Start `process` of the engine's definitions on a quote numbered `number`, by hand."""
+    return await engine.env.client.start_workflow(
+        ProcessWorkflow.run,
+        ProcessInput(
+            definition=engine.definitions.processes[process],
+            business_key=number,
+            data=quote(number),
+            **input,
+        ),
+        id=f"{process}/{number}",
+        task_queue=engine.task_queue,
+    )
 
 
 # Two `set` actions: one writes a nested value, the other names `quote` both as a value and as a
@@ -423,21 +439,10 @@ async def test_a_set_runs_in_the_workflow_and_a_clash_takes_its_on_error(
     definitions = load_definitions(definitions_with(tmp_path / "definitions", {"sets": SETS}))
     number = f"Q-{uuid.uuid4().hex[:6]}"
     async with running_engine(time_skipping_env, definitions, task_queue, tmp_path, smtp) as e:
-        handle = await e.env.client.start_workflow(
-            ProcessWorkflow.run,
-            ProcessInput(
-                definition=definitions.processes["sets"], business_key=number, data=quote(number)
-            ),
-            id=f"sets/{number}",
-            task_queue=e.task_queue,
-        )
+        handle = await start_process(e, "sets", number)
         result = await handle.result()
         state = await handle.query("state", result_type=InstanceState)
-        scheduled = [
-            event.activity_task_scheduled_event_attributes.activity_type.name
-            async for event in handle.fetch_history_events()
-            if event.HasField("activity_task_scheduled_event_attributes")
-        ]
+        scheduled = await scheduled_activities(handle)
         facts = sorted((f.step, f.outcome) for f in e.rows(StepFact, state.instance_id))
     assert result.result == "marked"
     assert result.data["quote"]["status"] == f"called about {number}"
@@ -679,17 +684,7 @@ async def test_a_long_instance_continues_as_new_and_keeps_its_state(
     definitions = load_definitions(definitions_with(tmp_path / "definitions", {"cb": CALL_BACK}))
     number = f"Q-{uuid.uuid4().hex[:6]}"
     async with running_engine(dev_server_env, definitions, task_queue, tmp_path, smtp) as engine:
-        started = await engine.env.client.start_workflow(
-            ProcessWorkflow.run,
-            ProcessInput(
-                definition=definitions.processes["call-back"],
-                business_key=number,
-                data=quote(number),
-                history_limit=40,
-            ),
-            id=f"call-back/{number}",
-            task_queue=engine.task_queue,
-        )
+        started = await start_process(engine, "call-back", number, history_limit=40)
         # the instance, whichever run is current: queries and updates follow it as it continues
         handle = engine.env.client.get_workflow_handle(started.id, result_type=ProcessResult)
         first = await engine.open_task(handle, "call-customer")
