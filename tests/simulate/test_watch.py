@@ -9,12 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import Session, select
+from temporalio.testing import WorkflowEnvironment
 
+from duly import temporal_binaries
 from duly.client import complete_task, send_event
 from duly.demo import STEP
 from duly.language.loader import Definitions
 from duly.settings import Settings
-from duly.simulate.runner import sealed
+from duly.simulate.runner import ServerClock, sealed
 from duly.simulate.watch import SETTLE, EngineWatch
 from duly.store.db import session_factory
 from duly.store.models import Task
@@ -94,3 +96,21 @@ async def test_the_next_moment_is_the_rung_that_reassigns_and_the_wait_that_wake
         await sleep_to(moment)
         assert open_tasks()["second-call"] == "ana"
     engine.dispose()
+
+
+async def test_the_clock_a_run_follows_keeps_to_the_test_servers() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_binaries.test_server_path())
+    )
+    try:
+        clock = ServerClock(env)
+        began = await clock.read()
+        hour = timedelta(hours=1)
+        for number in range(1, ServerClock.RESYNC + 3):  # past a reading of the server's time
+            followed = await clock.sleep(hour)
+            told = (await env.get_current_time()).astimezone(UTC)
+            # an hour a sleep, and no further off than the round trips since the last reading
+            assert abs(followed - began - number * hour) < timedelta(seconds=5)
+            assert abs(told - followed) < timedelta(seconds=5)
+    finally:
+        await env.shutdown()
