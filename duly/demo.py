@@ -83,7 +83,7 @@ from duly.store.models import (
     StepFact,
     Task,
 )
-from duly.time_skipping import skipping_worker
+from duly.time_skipping import ServerClock, skipping_worker
 from workflows.messages import EventInput
 
 log = structlog.get_logger(__name__)
@@ -559,8 +559,9 @@ class _Driver:
 
     async def work_until(self, end: datetime) -> None:
         """Let time run to `end`, doing each planned action and looking for new tasks."""
+        clock = ServerClock(self.env)
+        now = await clock.read()
         while True:
-            now = await self.now()
             while self.queue and self.queue[0].at <= now:
                 await self.perform(heapq.heappop(self.queue))
             self.report(now, end)
@@ -573,7 +574,7 @@ class _Driver:
                 business_time.next_opening(p.calendar, now) for p in self.processes.values()
             )
             target = min(nxt, max(opening, now) + STEP)
-            await self.env.sleep(max(target - now, timedelta(milliseconds=1)))
+            now = await clock.sleep(max(target - now, timedelta(milliseconds=1)))
             await self.look_for_tasks(target)
 
     def report(self, now: datetime, end: datetime) -> None:

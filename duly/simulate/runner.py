@@ -17,7 +17,6 @@ import heapq
 import math
 import re
 import tempfile
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 from temporalio.runtime import LoggingConfig, TelemetryConfig, TelemetryFilter
-from temporalio.testing import WorkflowEnvironment
 
 from duly.client import send_event
 from duly.demo import SHIPPED, _Driver, _poisson, _rng
@@ -41,7 +39,7 @@ from duly.simulate.scenario import Habit as HabitSpec
 from duly.simulate.watch import SETTLE, EngineWatch
 from duly.store.db import create_all, make_engine, session_factory, write_session
 from duly.store.models import Instance, Task, User, UserChannel
-from duly.time_skipping import skipping_worker
+from duly.time_skipping import ServerClock, skipping_worker
 from workflows.messages import EventInput
 
 DRAIN = timedelta(days=3)
@@ -125,45 +123,6 @@ def _weeks_later(at: datetime, weeks: timedelta, zone: ZoneInfo) -> datetime:
     """
     local = at.astimezone(zone).replace(tzinfo=None) + weeks
     return local.replace(tzinfo=zone).astimezone(UTC)
-
-
-class ServerClock:
-    """The test server's time, read from it now and then, and followed in between.
-
-    Between two sleeps the test server's clock runs as fast as real time, and a sleep moves it
-    on by exactly what was asked; so its time is known without a round trip to ask for it
-    after each of a run's thousands of sleeps (a twentieth of a run's time). A round trip makes
-    the time followed fall behind by about half a millisecond; it is read again every `RESYNC`
-    sleeps, so that cannot add up to more than a few hundredths of a second.
-    """
-
-    RESYNC = 64
-
-    def __init__(self, env: WorkflowEnvironment) -> None:
-        self.env = env
-        self.sleeps = 0
-        self.at = datetime.min.replace(tzinfo=UTC)
-        self.since = time.monotonic()
-
-    async def read(self) -> datetime:
-        """Ask the test server for its time, and follow it from there."""
-        self.at = (await self.env.get_current_time()).astimezone(UTC)
-        self.since = time.monotonic()
-        return self.at
-
-    def now(self) -> datetime:
-        """The test server's time, as followed."""
-        return self.at + timedelta(seconds=time.monotonic() - self.since)
-
-    async def sleep(self, duration: timedelta) -> datetime:
-        """Let the test server's time run on by `duration`; its time then."""
-        after = self.now() + duration
-        await self.env.sleep(duration)
-        self.sleeps += 1
-        if self.sleeps % self.RESYNC == 0:
-            return await self.read()
-        self.at, self.since = after, time.monotonic()
-        return after
 
 
 class _ScenarioDriver(_Driver):

@@ -16,11 +16,11 @@ from duly.client import complete_task, send_event
 from duly.demo import STEP
 from duly.language.loader import Definitions
 from duly.settings import Settings
-from duly.simulate.runner import ServerClock, sealed
+from duly.simulate.runner import sealed
 from duly.simulate.watch import SETTLE, EngineWatch
 from duly.store.db import session_factory
 from duly.store.models import Task
-from duly.time_skipping import skipping_worker
+from duly.time_skipping import ServerClock, skipping_worker
 from duly.worker import prepare_database
 from workflows.messages import EventInput
 
