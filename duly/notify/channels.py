@@ -20,9 +20,10 @@ import hashlib
 import json
 import os
 import smtplib
+import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
@@ -61,6 +62,7 @@ class ChannelContext:
     http: httpx.AsyncClient
     timeout: float
     sessions: SessionFactory | None = None
+    smtp: SmtpConnections = field(default_factory=lambda: SmtpConnections())
 
 
 Sender = Callable[[Outgoing, ChannelContext], Awaitable[str]]
@@ -168,9 +170,102 @@ def _address(text: str) -> str:
     return formataddr((name, address), charset="utf-8")
 
 
-def _smtp_send(message: Message, host: str, port: int, timeout: float) -> None:
-    with smtplib.SMTP(host, port, timeout=timeout) as smtp:
-        smtp.send_message(message)
+class SmtpConnections:
+    """SMTP sessions kept open between sends, so a burst of alerts is not a burst of connections.
+
+    A storm of 1,000 breaches sends 2,000 emails in seconds; one connection each (connect,
+    EHLO, QUIT around every message) costs both sides CPU, and mail relays throttle clients
+    that open connections that fast. A session that sent a message waits here to send the next
+    one: for `IDLE_SECONDS` at most (relays close idle clients after a few minutes), and for
+    `MESSAGES` messages (some relays cap messages per session). A kept session the server has
+    closed meanwhile fails at its first command, before any of the message is sent, so the
+    message then goes on a fresh session.
+    """
+
+    IDLE_SECONDS = 30.0
+    MESSAGES = 50
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[tuple[smtplib.SMTP, str, int, float, int]] = []
+
+    def send(self, message: Message, host: str, port: int, timeout: float) -> None:
+        """Send `message` through `host:port` on a kept session, or on a new one (blocking)."""
+        kept = self._take(host, port)
+        if kept is not None:
+            smtp, sent = kept
+            try:
+                smtp.send_message(message)
+            except BaseException as exc:
+                _quit(smtp)
+                if not _closed_by_server(exc):
+                    raise
+                # closed by the server while it waited: the message was not taken on it
+            else:
+                self._keep(smtp, host, port, sent + 1)
+                return
+        smtp = smtplib.SMTP(host, port, timeout=timeout)
+        try:
+            smtp.send_message(message)
+        except BaseException:
+            _quit(smtp)
+            raise
+        self._keep(smtp, host, port, 1)
+
+    def close(self) -> None:
+        """End every kept session (QUIT)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for smtp, *_ in idle:
+            _quit(smtp)
+
+    def _take(self, host: str, port: int) -> tuple[smtplib.SMTP, int] | None:
+        now = time.monotonic()
+        stale: list[smtplib.SMTP] = []
+        found = None
+        with self._lock:
+            keep = []
+            for entry in self._idle:
+                smtp, at_host, at_port, since, sent = entry
+                if now - since > self.IDLE_SECONDS:
+                    stale.append(smtp)
+                elif found is None and (at_host, at_port) == (host, port):
+                    found = (smtp, sent)
+                else:
+                    keep.append(entry)
+            self._idle = keep
+        for smtp in stale:
+            _quit(smtp)
+        return found
+
+    def _keep(self, smtp: smtplib.SMTP, host: str, port: int, sent: int) -> None:
+        if sent >= self.MESSAGES:
+            _quit(smtp)
+            return
+        with self._lock:
+            self._idle.append((smtp, host, port, time.monotonic(), sent))
+
+
+def _closed_by_server(exc: BaseException) -> bool:
+    """Whether a send failed because the server had ended the session (timed it out, say).
+
+    Either the connection is gone, or the server answered 421 ("closing the transmission
+    channel") to a command: it took no message.
+    """
+    if isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError)):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == 421
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code == 421 for code, _ in exc.recipients.values())
+    return False
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
 
 async def send_email(item: Outgoing, context: ChannelContext) -> str:
@@ -179,7 +274,7 @@ async def send_email(item: Outgoing, context: ChannelContext) -> str:
     message = email_message(item, settings)
     try:
         await asyncio.to_thread(
-            _smtp_send, message, settings.smtp_host, settings.smtp_port, context.timeout
+            context.smtp.send, message, settings.smtp_host, settings.smtp_port, context.timeout
         )
     except (smtplib.SMTPException, OSError) as exc:
         reason = str(exc) or type(exc).__name__

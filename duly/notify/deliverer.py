@@ -151,7 +151,8 @@ class Deliverer:
                     await asyncio.wait_for(stop.wait(), pause)
 
     async def aclose(self) -> None:
-        """Close the HTTP client if the deliverer made it."""
+        """End the SMTP sessions kept open, and close the HTTP client if the deliverer made it."""
+        await asyncio.to_thread(self.context.smtp.close)
         if self._owns_http:
             await self.http.aclose()
 
