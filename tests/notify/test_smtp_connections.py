@@ -5,6 +5,7 @@ The server is real: aiosmtpd on 127.0.0.1, counting the sessions it was greeted 
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -94,7 +95,11 @@ def test_a_session_the_relay_closed_meanwhile_is_replaced_and_the_email_sent_onc
     controller, handler = impatient_relay
     connections = SmtpConnections()
     connections.send(message(1), "127.0.0.1", controller.port, timeout=10)
-    time.sleep(2)  # ten times the relay's patience: it has closed the kept session
+    ((kept, *_),) = connections._idle
+    assert kept.sock is not None
+    deadline = time.monotonic() + 30
+    while not select.select([kept.sock], [], [], 0.1)[0]:  # the relay's 421, then its close
+        assert time.monotonic() < deadline, "the relay never closed the idle session"
     connections.send(message(2), "127.0.0.1", controller.port, timeout=10)
     connections.close()
     assert handler.subjects == ["n1", "n2"]
