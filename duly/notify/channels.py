@@ -47,6 +47,82 @@ class DeliveryError(Exception):
     """A channel did not take a notification; the message says what happened."""
 
 
+class SmtpConnections:
+    """SMTP sessions kept open between sends, so a burst of alerts is not a burst of connections.
+
+    A storm of 1,000 breaches sends 2,000 emails in seconds; one connection each (connect,
+    EHLO, QUIT around every message) costs both sides CPU, and mail relays throttle clients
+    that open connections that fast. A session that sent a message waits here to send the next
+    one: for `IDLE_SECONDS` at most (relays close idle clients after a few minutes), and for
+    `MESSAGES` messages (some relays cap messages per session). A kept session the server has
+    closed meanwhile fails at its first command, before any of the message is sent, so the
+    message then goes on a fresh session.
+    """
+
+    IDLE_SECONDS = 30.0
+    MESSAGES = 50
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[tuple[smtplib.SMTP, str, int, float, int]] = []
+
+    def send(self, message: Message, host: str, port: int, timeout: float) -> None:
+        """Send `message` through `host:port` on a kept session, or on a new one (blocking)."""
+        kept = self._take(host, port)
+        if kept is not None:
+            smtp, sent = kept
+            try:
+                smtp.send_message(message)
+            except BaseException as exc:
+                _quit(smtp)
+                if not _closed_by_server(exc):
+                    raise
+                # closed by the server while it waited: the message was not taken on it
+            else:
+                self._keep(smtp, host, port, sent + 1)
+                return
+        smtp = smtplib.SMTP(host, port, timeout=timeout)
+        try:
+            smtp.send_message(message)
+        except BaseException:
+            _quit(smtp)
+            raise
+        self._keep(smtp, host, port, 1)
+
+    def close(self) -> None:
+        """End every kept session (QUIT)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for smtp, *_ in idle:
+            _quit(smtp)
+
+    def _take(self, host: str, port: int) -> tuple[smtplib.SMTP, int] | None:
+        now = time.monotonic()
+        stale: list[smtplib.SMTP] = []
+        found = None
+        with self._lock:
+            keep = []
+            for entry in self._idle:
+                smtp, at_host, at_port, since, sent = entry
+                if now - since > self.IDLE_SECONDS:
+                    stale.append(smtp)
+                elif found is None and (at_host, at_port) == (host, port):
+                    found = (smtp, sent)
+                else:
+                    keep.append(entry)
+            self._idle = keep
+        for smtp in stale:
+            _quit(smtp)
+        return found
+
+    def _keep(self, smtp: smtplib.SMTP, host: str, port: int, sent: int) -> None:
+        if sent >= self.MESSAGES:
+            _quit(smtp)
+            return
+        with self._lock:
+            self._idle.append((smtp, host, port, time.monotonic(), sent))
+
+
 @dataclass(frozen=True)
 class ChannelContext:
     """What senders share.
@@ -62,7 +138,7 @@ class ChannelContext:
     http: httpx.AsyncClient
     timeout: float
     sessions: SessionFactory | None = None
-    smtp: SmtpConnections = field(default_factory=lambda: SmtpConnections())
+    smtp: SmtpConnections = field(default_factory=SmtpConnections)
 
 
 Sender = Callable[[Outgoing, ChannelContext], Awaitable[str]]
@@ -168,82 +244,6 @@ def _address(text: str) -> str:
         return text
     name, address = parseaddr(text)
     return formataddr((name, address), charset="utf-8")
-
-
-class SmtpConnections:
-    """SMTP sessions kept open between sends, so a burst of alerts is not a burst of connections.
-
-    A storm of 1,000 breaches sends 2,000 emails in seconds; one connection each (connect,
-    EHLO, QUIT around every message) costs both sides CPU, and mail relays throttle clients
-    that open connections that fast. A session that sent a message waits here to send the next
-    one: for `IDLE_SECONDS` at most (relays close idle clients after a few minutes), and for
-    `MESSAGES` messages (some relays cap messages per session). A kept session the server has
-    closed meanwhile fails at its first command, before any of the message is sent, so the
-    message then goes on a fresh session.
-    """
-
-    IDLE_SECONDS = 30.0
-    MESSAGES = 50
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: list[tuple[smtplib.SMTP, str, int, float, int]] = []
-
-    def send(self, message: Message, host: str, port: int, timeout: float) -> None:
-        """Send `message` through `host:port` on a kept session, or on a new one (blocking)."""
-        kept = self._take(host, port)
-        if kept is not None:
-            smtp, sent = kept
-            try:
-                smtp.send_message(message)
-            except BaseException as exc:
-                _quit(smtp)
-                if not _closed_by_server(exc):
-                    raise
-                # closed by the server while it waited: the message was not taken on it
-            else:
-                self._keep(smtp, host, port, sent + 1)
-                return
-        smtp = smtplib.SMTP(host, port, timeout=timeout)
-        try:
-            smtp.send_message(message)
-        except BaseException:
-            _quit(smtp)
-            raise
-        self._keep(smtp, host, port, 1)
-
-    def close(self) -> None:
-        """End every kept session (QUIT)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for smtp, *_ in idle:
-            _quit(smtp)
-
-    def _take(self, host: str, port: int) -> tuple[smtplib.SMTP, int] | None:
-        now = time.monotonic()
-        stale: list[smtplib.SMTP] = []
-        found = None
-        with self._lock:
-            keep = []
-            for entry in self._idle:
-                smtp, at_host, at_port, since, sent = entry
-                if now - since > self.IDLE_SECONDS:
-                    stale.append(smtp)
-                elif found is None and (at_host, at_port) == (host, port):
-                    found = (smtp, sent)
-                else:
-                    keep.append(entry)
-            self._idle = keep
-        for smtp in stale:
-            _quit(smtp)
-        return found
-
-    def _keep(self, smtp: smtplib.SMTP, host: str, port: int, sent: int) -> None:
-        if sent >= self.MESSAGES:
-            _quit(smtp)
-            return
-        with self._lock:
-            self._idle.append((smtp, host, port, time.monotonic(), sent))
 
 
 def _closed_by_server(exc: BaseException) -> bool:
