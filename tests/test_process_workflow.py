@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from duly.store.crud import VersionConflicts, publish_definitions
 from duly.store.db import create_all, make_engine, session_factory, write_session
 from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task
 from workflows.contracts import ProcessContract, implementations
+from workflows.interpreter import EVERY_CHANGE_AT_START
 from workflows.messages import (
     CompleteTaskInput,
     EventInput,
@@ -296,6 +298,26 @@ async def test_the_ladder_fires_each_rung_once_in_order_and_stops_when_the_task_
     assert (fact.sla_met, fact.highest_rung, fact.assignee) == (False, 3, "ana")
     assert fact.final_assignee == "maria"
     assert local(fact.breached_at).strftime("%a %H:%M") == "Wed 10:00"
+    # every change was decided at the start: no marker, nor its search-attribute upsert, in
+    # the middle of a warning's, a breach's or a reassignment's workflow task
+    assert await patch_markers(handle) == [(EVERY_CHANGE_AT_START, 0)]
+
+
+async def patch_markers(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, int]]:
+    """Each patch marker of an instance's history, and how many workflow tasks came before it
+    (its own excluded), with the search-attribute upserts that go with it."""
+    markers: list[tuple[str, int]] = []
+    upserts, tasks_completed = 0, 0
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_task_completed_event_attributes"):
+            tasks_completed += 1
+        elif event.HasField("marker_recorded_event_attributes"):
+            data = event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+            markers.append((json.loads(data)["id"], tasks_completed - 1))
+        elif event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            upserts += 1
+    assert upserts == len(markers)
+    return markers
 
 
 async def scheduled_activities(

@@ -27,7 +27,8 @@ def test_every_shipped_process_has_a_saved_history() -> None:
     # definition version, `.audit-first` from before the breach's rung fired ahead of its audit,
     # `.audit-after-rung` from before the rung's escalate wrote the SLA events itself,
     # `.writes-apart` from before a step's close, facts and SLA events rode on one activity,
-    # `.start-apart` from before the start rode on the first write and actions carried writes
+    # `.start-apart` from before the start rode on the first write and actions carried writes,
+    # `.changes-apart` from before a new instance took every change in one marker at its start
     assert {h.stem.split(".")[0] for h in HISTORIES} == shipped
 
 

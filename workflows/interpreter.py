@@ -93,6 +93,12 @@ it (instead of a `record_writes` first), and runs `set` in the workflow: it is p
 SLA_EVENTS_WITH_ALERT = "sla-events-written-with-the-alert"
 """The patch that hands a rung's `escalate` the SLA events pending (the breach's, the rung's), to
 write in the alert's own transaction: one activity and one workflow task per breach fewer."""
+EVERY_CHANGE_AT_START = "every-change-above-from-the-start"
+"""The patch that gives an instance every change above from its start, in one marker. Checked
+one by one, each change recorded its marker where it first applied, each with the SDK's upsert
+of the `TemporalChangeVersion` search attribute: two of them in the middle of a breach's
+workflow task. Instances started before this patch still check each change where it applies.
+A change added later is checked on its own (`workflow.patched`) until the next such bundle."""
 
 
 _T = TypeVar("_T")
@@ -176,6 +182,7 @@ class Interpreter:
         self._pending = StepWrites()
         self._writes_ride_along = False
         self._carried_further = False  # START_AND_ACTIONS_CARRY_WRITES
+        self._every_change: bool | None = None  # EVERY_CHANGE_AT_START, once asked
         # who held each open task when its SLA breached: the breach is theirs (not carried by
         # continue-as-new, which never happens while a task is open)
         self._breach_holders: dict[str, str | None] = {}
@@ -183,13 +190,23 @@ class Interpreter:
         # started in bulk: its start-up queued behind live work until its first wait
         self._unsettled = started_in_bulk(workflow.info().priority)
 
+    def _has(self, change: str) -> bool:
+        """Whether this instance runs with `change`, one of the patches above.
+
+        The first call comes from `walk`, in the instance's first workflow task: a new instance
+        records EVERY_CHANGE_AT_START there, and no marker after it.
+        """
+        if self._every_change is None:
+            self._every_change = workflow.patched(EVERY_CHANGE_AT_START)
+        return self._every_change or workflow.patched(change)
+
     # --- the steps ------------------------------------------------------------------------
 
     async def walk(self, input: ProcessInput) -> ProcessResult:
         """Walk the flowchart until an end step, the loop limit or a failure."""
         fresh = input.state is None
-        self._writes_ride_along = workflow.patched(STEP_WRITES_RIDE_ALONG)
-        self._carried_further = self._writes_ride_along and workflow.patched(
+        self._writes_ride_along = self._has(STEP_WRITES_RIDE_ALONG)
+        self._carried_further = self._writes_ride_along and self._has(
             START_AND_ACTIONS_CARRY_WRITES
         )
         if fresh:
@@ -834,7 +851,7 @@ class Interpreter:
         while not self._closing:
             point = self._sla.next_point()
             pending = len(self.state.sla_events) > self.state.sla_events_written
-            if pending and workflow.patched(PROMPT_SLA_AUDIT) and not self._rung_due(point):
+            if pending and self._has(PROMPT_SLA_AUDIT) and not self._rung_due(point):
                 await self._flush_sla_events()
                 continue
             self.state.next_rung = point
@@ -855,7 +872,7 @@ class Interpreter:
     def _rung_due(self, point: NextRung | None) -> bool:
         """`point` is a rung (not a bare breach) due now: it goes first, ahead of the audit."""
         due = point is not None and point.rung >= 0 and point.at <= workflow.now()
-        return due and workflow.patched(RUNGS_BEFORE_AUDIT)
+        return due and self._has(RUNGS_BEFORE_AUDIT)
 
     def _change_since(self, version: int) -> Callable[[], bool]:
         return lambda: self._clock_version != version or self._closing
@@ -924,7 +941,7 @@ class Interpreter:
         key: str,
     ) -> EscalateResult:
         start = self.state.sla_events_written
-        events = self.state.sla_events[start:] if workflow.patched(SLA_EVENTS_WITH_ALERT) else []
+        events = self.state.sla_events[start:] if self._has(SLA_EVENTS_WITH_ALERT) else []
         result: EscalateResult = await ProcessContract.escalate.run(
             EscalateInput(
                 alert_key=key,
