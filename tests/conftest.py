@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
+from support import free_port
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -85,9 +86,8 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal CLI dev server (in memory, real time): for durability and replay tests."""
     # every port chosen here, apart: left to the server, its HTTP API and /metrics take random
     # free ports before the gRPC one is bound, and can take that one (as `duly up` avoids)
-    grpc = stack.free_port(avoid=set())
-    http = stack.free_port(avoid={grpc})
-    side = ["--http-port", str(http), "--metrics-port", str(stack.free_port(avoid={grpc, http}))]
+    grpc, http, metrics = free_port(), free_port(), free_port()
+    side = ["--http-port", str(http), "--metrics-port", str(metrics)]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binaries.dev_server_path()),
         data_converter=pydantic_data_converter,
@@ -123,10 +123,6 @@ class Inbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    return stack.free_port(avoid=set())
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
-"""Helpers for tests that run duly against real servers: waiting on a condition, a definitions
-folder holding drill processes beside the shipped calendars, org and templates, and a fresh
-store holding an org."""
+"""Helpers for tests that run duly against real servers: ports for them, waiting on a condition,
+a definitions folder holding drill processes beside the shipped calendars, org and templates, and
+a fresh store holding an org."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -17,6 +19,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from duly.language.model import OrgSpec
+from duly.stack import port_is_free
 from duly.store.crud import sync_org
 from duly.store.db import SessionFactory, create_all, make_engine, session_factory
 from workflows.messages import InstanceState
@@ -24,6 +27,26 @@ from workflows.messages import InstanceState
 ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
+
+# The ports tests give the servers they start come from below Linux's ephemeral range
+# (32768-60999), which the kernel draws from for every port-0 bind and every outgoing
+# connection: a port taken from there was free when chosen, but any test's connection or server
+# could get it in the seconds before the server it was chosen for binds it (a `duly up` under
+# load, once). Each pytest-xdist worker draws from a block of its own, in turn.
+PORTS_FROM, PORTS_PER_WORKER = 20_000, 2_000
+_worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_ports = itertools.cycle(
+    range(PORTS_FROM + _worker * PORTS_PER_WORKER, PORTS_FROM + (_worker + 1) * PORTS_PER_WORKER)
+)
+
+
+def free_port() -> int:
+    """A loopback TCP port for a server a test starts: free now, and handed out to no one else."""
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_ports)
+        if port_is_free(port):
+            return port
+    raise RuntimeError(f"no free port in this test worker's block of {PORTS_PER_WORKER}")
 
 
 async def poll(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from duly import client as duly_client
@@ -37,12 +38,6 @@ QUOTE = {
 }
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Up:
