@@ -23,6 +23,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from api.conftest import SECRET, Api, end_everything, make_store
 from playwright.async_api import Browser, Page, Playwright
+from support import free_port
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -89,9 +90,7 @@ async def running_site(
     Every instance still running at the end is ended through its process's first `on:`
     event, never terminated (see `api.conftest.end_everything`).
     """
-    probe = bind("127.0.0.1", 0)
-    smtp_port = probe.getsockname()[1]
-    probe.close()
+    smtp_port = free_port()
     smtp = Controller(_Mailbox(), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     settings = Settings(
