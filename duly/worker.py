@@ -100,7 +100,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[ProcessWorkflow, MonitorWorkflow, WeeklySummaryWorkflow],
-        workflow_runner=runner or workflow_runner(),
+        workflow_runner=runner or workflow_runner(client.data_converter),
         activities=activities(sessions, settings),
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,

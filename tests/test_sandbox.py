@@ -15,21 +15,36 @@ import ast
 import asyncio
 import datetime
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from temporalio import workflow
+from temporalio import activity, workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
+from temporalio.converter import (
+    DataConverter,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+)
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import workflows.clock
 import workflows.sandbox
+from activities.messages import SlaEvent
 from duly.language import business_time
 from duly.language.loader import Definitions
 from workflows import interpreter
-from workflows.sandbox import PASSTHROUGH, build_id, workflow_runner
+from workflows.sandbox import (
+    PASSTHROUGH,
+    ContextFreeSandboxedRunner,
+    build_id,
+    takes_no_context,
+    workflow_runner,
+)
 
 
 @workflow.defn(sandboxed=True)
@@ -70,6 +85,44 @@ class UsesWorkflowTime:
     @workflow.run
     async def run(self) -> str:
         return workflow.now().isoformat()
+
+
+@activity.defn(name="sandbox-echo")
+async def echo(event: SlaEvent) -> SlaEvent:
+    return event
+
+
+@workflow.defn(sandboxed=True)
+class SendsAnActivityItsInput:
+    @workflow.run
+    async def run(self, event: SlaEvent) -> SlaEvent:
+        result: SlaEvent = await workflow.execute_activity(
+            echo, event, start_to_close_timeout=datetime.timedelta(seconds=30)
+        )
+        return result
+
+
+class _Reversing(PayloadCodec, WithSerializationContext):
+    """A codec that takes the serialization context (its bytes could depend on it)."""
+
+    def with_context(self, context: SerializationContext) -> _Reversing:
+        return _Reversing()
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [Payload(metadata=p.metadata, data=p.data[::-1]) for p in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [Payload(metadata=p.metadata, data=p.data[::-1]) for p in payloads]
+
+
+class CompressesAlike(PayloadCodec):
+    """A codec whose bytes do not depend on the context."""
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
 
 
 async def _task_failure(
@@ -119,8 +172,62 @@ async def test_the_worker_runs_its_workflows_in_this_sandbox(
 
     worker = build_worker(dev_server_env.client, Settings(data_dir=tmp_path), task_queue=task_queue)
     runner = worker.config()["workflow_runner"]
-    assert isinstance(runner, SandboxedWorkflowRunner)
+    assert isinstance(runner, ContextFreeSandboxedRunner)  # a SandboxedWorkflowRunner
     assert runner.restrictions == workflow_runner().restrictions
+
+
+def test_a_converter_with_a_codec_gets_the_sandbox_that_asks_it_for_contexts() -> None:
+    with_codec = DataConverter(payload_codec=_Reversing())
+    assert takes_no_context(DataConverter.default)
+    assert takes_no_context(DataConverter(payload_codec=CompressesAlike()))
+    assert not takes_no_context(with_codec)
+    runner = workflow_runner(with_codec)
+    assert type(runner) is SandboxedWorkflowRunner
+    assert runner.restrictions == workflow_runner().restrictions
+
+
+async def test_answering_contexts_outside_the_sandbox_encodes_the_same_bytes(
+    dev_server_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """An activity's input and the workflow's result, in the history, byte for byte."""
+    event = SlaEvent(
+        clock="step:call", kind="breach", at=datetime.datetime(2026, 12, 7, 9, tzinfo=datetime.UTC)
+    )
+    plain = SandboxedWorkflowRunner(restrictions=workflow_runner().restrictions)
+    recorded: list[list[bytes]] = []
+    runner: WorkflowRunner
+    for runner in (workflow_runner(), plain):
+        async with Worker(
+            dev_server_env.client,
+            task_queue=task_queue,
+            workflows=[SendsAnActivityItsInput],
+            activities=[echo],
+            workflow_runner=runner,
+        ):
+            handle = await dev_server_env.client.start_workflow(
+                SendsAnActivityItsInput.run,
+                event,
+                id=f"sandbox-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            assert await handle.result() == event
+        history = await handle.fetch_history()
+        recorded.append(
+            [
+                payload.data
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                for payload in e.activity_task_scheduled_event_attributes.input.payloads
+            ]
+            + [
+                payload.data
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+                for payload in e.workflow_execution_completed_event_attributes.result.payloads
+            ]
+        )
+    assert len(recorded[0]) == 2
+    assert recorded[0] == recorded[1]
 
 
 async def test_workflow_time_runs(dev_server_env: WorkflowEnvironment, task_queue: str) -> None:
