@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -54,7 +55,15 @@ def ack_secret(settings: Settings) -> str:
     if settings.events_secret:
         derived = hmac.new(settings.events_secret.encode(), b"duly-ack-links", hashlib.sha256)
         return derived.hexdigest()
-    path = Path(settings.data_dir) / SECRET_FILE
+    return _kept_secret(Path(settings.data_dir) / SECRET_FILE)
+
+
+@functools.lru_cache(maxsize=8)
+def _kept_secret(path: Path) -> str:
+    """The key kept at `path`, made there if it is not yet.
+
+    Read once a process: every alert to a manager signs a link with it, a storm's thousand.
+    """
     try:
         return path.read_text().strip()
     except FileNotFoundError:
