@@ -200,6 +200,22 @@ async def test_an_invalid_completion_shows_the_workflows_reason_and_keeps_the_fo
     assert state.data["budget"] == 25000 and state.data["timeline"] == "this quarter"
 
 
+async def test_the_inbox_a_completion_leads_to_does_not_offer_its_task_again(api: Api) -> None:
+    """The close is written just after the engine takes the completion: until then the task
+    row is still open, and the inbox must not list it beside its "Done" notice."""
+    instance = await api.start("lead-follow-up", lead(owner="ana", source="referral"))
+    task = await api.open_task(instance, "qualify")
+    signed_in_as(api, "ana")
+    listed = await api.http.get("/inbox")
+    assert f'data-task="{task.id}"' in listed.text
+
+    # as drawn before the close is written: the row still open
+    drawn = await api.http.get("/inbox", params={"completed": task.id})
+    assert api.row(Task, task.id).status == "open"
+    assert "Done: <strong>" in drawn.text and f'data-task="{task.id}"' not in drawn.text
+    assert "— None" not in drawn.text
+
+
 async def test_the_form_follows_the_fields_picklists_help_and_outcomes_that_need_them(
     api: Api,
 ) -> None:

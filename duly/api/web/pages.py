@@ -252,13 +252,16 @@ def _inbox(
             now=now,
         )
         done = _completed_task(session, user, context.definitions, completed, now)
+    # The engine has taken the completion; its close may be written a moment after this page
+    # is drawn: the task is not offered again meanwhile
+    tasks = [task for task in page.items if done is None or task.id != done.id]
     return render(
         request,
         user,
         "inbox.html",
         {
-            "tasks": page.items,
-            "total": page.total,
+            "tasks": tasks,
+            "total": page.total - (len(page.items) - len(tasks)),
             "scope": scope,
             "can_see_all": user.is_admin or bool(user.manages),
             "error": error,
