@@ -76,6 +76,7 @@ def build_worker(
     activity_executor: Executor | None = None,
     local_activities: LocalActivities | None = None,
     runner: WorkflowRunner | None = None,
+    workflow_task_executor: ThreadPoolExecutor | None = None,
 ) -> Worker:
     """A worker for `ProcessWorkflow`, `MonitorWorkflow`, `WeeklySummaryWorkflow`, every activity.
 
@@ -88,6 +89,8 @@ def build_worker(
         local_activities: Runs every activity inside its workflow task, and counts them
             (`duly.local_activities`): for the time-skipping test server only.
         runner: Runs the workflow code; defaults to duly's sandbox (`workflows.sandbox`).
+        workflow_task_executor: Runs the workflow activations; defaults to the SDK's thread
+            pool. The caller owns one it passes in.
 
     Returns:
         The worker, not yet running: `await worker.run()` or `async with worker:`.
@@ -104,6 +107,7 @@ def build_worker(
         activities=activities(sessions, settings),
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
+        workflow_task_executor=workflow_task_executor,
         max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
         # each cached instance costs about 170 kB (its sandbox and state; the interpreter and
         # its definition are shared): see bench/worker_memory.py and docs/capacity.md
