@@ -520,25 +520,28 @@ def _start_instance(session: Session, input: StartInstanceInput) -> None:
             input does not carry its content: the workflow sends it again with it.
     """
     log = _log.bind(instance=input.instance_id, process=input.process)
-    if not input.compiled_json and not _stored_whole(session, input):
-        raise ApplicationError(
-            f"{input.process} version {input.version} ({input.hash[:12]}) is not stored; "
-            "send its content",
-            type=DEFINITION_NOT_STORED,
-            non_retryable=True,
-        )
-    try:
-        store_definition(
-            session=session,
-            process=input.process,
-            version=input.version,
-            hash=input.hash,
-            source=input.source,
-            compiled_json=input.compiled_json,
-        )
-    except VersionConflict as exc:
-        # The instance runs on the definition it was started with, whatever is stored
-        log.warning("definition_version_conflict", hash=input.hash, problem=str(exc))
+    if not input.compiled_json:
+        if not _stored_whole(session, input):
+            raise ApplicationError(
+                f"{input.process} version {input.version} ({input.hash[:12]}) is not stored; "
+                "send its content",
+                type=DEFINITION_NOT_STORED,
+                non_retryable=True,
+            )
+        # stored whole with this hash: there is nothing of the definition to write
+    else:
+        try:
+            store_definition(
+                session=session,
+                process=input.process,
+                version=input.version,
+                hash=input.hash,
+                source=input.source,
+                compiled_json=input.compiled_json,
+            )
+        except VersionConflict as exc:
+            # The instance runs on the definition it was started with, whatever is stored
+            log.warning("definition_version_conflict", hash=input.hash, problem=str(exc))
     inserted = insert_if_absent(
         session=session,
         row=Instance(

@@ -72,7 +72,7 @@ from duly.language.loader import Definitions
 from duly.language.model import TaskStep
 from duly.settings import Settings
 from duly.store import rollup
-from duly.store.db import session_factory, write_session
+from duly.store.db import CommitWatch, session_factory, write_session
 from duly.store.models import (
     Alert,
     Delivery,
@@ -406,7 +406,10 @@ async def _simulate(
             scale=scale,
             progress=progress,
         )
-        await driver.run()
+        try:
+            await driver.run()
+        finally:
+            driver.close()
     return driver.completions, driver.events, len(run.emails)
 
 
@@ -517,6 +520,7 @@ class _Driver:
         self.definitions = definitions
         self.processes = processes
         self.sessions = session_factory(engine)
+        self.commits = CommitWatch(engine)  # a look for tasks with none written is skipped
         self.task_queue = task_queue
         self.ends = ends
         self.weeks = weeks
@@ -532,6 +536,10 @@ class _Driver:
         self.started = 0  # instances the arrivals started
         self.start = datetime.now(UTC)
         self.progress = progress
+
+    def close(self) -> None:
+        """Let go of the store (the run is over)."""
+        self.commits.close()
 
     def schedule(self, at: datetime, kind: str, **args: Any) -> None:
         self.order += 1
@@ -720,6 +728,8 @@ class _Driver:
 
     async def look_for_tasks(self, now: datetime) -> None:
         """Schedule the completion of every task that opened (or changed hands) since last look."""
+        if not self.commits.committed():
+            return
         with self.sessions() as session:
             current: dict[str, str | None] = dict(session.connection().execute(_OPEN_TASKS).all())
             changed = [

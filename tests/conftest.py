@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from duly import stack, temporal_binaries
 from duly.language.loader import Definitions, load_definitions
+from duly.notify.messages import forget_definitions
 from duly.settings import Settings
 from duly.store.db import create_all, make_engine
 
@@ -190,3 +191,4 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     tables = ", ".join(table.name for table in SQLModel.metadata.sorted_tables)
     with postgres.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    forget_definitions(postgres)  # the next test may store other content under a test hash

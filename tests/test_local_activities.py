@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -13,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from duly.local_activities import LocalActivities
+from duly.time_skipping import LoopThreadExecutor
 
 
 @activity.defn
@@ -76,3 +79,43 @@ async def test_activities_run_inside_the_workflow_task_retry_on_timers_and_fail_
     assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 4  # each attempt's result
     # the retry waited on a timer, which the test server skips, not in the worker in real time
     assert kinds.count(EventType.EVENT_TYPE_TIMER_FIRED) == 1
+
+
+_threads: dict[str, set[int]] = {"activation": set(), "activity": set()}
+
+
+@activity.defn(name="double")
+def double_noting_thread(value: int) -> int:
+    _threads["activity"].add(threading.get_ident())
+    return 2 * value
+
+
+@workflow.defn(name="TwoCalls", sandboxed=False)
+class TwoCallsNotingThread(TwoCalls):
+    @workflow.run
+    async def run(self, value: int) -> str:
+        _threads["activation"].add(threading.get_ident())
+        return await super().run(value)
+
+
+async def test_on_the_loops_thread_activations_and_activities_run_and_fail_alike(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    # how `duly simulate` and `duly demo` run them: one chain, no thread handing over
+    with LoopThreadExecutor(2) as pool:
+        async with Worker(
+            time_skipping_env.client,
+            task_queue=task_queue,
+            workflows=[TwoCallsNotingThread],
+            activities=[double_noting_thread, flaky, refuse],
+            activity_executor=pool,
+            workflow_task_executor=LoopThreadExecutor(2),
+            interceptors=[LocalActivities()],
+        ):
+            handle = await time_skipping_env.client.start_workflow(
+                TwoCallsNotingThread.run, 21, id=f"loop-{task_queue}", task_queue=task_queue
+            )
+            assert await handle.result() == "42: Refused: refused 42"
+            asyncio.get_running_loop()  # the loop is still the running one after activations
+    assert _threads == {"activation": {threading.get_ident()}, "activity": {threading.get_ident()}}
+    assert pool._threads == set()  # it started none

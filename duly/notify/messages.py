@@ -11,8 +11,8 @@ the rung, a link to the instance and, for a manager, a signed acknowledge link.
 
 from __future__ import annotations
 
-import functools
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from duly import timefmt
@@ -101,33 +102,53 @@ def load_record(session: Session, instance_id: str | None) -> Record:
     instance = session.get(Instance, instance_id) if instance_id else None
     if instance is None:
         return Record(None, None, None, None)  # not kept: the transaction may yet add it
-    compiled_json = session.exec(
-        select(Definition.compiled_json).where(
-            Definition.process == instance.process, Definition.version == instance.version
-        )
-    ).first()
-    process: CompiledProcess | None = None
-    zone_name: str | None = None
-    try:
-        process = _parsed(compiled_json or "")
-        zone_name = process.calendar.timezone
-    except ValidationError:
-        try:  # an older or partial definition row: its zone is still worth having
-            zone_name = str(json.loads(compiled_json or "{}")["calendar"]["timezone"])
-        except (ValueError, KeyError, TypeError):
-            zone_name = None
+    process, zone_name = _definition_of(session, instance)
     record = Record(instance, process, zone_name, process.calendar if process else None)
     records[instance.id] = record
     return record
 
 
-@functools.lru_cache(maxsize=64)
-def _parsed(compiled_json: str) -> CompiledProcess:
-    """A stored definition, parsed once for all the alerts that read it (a storm's thousand).
+_definitions: weakref.WeakKeyDictionary[Engine, dict[tuple[str, int, str], CompiledProcess]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each store's definitions parsed so far, by (process, version, hash): a storm's thousand
+alerts and a day's facts read their instance's definition, and a stored one never changes
+its content for a hash (only an earlier row's missing content is filled in, and an empty row
+is never kept here)."""
 
-    Keyed by the text itself, so another store's row or a changed one is parsed anew.
+
+def forget_definitions(engine: Engine) -> None:
+    """Parse a store's definitions anew: its rows were removed wholesale (tests truncate)."""
+    _definitions.pop(engine, None)
+
+
+def _definition_of(
+    session: Session, instance: Instance
+) -> tuple[CompiledProcess | None, str | None]:
+    """The compiled definition an instance runs, when stored whole, and its calendar's zone.
+
+    Read once per store. The instance runs on its (process, version)'s row, whatever its hash.
     """
-    return CompiledProcess.model_validate_json(compiled_json)
+    parsed = _definitions.setdefault(session.get_bind().engine, {})
+    process = parsed.get((instance.process, instance.version, instance.hash))
+    if process is None:
+        row = session.exec(
+            select(Definition.hash, Definition.compiled_json).where(
+                Definition.process == instance.process, Definition.version == instance.version
+            )
+        ).first()
+        stored_hash, compiled_json = row if row is not None else ("", "")
+        key = (instance.process, instance.version, stored_hash)
+        if key not in parsed:
+            try:
+                parsed[key] = CompiledProcess.model_validate_json(compiled_json)
+            except ValidationError:
+                try:  # an older or partial definition row: its zone is still worth having
+                    return None, str(json.loads(compiled_json or "{}")["calendar"]["timezone"])
+                except (ValueError, KeyError, TypeError):
+                    return None, None
+        process = parsed[key]
+    return process, process.calendar.timezone
 
 
 def reader_zone(session: Session, user_id: str, record: Record) -> tzinfo:

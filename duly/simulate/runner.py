@@ -419,7 +419,10 @@ async def run_once(
                     recorded=recorded,
                     begin=begin,
                 )
-                await driver.run()
+                try:
+                    await driver.run()
+                finally:
+                    driver.close()
             return measure_run(engine, definitions, begin, scenario.spec.weeks, seed=seed)
         finally:
             engine.dispose()

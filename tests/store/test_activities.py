@@ -402,6 +402,53 @@ def test_alert_messages_parse_a_stored_definition_once(acts, sessions, definitio
     assert first.zone_name == "America/New_York"
 
 
+def test_a_stores_definition_is_read_once_for_all_the_transactions_that_need_it(
+    acts, sessions, definitions
+) -> None:
+    from sqlalchemy import event
+
+    from duly.notify.messages import load_record
+
+    # a day's facts and a storm's alerts each run in a transaction of their own
+    compiled = definitions.processes["quote-follow-up"].model_dump_json()
+    acts.start_instance(start_input("quote-follow-up/Q-7", compiled_json=compiled))
+    acts.start_instance(start_input("quote-follow-up/Q-8"))
+    reads: list[str] = []
+
+    def count(conn, cursor, statement: str, *args) -> None:
+        if re.search(r"\bFROM\s+definitions\b", statement, re.I):
+            reads.append(statement)
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        records = []
+        for key in ("Q-7", "Q-8", "Q-7"):
+            with sessions() as session:
+                records.append(load_record(session, f"quote-follow-up/{key}"))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(reads) == 1
+    assert records[0].process is not None and records[0].process.name == "quote-follow-up"
+    assert records[1].process is records[0].process is records[2].process
+    assert records[2].zone_name == "America/New_York"
+
+
+def test_an_instance_whose_version_was_stored_with_other_content_runs_on_the_stored_one(
+    acts, sessions, definitions
+) -> None:
+    from duly.notify.messages import load_record
+
+    # its start warned of the conflict; its messages still read the row of its version
+    compiled = definitions.processes["quote-follow-up"].model_dump_json()
+    acts.start_instance(start_input("quote-follow-up/Q-7", compiled_json=compiled))
+    acts.start_instance(start_input("quote-follow-up/Q-8", hash="b" * 64, compiled_json=compiled))
+    with sessions() as session:
+        record = load_record(session, "quote-follow-up/Q-8")
+    assert record.instance is not None and record.instance.hash == "b" * 64
+    assert record.process is not None and record.process.name == "quote-follow-up"
+
+
 def test_an_alert_reads_its_instance_and_each_person_once(acts, sessions, instance) -> None:
     from sqlalchemy import event
 

@@ -16,6 +16,7 @@ from duly.language.model import OrgSpec
 from duly.settings import Settings
 from duly.store.crud import VersionConflict, insert_if_absent, save_definition, sync_org
 from duly.store.db import (
+    CommitWatch,
     SessionFactory,
     create_all,
     make_engine,
@@ -271,3 +272,28 @@ def test_writers_in_one_process_take_turns_without_sqlite_busy_waits(tmp_path) -
             done.result()
     with sessions() as session:
         assert session.exec(select(func.count()).select_from(User)).one() == 40
+
+
+def test_a_commit_watch_tells_a_store_written_since_it_last_looked(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'watched.db'}")
+    create_all(engine)
+    watch = CommitWatch(engine)
+    try:
+        assert watch.committed()  # the first look looks
+        assert not watch.committed()
+        with write_session(session_factory(engine)) as session:
+            session.add(User(id="zoe", name="Zoe"))
+        assert watch.committed()
+        assert not watch.committed()
+        with session_factory(engine)() as session:  # a read is no commit
+            session.exec(select(User)).all()
+        assert not watch.committed()
+    finally:
+        watch.close()
+        engine.dispose()
+
+
+def test_a_commit_watch_on_a_store_it_cannot_watch_always_says_to_look(engine: Engine) -> None:
+    watch = CommitWatch(make_engine("sqlite://") if engine.dialect.name == "sqlite" else engine)
+    assert watch.committed() and watch.committed()
+    watch.close()
