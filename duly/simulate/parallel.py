@@ -7,6 +7,8 @@ scenario it is compared with) therefore go to separate processes, as many at onc
 machine has cores; a process also keeps a run's Python work off the caller's event loop (the
 web app's, for the What if page). Where one process at a time is all there is (a single run,
 or one core), the runs are made in the caller's process instead: starting one costs seconds.
+There a run's activations and activities take turns with the caller's other work on its loop,
+one callback (a few milliseconds) at a time (`duly.time_skipping.LoopThreadExecutor`).
 """
 
 from __future__ import annotations
