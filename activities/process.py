@@ -698,8 +698,8 @@ def _lateness(due: datetime | None, at: datetime) -> str:
 def _zone_of(session: Session, instance_id: str) -> tzinfo:
     """The time zone of the instance's calendar, for due times people read; UTC if unknown.
 
-    Read through `load_record`, which parses a stored definition once for every row that needs
-    it (a storm's thousand alerts, a day's facts).
+    Read through `load_record`, which reads and parses each stored definition once per store
+    for every row that needs it (a storm's thousand alerts, a day's facts).
     """
     zone_name = load_record(session, instance_id).zone_name
     try:

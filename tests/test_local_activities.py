@@ -6,9 +6,11 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -58,22 +60,38 @@ class TwoCalls:
         return "not refused"
 
 
+async def _run_two_calls(
+    env: WorkflowEnvironment,
+    task_queue: str,
+    workflow_class: type[TwoCalls],
+    activities: list[Any],
+    pool: ThreadPoolExecutor,
+    workflow_pool: ThreadPoolExecutor | None = None,
+) -> WorkflowHandle[Any, str]:
+    """Run `workflow_class` on 21 with its activities local, as on simulated time."""
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[workflow_class],
+        activities=activities,
+        activity_executor=pool,
+        workflow_task_executor=workflow_pool,
+        interceptors=[LocalActivities()],
+    ):
+        handle = await env.client.start_workflow(
+            workflow_class.run, 21, id=f"two-calls-{task_queue}", task_queue=task_queue
+        )
+        assert await handle.result() == "42: Refused: refused 42"
+    return handle
+
+
 async def test_activities_run_inside_the_workflow_task_retry_on_timers_and_fail_as_activity_errors(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
-        async with Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[TwoCalls],
-            activities=[double, flaky, refuse],
-            activity_executor=pool,
-            interceptors=[LocalActivities()],
-        ):
-            handle = await time_skipping_env.client.start_workflow(
-                TwoCalls.run, 21, id=f"two-calls-{task_queue}", task_queue=task_queue
-            )
-            assert await handle.result() == "42: Refused: refused 42"
+        handle = await _run_two_calls(
+            time_skipping_env, task_queue, TwoCalls, [double, flaky, refuse], pool
+        )
     kinds = [event.event_type async for event in handle.fetch_history_events()]
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds  # none reached the server
     assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 4  # each attempt's result
@@ -102,20 +120,18 @@ async def test_on_the_loops_thread_activations_and_activities_run_and_fail_alike
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     # how `duly simulate` and `duly demo` run them: one chain, no thread handing over
+    _threads["activation"].clear()
+    _threads["activity"].clear()
+    loop = asyncio.get_running_loop()
     with LoopThreadExecutor(2) as pool:
-        async with Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[TwoCallsNotingThread],
-            activities=[double_noting_thread, flaky, refuse],
-            activity_executor=pool,
-            workflow_task_executor=LoopThreadExecutor(2),
-            interceptors=[LocalActivities()],
-        ):
-            handle = await time_skipping_env.client.start_workflow(
-                TwoCallsNotingThread.run, 21, id=f"loop-{task_queue}", task_queue=task_queue
-            )
-            assert await handle.result() == "42: Refused: refused 42"
-            asyncio.get_running_loop()  # the loop is still the running one after activations
+        await _run_two_calls(
+            time_skipping_env,
+            task_queue,
+            TwoCallsNotingThread,
+            [double_noting_thread, flaky, refuse],
+            pool,
+            LoopThreadExecutor(2),
+        )
+        assert asyncio.get_running_loop() is loop  # still the running one after activations
     assert _threads == {"activation": {threading.get_ident()}, "activity": {threading.get_ident()}}
     assert pool._threads == set()  # it started none
