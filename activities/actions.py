@@ -13,7 +13,7 @@ import json
 import os
 import smtplib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -24,7 +24,7 @@ import httpx
 import structlog
 from temporalio.exceptions import ApplicationError
 
-from activities.crm import CRM_HANDLERS
+from activities.crm import ACCEPTED_CRM_HANDLERS, CRM_HANDLERS
 from activities.messages import RunActionInput, RunActionResult
 from duly.language.actions import expand_dotted
 from duly.notify.channels import outbound_allowed, refused_host, where
@@ -136,9 +136,7 @@ def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
     `OutboundHostRefused`, not retried. Redirects are not followed.
     """
     params = action.params
-    url = params.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise _bad_params("webhook", f"'url' must be an http(s) URL, not {url!r}")
+    url = _webhook_url(action)
     if not outbound_allowed(url, settings):
         raise ApplicationError(
             f"action 'webhook': {refused_host(url)}",
@@ -168,6 +166,18 @@ def post_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
     return RunActionResult(detail=f"POST {where(url)}: {response.status_code}")
 
 
+def _webhook_url(action: RunActionInput) -> str:
+    url = action.params.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise _bad_params("webhook", f"'url' must be an http(s) URL, not {url!r}")
+    return url
+
+
+def accept_webhook(action: RunActionInput, settings: Settings) -> RunActionResult:
+    """A simulation's `webhook`: its URL checked as `post_webhook` checks it, and nothing sent."""
+    return RunActionResult(detail=f"POST {where(_webhook_url(action))}: not sent (a simulation)")
+
+
 def set_values(action: RunActionInput, settings: Settings) -> RunActionResult:
     """Write the params into the instance data, dotted keys as nested maps."""
     try:
@@ -185,18 +195,32 @@ ACTION_HANDLERS: dict[str, ActionHandler] = {
 }
 """Handlers by action name; the names are those of duly.language.actions.ACTIONS."""
 
+SIMULATED_HANDLERS: dict[str, ActionHandler] = {
+    **ACTION_HANDLERS,
+    "webhook": accept_webhook,
+    **ACCEPTED_CRM_HANDLERS,
+}
+"""The handlers of a `duly simulate` run. An email goes to the run's own SMTP sink, as ever; a
+webhook or a CRM write has its parameters checked as it would, and is then taken as accepted
+without any connection, so its step goes on as when the receiver says yes: a simulation asks
+what the team does, not whether the CRM is up (nor whether the worker's DULY_OUTBOUND_HOSTS,
+which the simulating user may not share, lets it through)."""
 
-def run(action: RunActionInput, settings: Settings) -> RunActionResult:
-    """Run one action by name.
+
+def run(
+    action: RunActionInput, settings: Settings, handlers: Mapping[str, ActionHandler] | None = None
+) -> RunActionResult:
+    """Run one action by name, with `handlers` (default: `ACTION_HANDLERS`).
 
     Raises:
         ApplicationError: The action is unknown (non-retryable), or it failed.
     """
-    handler = ACTION_HANDLERS.get(action.action)
+    handlers = ACTION_HANDLERS if handlers is None else handlers
+    handler = handlers.get(action.action)
     if handler is None:
         raise ApplicationError(
             f"no action named '{action.action}' is registered with this worker "
-            f"(known: {', '.join(sorted(ACTION_HANDLERS))})",
+            f"(known: {', '.join(sorted(handlers))})",
             type="UnknownAction",
             non_retryable=True,
         )

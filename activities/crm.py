@@ -11,6 +11,7 @@ step takes `on_error` at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -46,14 +47,23 @@ def _text_param(action: RunActionInput, name: str, *, required: bool = True) -> 
     return text
 
 
-def _written(action: RunActionInput, settings: Settings, write: Callable[..., Written]) -> Any:
+Clients = Callable[[str, Settings], CrmClient]
+"""Makes the client of a CRM by name (`duly.crm.client_for`)."""
+
+
+def _written(
+    action: RunActionInput,
+    settings: Settings,
+    write: Callable[..., Written],
+    clients: Clients = client_for,
+) -> Any:
     """Run one write against the CRM the action names, its failures sorted for Temporal."""
     crm = _text_param(action, "crm")
     if crm not in CRMS:
         raise _bad_params(action.action, f"'crm' is {crm!r}; expected one of {', '.join(CRMS)}")
     object, id = _text_param(action, "object"), _text_param(action, "id")
     try:
-        client: CrmClient = client_for(crm, settings)
+        client: CrmClient = clients(crm, settings)
         written = write(client, object, id)
     except RateLimited as exc:
         raise ApplicationError(
@@ -66,18 +76,22 @@ def _written(action: RunActionInput, settings: Settings, write: Callable[..., Wr
     return RunActionResult(detail=f"{crm}: {written.detail}")
 
 
-def update_record(action: RunActionInput, settings: Settings) -> RunActionResult:
+def update_record(
+    action: RunActionInput, settings: Settings, clients: Clients = client_for
+) -> RunActionResult:
     """Set fields on a CRM record: `with: {crm, object, id, fields: {name: value}}`."""
     fields = action.params.get("fields")
     if not isinstance(fields, dict) or not fields:
         raise _bad_params("crm.update", "'fields' must map CRM field names to values")
     result: RunActionResult = _written(
-        action, settings, lambda client, object, id: client.update(object, id, fields)
+        action, settings, lambda client, object, id: client.update(object, id, fields), clients
     )
     return result
 
 
-def log_task(action: RunActionInput, settings: Settings) -> RunActionResult:
+def log_task(
+    action: RunActionInput, settings: Settings, clients: Clients = client_for
+) -> RunActionResult:
     """Log a task on a CRM record: `with: {crm, object, id, subject, body, due, owner, done}`.
 
     `done` (default true) logs a completed task, the outcome of the step; false, a to-do due at
@@ -93,12 +107,14 @@ def log_task(action: RunActionInput, settings: Settings) -> RunActionResult:
         owner=_text_param(action, "owner", required=False) or None,
     )
     result: RunActionResult = _written(
-        action, settings, lambda client, object, id: client.log(object, id, activity)
+        action, settings, lambda client, object, id: client.log(object, id, activity), clients
     )
     return result
 
 
-def log_note(action: RunActionInput, settings: Settings) -> RunActionResult:
+def log_note(
+    action: RunActionInput, settings: Settings, clients: Clients = client_for
+) -> RunActionResult:
     """Log a note on a CRM record: `with: {crm, object, id, body, owner}`."""
     activity = Activity(
         kind="note",
@@ -108,7 +124,7 @@ def log_note(action: RunActionInput, settings: Settings) -> RunActionResult:
         owner=_text_param(action, "owner", required=False) or None,
     )
     result: RunActionResult = _written(
-        action, settings, lambda client, object, id: client.log(object, id, activity)
+        action, settings, lambda client, object, id: client.log(object, id, activity), clients
     )
     return result
 
@@ -142,3 +158,25 @@ CRM_HANDLERS: dict[str, Callable[[RunActionInput, Settings], RunActionResult]] =
     "crm.note": log_note,
 }
 """The CRM actions by name; activities/actions.py adds them to its registry."""
+
+
+class _Accepting:
+    """A CRM that takes every write and keeps none: a simulation's (nothing leaves the run)."""
+
+    def update(self, object: str, id: str, fields: dict[str, object]) -> Written:
+        return Written(detail=f"{object} {id}: {', '.join(fields)} not written (a simulation)")
+
+    def log(self, object: str, id: str, activity: Activity) -> Written:
+        return Written(detail=f"{object} {id}: {activity.kind} not logged (a simulation)")
+
+
+def _accepting(crm: str, settings: Settings) -> CrmClient:
+    return _Accepting()
+
+
+ACCEPTED_CRM_HANDLERS: dict[str, Callable[[RunActionInput, Settings], RunActionResult]] = {
+    "crm.update": functools.partial(update_record, clients=_accepting),
+    "crm.task": functools.partial(log_task, clients=_accepting),
+    "crm.note": functools.partial(log_note, clients=_accepting),
+}
+"""The CRM actions of a simulation: parameters checked as ever, each write taken as accepted."""

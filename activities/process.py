@@ -9,6 +9,7 @@ are non-retryable `ApplicationError`s with a message that says what to fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -105,11 +106,19 @@ class ProcessActivities:
         sessions: Makes one session per activity call (`duly.store.db.session_factory`).
         settings: duly's settings (SMTP for the `email` action); read from the environment
             when not given.
+        handlers: The actions steps may `do`, by name; `actions.ACTION_HANDLERS` when not
+            given (a simulation's take its webhooks and CRM writes as accepted, unsent).
     """
 
-    def __init__(self, sessions: SessionFactory, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        settings: Settings | None = None,
+        handlers: Mapping[str, actions.ActionHandler] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings or get_settings()
+        self.handlers = actions.ACTION_HANDLERS if handlers is None else handlers
 
     # --- instances ---------------------------------------------------------------------------
 
@@ -468,7 +477,7 @@ class ProcessActivities:
         if input.writes is not None:
             with write_session(self.sessions) as session:
                 _write(session, input.writes)
-        return actions.run(input, self.settings)
+        return actions.run(input, self.settings, self.handlers)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner
 
+from activities.actions import ActionHandler
 from duly import temporal_binaries
 from duly.local_activities import LocalActivities
 from duly.settings import Settings
@@ -129,7 +130,11 @@ def _restore(loop: asyncio.AbstractEventLoop) -> None:
 
 @contextlib.asynccontextmanager
 async def skipping_worker(
-    settings: Settings, *, name: str, telemetry: TelemetryConfig | None = None
+    settings: Settings,
+    *,
+    name: str,
+    telemetry: TelemetryConfig | None = None,
+    handlers: Mapping[str, ActionHandler] | None = None,
 ) -> AsyncIterator[SkippingWorker]:
     """Start a time-skipping test server and duly's worker on it; stop both on exit.
 
@@ -149,6 +154,7 @@ async def skipping_worker(
             by the in-memory one.
         name: Names the task queue (`demo`, `simulate`).
         telemetry: How the SDK's core logs; the SDK's default if None.
+        handlers: The actions steps may `do` (`build_worker`'s).
 
     Yields:
         The server's environment, the worker's task queue and the emails caught so far.
@@ -175,6 +181,7 @@ async def skipping_worker(
                     local_activities=local,
                     runner=UnsandboxedWorkflowRunner(),
                     workflow_task_executor=LoopThreadExecutor(WORKFLOW_TASK_SLOTS),
+                    handlers=handlers,
                 )
                 async with worker:
                     try:

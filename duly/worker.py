@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker, WorkflowRunner
 
+from activities.actions import ActionHandler
 from activities.monitors import MonitorActivities
 from activities.process import ProcessActivities
 from activities.summary import SummaryActivities
@@ -77,6 +78,7 @@ def build_worker(
     local_activities: LocalActivities | None = None,
     runner: WorkflowRunner | None = None,
     workflow_task_executor: ThreadPoolExecutor | None = None,
+    handlers: Mapping[str, ActionHandler] | None = None,
 ) -> Worker:
     """A worker for `ProcessWorkflow`, `MonitorWorkflow`, `WeeklySummaryWorkflow`, every activity.
 
@@ -91,6 +93,7 @@ def build_worker(
         runner: Runs the workflow code; defaults to duly's sandbox (`workflows.sandbox`).
         workflow_task_executor: Runs the workflow activations; defaults to the SDK's thread
             pool. The caller owns one it passes in.
+        handlers: The actions steps may `do`; `activities.actions.ACTION_HANDLERS` if None.
 
     Returns:
         The worker, not yet running: `await worker.run()` or `async with worker:`.
@@ -104,7 +107,7 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=[ProcessWorkflow, MonitorWorkflow, WeeklySummaryWorkflow],
         workflow_runner=runner or workflow_runner(client.data_converter),
-        activities=activities(sessions, settings),
+        activities=activities(sessions, settings, handlers),
         activity_executor=activity_executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
         workflow_task_executor=workflow_task_executor,
@@ -119,7 +122,11 @@ def build_worker(
     )
 
 
-def activities(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
+def activities(
+    sessions: SessionFactory,
+    settings: Settings,
+    handlers: Mapping[str, ActionHandler] | None = None,
+) -> list[Callable[..., Any]]:
     """Every workflow's activities, bound to the database and settings, for `Worker`.
 
     Derived from the workflows' contracts (`workflows.contracts`): each activity they name
@@ -129,7 +136,7 @@ def activities(sessions: SessionFactory, settings: Settings) -> list[Callable[..
         ContractError: An activity is missing, implemented twice, or in no contract.
     """
     holders = (
-        ProcessActivities(sessions, settings),
+        ProcessActivities(sessions, settings, handlers),
         MonitorActivities(sessions),
         SummaryActivities(sessions, settings),
     )

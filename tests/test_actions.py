@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.actions import ACTION_HANDLERS, run
+from activities.actions import ACTION_HANDLERS, SIMULATED_HANDLERS, run
 from activities.messages import RunActionInput
 from duly.language.actions import ACTIONS, expand_dotted
 from duly.language.model import RungAction
@@ -60,6 +60,29 @@ def test_an_unknown_action_is_not_retried() -> None:
 
 
 # --- set ------------------------------------------------------------------------------------
+
+
+def test_a_simulations_webhooks_and_crm_writes_are_checked_and_accepted_unsent(receiver) -> None:
+    url, received = receiver
+    sealed = Settings(outbound_hosts="", hubspot_token="")  # as a simulation's: nothing reachable
+    assert set(SIMULATED_HANDLERS) == set(ACTION_HANDLERS)
+    posted = run(action("webhook", url=f"{url}/hook"), sealed, SIMULATED_HANDLERS)
+    noted = run(
+        action("crm.note", crm="hubspot", object="contact", id="C-1", body="called"),
+        sealed,
+        SIMULATED_HANDLERS,
+    )
+    assert "not sent" in posted.detail and "not logged" in noted.detail
+    assert received.requests == []
+    # their parameters are checked as ever: a mistake still takes the step's on_error
+    for name, params in [
+        ("webhook", {"url": "ftp://example.com"}),
+        ("crm.note", {"crm": "hubspot", "object": "contact", "id": "C-1", "body": ""}),
+        ("crm.update", {"crm": "zoho", "object": "contact", "id": "C-1", "fields": {"a": 1}}),
+    ]:
+        with pytest.raises(ApplicationError, match="ActionParametersError|expected one of") as bad:
+            run(action(name, **params), sealed, SIMULATED_HANDLERS)
+        assert bad.value.non_retryable
 
 
 def test_set_expands_dotted_keys_into_nested_maps() -> None:

@@ -115,8 +115,8 @@ def _start_process() -> None:
     from duly.settings import Settings
 
     configure(Settings(), level=logging.WARNING)
-    # A run's settings refuse every host, so a process's webhook action (the lead hand-off to
-    # the CRM) fails there by design: not worth a traceback per instance
+    # An action that fails (an email whose template leaves its address empty, say) fails in
+    # every instance of a run: a traceback apiece would bury the figures
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
 
 

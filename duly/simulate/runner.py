@@ -5,8 +5,9 @@ test server, and the real worker, workflows and activities (`duly.time_skipping`
 driver plays the outside world; here its reps act with the habits fitted from the live facts
 (or given), its arrivals follow the scenario, and reps on leave are inactive in the org for
 their dates, so the engine's assignment skips them. Nothing is sent: emails go to an in-memory
-SMTP sink, nobody has a notification channel in the run's store (so none is queued, let alone
-delivered), and the store is deleted when the run is measured.
+SMTP sink, webhooks and CRM writes are checked and taken as accepted without a connection
+(`activities.actions.SIMULATED_HANDLERS`), nobody has a notification channel in the run's store
+(so none is queued, let alone delivered), and the store is deleted when the run is measured.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 from temporalio.runtime import LoggingConfig, TelemetryConfig, TelemetryFilter
 
+from activities.actions import SIMULATED_HANDLERS
 from duly.client import send_event
 from duly.demo import SHIPPED, _Driver, _poisson, _rng
 from duly.language import business_time
@@ -58,7 +60,7 @@ def sealed(settings: Settings) -> Settings:
     """
     return settings.model_copy(
         update={
-            "outbound_hosts": "",  # the webhook action and channels refuse every host
+            "outbound_hosts": "",  # channels, and a webhook run by any other handler, reach none
             "hubspot_token": "",
             "hubspot_api_url": NOWHERE,
             "salesforce_token": "",
@@ -403,7 +405,9 @@ async def run_once(
         engine = prepare_database(settings, definitions)
         without_channels(engine)
         try:
-            async with skipping_worker(sealed(settings), telemetry=QUIET, name="simulate") as run:
+            async with skipping_worker(
+                sealed(settings), telemetry=QUIET, name="simulate", handlers=SIMULATED_HANDLERS
+            ) as run:
                 driver = _ScenarioDriver(
                     run.env,
                     definitions,

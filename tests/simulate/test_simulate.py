@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
+import threading
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, func, select
@@ -173,3 +177,73 @@ async def test_a_rep_on_leave_gets_no_work_and_the_live_store_is_untouched(
     # the habits it rested on are shown with their facts
     assert {(r["rep"], r["facts"]) for r in outcome.fit_rows} >= {("ana", 25), ("ben", 25)}
     engine.dispose()
+
+
+HAND_OFF = """process: hand-off
+title: Tell the CRM about a request, then answer it
+version: 1
+calendar: always
+team: desk
+goal: {{attainment: 60%, period: week}}
+trigger:
+  event: handoff.opened
+  key: "{{{{ request.id }}}}"
+start: tell-crm
+steps:
+  tell-crm:                       # no on_error: a failure would stop the instance
+    kind: action
+    do: webhook
+    with: {{url: "{url}/handoff", payload: {{request: "{{{{ request.id }}}}"}}}}
+    next: note-crm
+  note-crm:
+    kind: action
+    do: crm.note
+    with: {{crm: hubspot, object: contact, id: "{{{{ request.id }}}}", body: opened}}
+    next: answer
+  answer:
+    kind: task
+    title: "Answer request {{{{ request.id }}}}"
+    assign: round-robin:desk
+    sla: {{within: 4 hours}}
+    outcomes: {{done: done}}
+  done: {{kind: end, result: done}}
+"""
+
+
+async def test_webhook_and_crm_steps_go_on_as_accepted_and_send_nothing(tmp_path: Path) -> None:
+    received: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        folder = tmp_path / "definitions"
+        shutil.copytree(HERE / "mm1", folder)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        (folder / "processes" / "hand-off.yaml").write_text(HAND_OFF.format(url=url))
+        scenario = folder / "hand-off-scenario.yaml"
+        scenario.write_text(
+            "scenario: hand-off\nprocesses: [hand-off]\nweeks: 1\n"
+            "arrivals: {hand-off: {per_day: 6}}\n"
+            "behaviour: {reps: {lee: {mean: 1 hour, outcomes: {done: 1}}}}\n",
+            encoding="utf-8",
+        )
+        definitions = load_definitions(folder)
+        settings = Settings(data_dir=tmp_path, definitions=folder, outbound_hosts="127.0.0.1")
+        outcome = await simulate(scenario, settings, definitions, runs=1, seed=3)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    # Both steps went on as when the CRM accepts them: every instance reached its task
+    assert outcome.summary["reps"]["lee"]["tasks"] >= 20
+    assert received == []  # and nothing left the run
