@@ -810,13 +810,7 @@ class _Driver:
             return  # closed by an event meanwhile, or handed to someone else (rescheduled)
         rng = _rng(self.seed, "outcome", task.process, key, task.step, task.visit)
         outcome = self.choose_outcome(task, rng)
-        fields: dict[str, Any] = {}
-        if "budget" in task.fields:
-            fields["budget"] = int(round(rng.lognormvariate(math.log(30000), 0.7), -3))
-        if "timeline" in task.fields:
-            # One of the step's own options: a value it does not offer is refused, and the
-            # task would stay open to the end of the history
-            fields["timeline"] = rng.choice(self.options(task, "timeline") or ["this quarter"])
+        fields = self.fill_in(task, key, outcome, rng, at)
         try:
             await complete_task(
                 self.env.client,
@@ -831,6 +825,19 @@ class _Driver:
             return
         self.completions += 1
         self.follow_up(task, key, outcome, rng, at)
+
+    def fill_in(
+        self, task: Task, key: str, outcome: str, rng: random.Random, at: datetime
+    ) -> dict[str, Any]:
+        """The values the assignee fills in: a lead's budget and timeline."""
+        fields: dict[str, Any] = {}
+        if "budget" in task.fields:
+            fields["budget"] = int(round(rng.lognormvariate(math.log(30000), 0.7), -3))
+        if "timeline" in task.fields:
+            # One of the step's own options: a value it does not offer is refused, and the
+            # task would stay open to the end of the history
+            fields["timeline"] = rng.choice(self.options(task, "timeline") or ["this quarter"])
+        return fields
 
     def options(self, task: Task, field_name: str) -> list[str]:
         """A choice field's options, as the task's step declares them (none if it does not)."""

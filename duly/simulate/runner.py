@@ -16,6 +16,7 @@ import asyncio
 import copy
 import heapq
 import math
+import random
 import re
 import tempfile
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +34,7 @@ from duly.demo import SHIPPED, _Driver, _poisson, _rng
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.loader import Definitions
+from duly.language.model import FieldSpec, TaskStep, field_value_problem
 from duly.settings import Settings
 from duly.simulate.fit import Habit, Habits
 from duly.simulate.measure import RunMeasures, measure_run
@@ -314,11 +316,60 @@ class _ScenarioDriver(_Driver):
         day = local.date() + timedelta(days=1 if local.time() >= hi else 0)
         return datetime.combine(day, lo, self.zone).astimezone(UTC)
 
+    def fill_in(self, task: Task, key: str, outcome: str, rng: Any, at: datetime) -> dict[str, Any]:
+        """The demo's budget and timeline, then every other field the outcome requires.
+
+        A value the instance's data already holds (a recorded arrival's, as its rep entered
+        it) is given again when it fits the field; otherwise one of its type (`_drawn`). A
+        completion without them would be refused, and its task stay open to the end.
+        """
+        fields = super().fill_in(task, key, outcome, rng, at)
+        step = self.processes[task.process].spec.steps.get(task.step)
+        needed = {
+            name: spec
+            for name, spec in (step.fields if isinstance(step, TaskStep) else {}).items()
+            if name not in fields and spec.default is None and spec.required_for(outcome)
+        }
+        if not needed:
+            return fields
+        with self.sessions() as session:
+            instance = session.get(Instance, task.instance_id)
+        data = dict(instance.data) if instance is not None else {}
+        draw = _rng(self.seed, "fields", task.process, key, task.step, task.visit)
+        for name, spec in needed.items():
+            value = data.get(name)
+            if value is None or field_value_problem(name, spec, value) is not None:
+                value = _drawn(spec, draw, at.astimezone(self.zone))
+            fields[name] = value
+        return fields
+
     def choose_outcome(self, task: Task, rng: Any) -> str:
         habit = self.habit(task.assignee or "", task.process, task.step)
         if habit is None:
             return super().choose_outcome(task, rng)
         return habit.draw_outcome(rng, task.outcomes)
+
+
+def _drawn(spec: FieldSpec, rng: random.Random, at: datetime) -> Any:
+    """A value of a field's type, for a rep whose instance data holds none.
+
+    One of a choice's options, a number drawn as the demo's budgets are (log-normal about
+    30,000), a whole number from 1 to 10, yes or no, the day or moment of the completion, or a
+    line of text.
+    """
+    if spec.type == "choice":
+        return rng.choice(spec.options or [""])
+    if spec.type == "number":
+        return float(round(rng.lognormvariate(math.log(30000), 0.7), -2))
+    if spec.type == "integer":
+        return rng.randint(1, 10)
+    if spec.type == "boolean":
+        return rng.random() < 0.5
+    if spec.type == "date":
+        return at.date().isoformat()
+    if spec.type == "datetime":
+        return at.isoformat()
+    return "filled in by a simulated rep"
 
 
 _KEY = re.compile(r"\{\{\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)*)\s*\}\}")

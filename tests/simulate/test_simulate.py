@@ -247,3 +247,54 @@ async def test_webhook_and_crm_steps_go_on_as_accepted_and_send_nothing(tmp_path
     # Both steps went on as when the CRM accepts them: every instance reached its task
     assert outcome.summary["reps"]["lee"]["tasks"] >= 20
     assert received == []  # and nothing left the run
+
+
+CLOSE_DEAL = """process: close-deal
+title: Close every deal within a day, with its amount
+version: 1
+calendar: always
+team: desk
+goal: {attainment: 60%, period: week}
+trigger:
+  event: deal.opened
+  key: "{{ deal.id }}"
+start: close
+steps:
+  close:
+    kind: task
+    title: "Close deal {{ deal.id }}"
+    assign: round-robin:desk
+    sla: {within: 1 day}
+    fields:
+      amount: {type: number}                        # required for every outcome
+      seats: {type: integer, required: [won]}
+      reason: {type: choice, options: [price, timing], required: [lost]}
+      signed_on: {type: date, required: [won]}
+      notes: {type: text, required: false}
+    outcomes: {won: won, lost: lost}
+  won: {kind: end, result: won}
+  lost: {kind: end, result: lost}
+"""
+
+
+async def test_reps_fill_in_the_fields_a_step_requires_so_their_tasks_close(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "definitions"
+    shutil.copytree(HERE / "mm1", folder)
+    (folder / "processes" / "close-deal.yaml").write_text(CLOSE_DEAL)
+    scenario = folder / "close-deal-scenario.yaml"
+    scenario.write_text(
+        "scenario: close-deal\nprocesses: [close-deal]\nweeks: 1\n"
+        "arrivals: {close-deal: {per_day: 6}}\n"
+        "behaviour: {reps: {lee: {mean: 1 hour, outcomes: {won: 1, lost: 1}}}}\n",
+        encoding="utf-8",
+    )
+    definitions = load_definitions(folder)
+    settings = Settings(data_dir=tmp_path, definitions=folder)
+    outcome = await simulate(scenario, settings, definitions, runs=1, seed=4)
+    (week,) = [w for w in outcome.summary["weeks"] if w["process"] == "close-deal"]
+    assert outcome.summary["reps"]["lee"]["tasks"] >= 20
+    # each completion carried valid values for its outcome: refused ones would stay open
+    assert week["backlog"]["high"] <= 3, week
+    assert week["attainment"]["high"] >= 0.6, week
