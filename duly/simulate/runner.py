@@ -343,6 +343,10 @@ class _ScenarioDriver(_Driver):
             fields[name] = value
         return fields
 
+    def follow_up(self, task: Task, key: str, outcome: str, rng: Any, done: datetime) -> None:
+        super().follow_up(task, key, outcome, rng, done)
+        self.watch.completed(task.instance_id, task.process, task.step, outcome, done)
+
     def choose_outcome(self, task: Task, rng: Any) -> str:
         habit = self.habit(task.assignee or "", task.process, task.step)
         if habit is None:

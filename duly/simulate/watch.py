@@ -6,7 +6,8 @@ next: the driver's own next action (an arrival, a rep's completion, a CRM event)
 engine timer that may open a task (a wait step's wake) or hand one over (a rung that
 reassigns). Those timers are read off the instances, with the interpreter's own arithmetic:
 a task's rung from its open and due times and the step's ladder, a waiting instance's wake
-from its `state` query (asked once per wait). Where neither tells (an SLA whose target the
+from the completion that led into the wait (`completed`), else from its `state` query (asked
+once per wait). Where neither tells (an SLA whose target the
 data chooses, a process-level clock that reassigns, an instance between two steps), the run
 looks every `STEP` of open time, as the demo does.
 """
@@ -25,7 +26,7 @@ from duly.demo import STEP
 from duly.language import business_time
 from duly.language.compiler import CompiledProcess
 from duly.language.durations import Duration
-from duly.language.model import TaskStep
+from duly.language.model import TaskStep, WaitStep
 from duly.store.db import SessionFactory
 from duly.store.models import Instance, Task
 from workflows.messages import InstanceState
@@ -78,6 +79,21 @@ class EngineWatch:
         for instance in instances:
             self.touched.add(instance)
             self.wakes.pop(instance, None)
+
+    def completed(self, instance: str, process: str, step: str, outcome: str, at: datetime) -> None:
+        """A task of `instance` was completed at `at`: if that leads to a wait, note its wake.
+
+        The wake is the interpreter's (`business_time.add` from the moment it enters the wait,
+        which is the completion's within a fraction of `SETTLE`), so it need not be asked.
+        """
+        compiled = self.processes[process]
+        completed = compiled.spec.steps[step]
+        assert isinstance(completed, TaskStep)
+        after = compiled.spec.steps.get(completed.outcomes.get(outcome, ""))
+        if isinstance(after, WaitStep):
+            duration = after.for_ or after.timeout
+            assert duration is not None  # the model requires one of them
+            self.wakes[instance] = business_time.add(compiled.calendar, at, duration)
 
     async def next_moment(self, now: datetime) -> datetime | None:
         """The earliest moment the engine may open or hand over a task, plus `SETTLE`.

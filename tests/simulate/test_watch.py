@@ -19,7 +19,7 @@ from duly.settings import Settings
 from duly.simulate.runner import sealed
 from duly.simulate.watch import SETTLE, EngineWatch
 from duly.store.db import session_factory
-from duly.store.models import Task
+from duly.store.models import Instance, Task
 from duly.time_skipping import ServerClock, skipping_worker
 from duly.worker import prepare_database
 from workflows.messages import EventInput
@@ -95,6 +95,24 @@ async def test_the_next_moment_is_the_rung_that_reassigns_and_the_wait_that_wake
         assert "second-call" not in open_tasks()
         await sleep_to(moment)
         assert open_tasks()["second-call"] == "ana"
+
+        # Completed into a wait by the run's driver, whose wake it notes rather than asks
+        lead = {"id": "L-2", "name": "Ida Bell", "company": "Bell Co", "source": "web"}
+        await send("lead.created", {"lead": lead, "owner": "ben"})
+        await run.env.sleep(SETTLE)
+        with Session(engine) as session:
+            first = session.exec(
+                select(Task).where(Task.step == "first-call", Task.assignee == "ben")
+            ).one()
+        done = await now()
+        await complete_task(run.env.client, first.id, "no-answer", by="ben")
+        watch.touch([first.instance_id])
+        watch.completed(first.instance_id, first.process, first.step, "no-answer", done)
+        noted = watch.wakes[first.instance_id]
+        with Session(engine) as session:
+            workflow = session.get_one(Instance, first.instance_id).workflow_id
+        asked = await watch._wake_of(workflow)
+        assert asked is not None and abs(noted - asked) < timedelta(seconds=5)
     engine.dispose()
 
 
