@@ -1,16 +1,19 @@
 """Helpers for tests that run duly against real servers: ports for them, waiting on a condition,
 a definitions folder holding drill processes beside the shipped calendars, org and templates, and
-a fresh store holding an org."""
+a fresh store holding an org, an HTTP receiver."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,3 +116,29 @@ def store_with_org(path: Path, org: OrgSpec) -> tuple[Engine, SessionFactory]:
         sync_org(session=session, org=org)
         session.commit()
     return db, sessions
+
+
+@contextlib.contextmanager
+def posted_paths() -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server on 127.0.0.1 that answers 200 and records the paths POSTed to it."""
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            paths.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import store_with_org
+from support import posted_paths, store_with_org
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -72,32 +70,10 @@ steps:
 """
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, Receiver]]:
-    received = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            received.paths.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def receiver() -> Iterator[tuple[str, list[str]]]:
+    with posted_paths() as receiving:
+        yield receiving
 
 
 async def run_instance(
@@ -153,7 +129,7 @@ async def test_a_clean_lead_runs_every_action(
     result, _ = await run_instance(time_skipping_env, tmp_path, settings, url, LEAD)
     assert (result.status, result.result) == ("completed", "done")
     assert [e.rcpt_tos for e in inbox.envelopes] == [["lee@example.com"]]
-    assert received.paths == ["/crm/leads/L-1?name=Lee"]
+    assert received == ["/crm/leads/L-1?name=Lee"]
     assert result.data["lead"]["note"] == "LeeLee"
 
 
@@ -197,7 +173,7 @@ async def test_data_cannot_climb_out_of_the_webhook_path_or_add_query_fields(
     # (the business key may not hold a '/': the record id in the path is other data)
     lead = {**LEAD, "record": "../../admin", "name": "x&admin=1"}
     result, _ = await run_instance(time_skipping_env, tmp_path, settings, url, lead)
-    assert received.paths == ["/crm/leads/..%2F..%2Fadmin?name=x%26admin%3D1"]
+    assert received == ["/crm/leads/..%2F..%2Fadmin?name=x%26admin%3D1"]
     assert result.result == "done"
 
 
@@ -224,7 +200,7 @@ async def test_a_webhook_host_outside_the_allow_list_takes_on_error_unposted(
     only_crm = settings.model_copy(update={"outbound_hosts": "crm.example.com"})
     result, state = await run_instance(time_skipping_env, tmp_path, only_crm, url, LEAD)
     assert (result.status, result.result) == ("completed", "hook-failed")
-    assert received.paths == []
+    assert received == []
     [reason] = details(state, "action-failed")
     assert "not in DULY_OUTBOUND_HOSTS" in reason
     assert json.dumps(reason)  # a plain, printable message

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
+from support import posted_paths
 
 from duly.notify.channels import ChannelContext, DeliveryError, send
 from duly.notify.outbox import Outgoing
@@ -18,25 +16,8 @@ from duly.settings import Settings
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[str]]]:
     """A real HTTP server on 127.0.0.1 recording the paths posted to it."""
-    paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            paths.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", paths
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with posted_paths() as receiving:
+        yield receiving
 
 
 def delivery(channel: str, target: str) -> Outgoing:

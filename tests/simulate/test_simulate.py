@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 import random
 import shutil
-import threading
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import Session, func, select
+from support import posted_paths
 
 from duly.language.loader import Definitions, load_definitions
 from duly.settings import Settings
@@ -211,24 +209,9 @@ steps:
 
 
 async def test_webhook_and_crm_steps_go_on_as_accepted_and_send_nothing(tmp_path: Path) -> None:
-    received: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with posted_paths() as (url, received):
         folder = tmp_path / "definitions"
         shutil.copytree(HERE / "mm1", folder)
-        url = f"http://127.0.0.1:{server.server_address[1]}"
         (folder / "processes" / "hand-off.yaml").write_text(HAND_OFF.format(url=url))
         scenario = folder / "hand-off-scenario.yaml"
         scenario.write_text(
@@ -240,10 +223,6 @@ async def test_webhook_and_crm_steps_go_on_as_accepted_and_send_nothing(tmp_path
         definitions = load_definitions(folder)
         settings = Settings(data_dir=tmp_path, definitions=folder, outbound_hosts="127.0.0.1")
         outcome = await simulate(scenario, settings, definitions, runs=1, seed=3)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     # Both steps went on as when the CRM accepts them: every instance reached its task
     assert outcome.summary["reps"]["lee"]["tasks"] >= 20
     assert received == []  # and nothing left the run
