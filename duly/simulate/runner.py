@@ -336,10 +336,11 @@ class _ScenarioDriver(_Driver):
             instance = session.get(Instance, task.instance_id)
         data = dict(instance.data) if instance is not None else {}
         draw = _rng(self.seed, "fields", task.process, key, task.step, task.visit)
+        local = at.astimezone(ZoneInfo(self.processes[task.process].calendar.timezone))
         for name, spec in needed.items():
             value = data.get(name)
             if value is None or field_value_problem(name, spec, value) is not None:
-                value = _drawn(spec, draw, at.astimezone(self.zone))
+                value = _drawn(spec, draw, local)
             fields[name] = value
         return fields
 
