@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from google.protobuf.field_mask_pb2 import FieldMask
+from sqlalchemy import Table, update
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.api.common.v1 import Priority as PriorityMessage
@@ -46,7 +47,14 @@ from activities.messages import (
 from duly import metrics
 from duly.metrics import count_on_commit
 from duly.notify import notify_alert, notify_task_assigned
-from duly.notify.messages import instance_url, load_record, queue_message, record_fields
+from duly.notify.messages import (
+    definition_zone,
+    instance_url,
+    is_stored_whole,
+    load_record,
+    queue_message,
+    record_fields,
+)
 from duly.notify.model import Action, Fact, Message
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
@@ -62,14 +70,22 @@ from duly.store.assignment import (
     teams_of,
     users_with_role,
 )
-from duly.store.crud import VersionConflict, insert_if_absent, store_definition
+from duly.store.crud import (
+    VersionConflict,
+    insert_if_absent,
+    insert_values_if_absent,
+    store_definition,
+)
 from duly.store.db import SessionFactory, write_session
-from duly.store.models import Alert, Definition, Instance, SlaEventRow, StepFact, Task, User
+from duly.store.models import Alert, Instance, SlaEventRow, StepFact, Task, User
 from duly.store.rollup import add_fact
 from workflows.contracts import ProcessContract
 from workflows.priority import LIVE_KEY
 
 _log = structlog.get_logger(__name__)
+
+_STEP_FACTS: Table = StepFact.__table__  # type: ignore[attr-defined]
+_SLA_EVENTS: Table = SlaEventRow.__table__  # type: ignore[attr-defined]
 
 ASSIGN_FORMS = "owner, user:<id>, round-robin:<team> or least-loaded:<team>"
 
@@ -80,17 +96,6 @@ class _AlreadyOpened(Exception):
 
 def _assignment_failure(exc: AssignmentError) -> ApplicationError:
     return ApplicationError(str(exc), type="AssignmentError", non_retryable=True)
-
-
-def _stored_whole(session: Session, input: StartInstanceInput) -> bool:
-    """Whether the store holds the instance's definition with its content."""
-    query = select(Definition.id).where(
-        Definition.process == input.process,
-        Definition.version == input.version,
-        Definition.hash == input.hash,
-        Definition.compiled_json != "",
-    )
-    return session.exec(query).first() is not None
 
 
 def _missing(what: str, key: str, hint: str) -> ApplicationError:
@@ -530,7 +535,7 @@ def _start_instance(session: Session, input: StartInstanceInput) -> None:
     """
     log = _log.bind(instance=input.instance_id, process=input.process)
     if not input.compiled_json:
-        if not _stored_whole(session, input):
+        if not is_stored_whole(session, input.process, input.version, input.hash):
             raise ApplicationError(
                 f"{input.process} version {input.version} ({input.hash[:12]}) is not stored; "
                 "send its content",
@@ -616,11 +621,11 @@ def _close_task(session: Session, input: CloseTaskInput) -> None:
 
 def _record_step(session: Session, input: RecordStepInput) -> None:
     """One row of the step-outcome fact table, once per (instance, step, visit)."""
-    fact = StepFact(**input.model_dump())
-    inserted = insert_if_absent(session=session, row=fact)
+    fact = input.model_dump()
+    inserted = insert_values_if_absent(session=session, table=_STEP_FACTS, values=fact)
     if inserted:
         # Counted in the weekly rollup in the same transaction: once, with its fact
-        add_fact(session, fact, _zone_of(session, input.instance_id))
+        add_fact(session, fact, _zone(definition_zone(session, input.process, input.version)))
     _log.info(
         "step_recorded" if inserted else "step_already_recorded",
         instance=input.instance_id,
@@ -639,8 +644,10 @@ def _insert_sla_events(
 ) -> None:
     """Add each SLA event once per (instance, sequence number); count a new breach on commit."""
     for offset, event in enumerate(events):
-        row = SlaEventRow(instance_id=instance_id, seq=first_seq + offset, **event.model_dump())
-        if insert_if_absent(session=session, row=row) and event.kind == "breach":
+        row = {"instance_id": instance_id, "seq": first_seq + offset, **event.model_dump()}
+        if insert_values_if_absent(session=session, table=_SLA_EVENTS, values=row) and (
+            event.kind == "breach"
+        ):
             process = instance_id.split("/", 1)[0]
             breach = metrics.SLA_BREACHES.labels(process=process, clock=event.clock)
             count_on_commit(session, breach)
@@ -671,15 +678,17 @@ def resolve_alerts(session: Session, task: Task, *, at: datetime, by: str | None
     Returns:
         How many alerts this call resolved.
     """
-    late = _late_seconds(task.due_at, at)
-    alerts = session.exec(
-        select(Alert).where(Alert.task_id == task.id, col(Alert.resolved_at).is_(None))
-    ).all()
-    for alert in alerts:
-        alert.resolved_at, alert.resolved_by = at, by
-        alert.resolution, alert.late_seconds = how, late
-        session.add(alert)
-    return len(alerts)
+    resolved = session.exec(
+        update(Alert)
+        .where(col(Alert.task_id) == task.id, col(Alert.resolved_at).is_(None))
+        .values(
+            resolved_at=at,
+            resolved_by=by,
+            resolution=how,
+            late_seconds=_late_seconds(task.due_at, at),
+        )
+    )
+    return resolved.rowcount
 
 
 def _late_seconds(due: datetime | None, at: datetime) -> float | None:
@@ -710,9 +719,13 @@ def _zone_of(session: Session, instance_id: str) -> tzinfo:
     Read through `load_record`, which reads and parses each stored definition once per store
     for every row that needs it (a storm's thousand alerts, a day's facts).
     """
-    zone_name = load_record(session, instance_id).zone_name
+    return _zone(load_record(session, instance_id).zone_name)
+
+
+def _zone(name: str | None) -> tzinfo:
+    """The zone of an IANA name; UTC when there is none or it is unknown here."""
     try:
-        return ZoneInfo(zone_name) if zone_name else UTC
+        return ZoneInfo(name) if name else UTC
     except (ValueError, ZoneInfoNotFoundError):
         return UTC
 

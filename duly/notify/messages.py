@@ -132,23 +132,61 @@ def _definition_of(
     parsed = _definitions.setdefault(session.get_bind().engine, {})
     process = parsed.get((instance.process, instance.version, instance.hash))
     if process is None:
-        row = session.exec(
-            select(Definition.hash, Definition.compiled_json).where(
-                Definition.process == instance.process, Definition.version == instance.version
-            )
-        ).first()
-        stored_hash, compiled_json = row if row is not None else ("", "")
-        key = (instance.process, instance.version, stored_hash)
-        if key not in parsed:
-            try:
-                parsed[key] = CompiledProcess.model_validate_json(compiled_json)
-            except ValidationError:
-                try:  # an older or partial definition row: its zone is still worth having
-                    return None, str(json.loads(compiled_json or "{}")["calendar"]["timezone"])
-                except (ValueError, KeyError, TypeError):
-                    return None, None
-        process = parsed[key]
+        return _read_definition(session, instance.process, instance.version)
     return process, process.calendar.timezone
+
+
+def definition_zone(session: Session, process: str, version: int) -> str | None:
+    """The calendar zone of a stored (process, version), read once per store; None if unknown.
+
+    A fact's week is counted in it: its instance's zone, without reading the instance.
+    """
+    parsed = _definitions.setdefault(session.get_bind().engine, {})
+    for (name, number, _), compiled in parsed.items():
+        if (name, number) == (process, version):
+            return compiled.calendar.timezone
+    return _read_definition(session, process, version)[1]
+
+
+def is_stored_whole(session: Session, process: str, version: int, hash: str) -> bool:
+    """Whether the store holds this definition with its content.
+
+    One parsed here (for a record or a fact) was stored whole, and keeps its content: the
+    store is asked only about the others.
+    """
+    if (process, version, hash) in _definitions.get(session.get_bind().engine, {}):
+        return True
+    query = select(Definition.id).where(
+        Definition.process == process,
+        Definition.version == version,
+        Definition.hash == hash,
+        Definition.compiled_json != "",
+    )
+    return session.exec(query).first() is not None
+
+
+def _read_definition(
+    session: Session, process: str, version: int
+) -> tuple[CompiledProcess | None, str | None]:
+    """Read and parse a (process, version)'s stored row, keeping it when whole."""
+    parsed = _definitions.setdefault(session.get_bind().engine, {})
+    row = session.exec(
+        select(Definition.hash, Definition.compiled_json).where(
+            Definition.process == process, Definition.version == version
+        )
+    ).first()
+    stored_hash, compiled_json = row if row is not None else ("", "")
+    key = (process, version, stored_hash)
+    if key not in parsed:
+        try:
+            parsed[key] = CompiledProcess.model_validate_json(compiled_json)
+        except ValidationError:
+            try:  # an older or partial definition row: its zone is still worth having
+                return None, str(json.loads(compiled_json or "{}")["calendar"]["timezone"])
+            except (ValueError, KeyError, TypeError):
+                return None, None
+    compiled = parsed[key]
+    return compiled, compiled.calendar.timezone
 
 
 def reader_zone(session: Session, user_id: str, record: Record) -> tzinfo:

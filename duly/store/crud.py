@@ -51,6 +51,15 @@ def insert_if_absent(*, session: Session, row: SQLModel) -> bool:
         if value is None and column.primary_key:
             continue  # autoincrement
         values[column.name] = value
+    return insert_values_if_absent(session=session, table=table, values=values)
+
+
+def insert_values_if_absent(*, session: Session, table: Table, values: dict[str, Any]) -> bool:
+    """`insert_if_absent` from the row's values: every column of `table` but an autoincrement id.
+
+    For rows nothing reads back, such as facts and SLA events: building a table model's
+    object costs more than its insert.
+    """
     dialect = session.get_bind().dialect.name
     if dialect not in ("postgresql", "sqlite"):
         try:

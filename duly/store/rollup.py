@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -157,31 +158,29 @@ def _add_counts(table: Table, counts: tuple[str, ...], dialect: str) -> Any:
     )
 
 
-def add_fact(session: Session, fact: StepFact, zone: tzinfo) -> None:
+def add_fact(session: Session, fact: Mapping[str, Any], zone: tzinfo) -> None:
     """Count a newly inserted fact in its week's rollup rows, in the caller's transaction.
 
     Call it only when the fact was inserted (not when a retry found it), so it counts once.
 
     Args:
         session: The session whose transaction inserted the fact.
-        fact: The fact.
+        fact: The fact's values, by column.
         zone: The process calendar's time zone (its weeks).
     """
-    dims: dict[str, Any] = {
-        name: getattr(fact, name) for name in DIMENSIONS if name != "week_start"
-    }
-    dims["week_start"] = week_start(fact.opened_at, zone)
-    seconds = fact.business_seconds
+    dims: dict[str, Any] = {name: fact[name] for name in DIMENSIONS if name != "week_start"}
+    dims["week_start"] = week_start(fact["opened_at"], zone)
+    seconds = fact["business_seconds"]
     row = {
         **dims,
         "key": rollup_key(dims),
         "visits": 1,
-        "first_visits": 1 if fact.visit == 1 else 0,
+        "first_visits": 1 if fact["visit"] == 1 else 0,
         "seconds_count": 0 if seconds is None else 1,
         "seconds_sum": float(seconds or 0.0),
     }
     _upsert(session, WEEKS, row, COUNTS)
-    if fact.kind == "task" and seconds is not None:
+    if fact["kind"] == "task" and seconds is not None:
         timed = {name: dims[name] for name in DURATION_DIMENSIONS if name != "bucket"}
         timed["bucket"] = bucket_number(float(seconds))
         timed |= {"key": rollup_key(timed, DURATION_DIMENSIONS), "visits": 1}
