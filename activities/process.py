@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from google.protobuf.field_mask_pb2 import FieldMask
-from sqlalchemy import Table, update
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.api.common.v1 import Priority as PriorityMessage
@@ -86,6 +87,21 @@ _log = structlog.get_logger(__name__)
 
 _STEP_FACTS: Table = StepFact.__table__  # type: ignore[attr-defined]
 _SLA_EVENTS: Table = SlaEventRow.__table__  # type: ignore[attr-defined]
+_TASKS: Table = Task.__table__  # type: ignore[attr-defined]
+# read by every task close and open: built once, read as plain rows rather than ORM objects
+_CLOSING = (
+    sa_select(
+        _TASKS.c.instance_id,
+        _TASKS.c.process,
+        _TASKS.c.step,
+        _TASKS.c.assignee,
+        _TASKS.c.status,
+        _TASKS.c.due_at,
+    )
+    .where(_TASKS.c.id == bindparam("id"))
+    .with_for_update()
+)
+_OPENED = sa_select(_TASKS.c.assignee, _TASKS.c.team).where(_TASKS.c.id == bindparam("id"))
 
 ASSIGN_FORMS = "owner, user:<id>, round-robin:<team> or least-loaded:<team>"
 
@@ -164,12 +180,12 @@ class ProcessActivities:
                 # the instance's start and the last task's close first: least-loaded counts
                 # that task closed
                 _start_and_close(session, input.writes)
-                existing = session.get(Task, input.task_id)
+                existing = session.connection().execute(_OPENED, {"id": input.task_id}).first()
                 if existing is not None:
                     _record_steps_and_events(session, input.writes)
                     log.info("task_already_opened", assignee=existing.assignee)
                     return OpenTaskResult(
-                        task_id=existing.id, assignee=existing.assignee, team=existing.team
+                        task_id=input.task_id, assignee=existing.assignee, team=existing.team
                     )
                 assignee, team = self._assign(
                     session, input.assign, owner=input.owner, team=input.team
@@ -411,7 +427,7 @@ class ProcessActivities:
         how = f"reassigned to {new} (was {previous or 'nobody'}), " + _lateness(
             task.due_at, input.fired_at
         )
-        resolve_alerts(session, task, at=input.fired_at, by=input.by, how=how)
+        resolve_alerts(session, task.id, task.due_at, at=input.fired_at, by=input.by, how=how)
         message = _alert_message(
             input, _zone_of(session, input.instance_id), new, previous=previous
         )
@@ -596,16 +612,24 @@ def _record_steps_and_events(session: Session, writes: StepWrites | None) -> Non
 def _close_task(session: Session, input: CloseTaskInput) -> None:
     """Complete or cancel an open task, resolving its alerts; a closed task is left alone."""
     log = _log.bind(task=input.task_id)
-    task = session.get(Task, input.task_id, with_for_update=True)
+    task = session.connection().execute(_CLOSING, {"id": input.task_id}).first()
     if task is None:
         raise _missing("task", input.task_id, "open_task must run first")
     log = log.bind(instance=task.instance_id, step=task.step)
     if task.status != "open":
         log.info("task_already_closed", status=task.status)
         return
-    task.status, task.outcome, task.note = input.status, input.outcome, input.note
-    task.closed_by, task.closed_at = input.closed_by, input.closed_at
-    session.add(task)
+    session.exec(
+        update(_TASKS)
+        .where(_TASKS.c.id == input.task_id)
+        .values(
+            status=input.status,
+            outcome=input.outcome,
+            note=input.note,
+            closed_by=input.closed_by,
+            closed_at=input.closed_at,
+        )
+    )
     # Its alerts no longer need anyone to act: resolved with the task, in its transaction
     by = input.closed_by or task.assignee
     if input.status == "completed":
@@ -613,7 +637,7 @@ def _close_task(session: Session, input: CloseTaskInput) -> None:
     else:
         why = (input.outcome or "").removeprefix("event:") or "the instance"
         how = f"cancelled by {why}, {_lateness(task.due_at, input.closed_at)}"
-    resolve_alerts(session, task, at=input.closed_at, by=by, how=how)
+    resolve_alerts(session, input.task_id, task.due_at, at=input.closed_at, by=by, how=how)
     closed = metrics.TASKS_COMPLETED if input.status == "completed" else metrics.TASKS_CANCELLED
     count_on_commit(session, closed.labels(process=task.process))
     log.info("task_closed", status=input.status, outcome=input.outcome)
@@ -669,7 +693,15 @@ def _alert(input: EscalateInput, level: str, recipient: str, message: str) -> Al
     )
 
 
-def resolve_alerts(session: Session, task: Task, *, at: datetime, by: str | None, how: str) -> int:
+def resolve_alerts(
+    session: Session,
+    task_id: str,
+    due_at: datetime | None,
+    *,
+    at: datetime,
+    by: str | None,
+    how: str,
+) -> int:
     """Resolve the task's alerts not yet resolved: its work no longer waits on them.
 
     Idempotent: an alert resolved once keeps its first resolution, so a retried activity
@@ -680,12 +712,9 @@ def resolve_alerts(session: Session, task: Task, *, at: datetime, by: str | None
     """
     resolved = session.exec(
         update(Alert)
-        .where(col(Alert.task_id) == task.id, col(Alert.resolved_at).is_(None))
+        .where(col(Alert.task_id) == task_id, col(Alert.resolved_at).is_(None))
         .values(
-            resolved_at=at,
-            resolved_by=by,
-            resolution=how,
-            late_seconds=_late_seconds(task.due_at, at),
+            resolved_at=at, resolved_by=by, resolution=how, late_seconds=_late_seconds(due_at, at)
         )
     )
     return resolved.rowcount
