@@ -60,7 +60,7 @@ from duly.notify.model import Action, Fact, Message
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
     AssignmentError,
-    active_user,
+    is_active_user,
     least_loaded,
     manager_of,
     manager_of_team,
@@ -235,7 +235,7 @@ class ProcessActivities:
         """The assignee chosen by an `assign:` rule, and the team the task counts for."""
         kind, _, name = rule.partition(":")
         if kind == "owner" and not name:
-            if owner and active_user(session=session, user_id=owner):
+            if owner and is_active_user(session=session, user_id=owner):
                 return owner, _team_for(session, owner, team)
             if team is None:
                 raise AssignmentError(

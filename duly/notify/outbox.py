@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, bindparam, update
 from sqlmodel import Session, col, select
 
 from duly.store.crud import insert_if_absent
@@ -72,14 +72,16 @@ class Outgoing:
     lane: Lane = "bulk"
 
 
+_CHANNELS = (
+    select(UserChannel.channel)
+    .where(UserChannel.user_id == bindparam("user"))
+    .order_by(col(UserChannel.channel))
+)  # asked for every task and alert: built once
+
+
 def channels_of(session: Session, user: str) -> list[str]:
     """The external channels `user` has in org.yaml (email, slack, webhook), by name."""
-    query = (
-        select(UserChannel.channel)
-        .where(UserChannel.user_id == user)
-        .order_by(col(UserChannel.channel))
-    )
-    return list(session.exec(query).all())
+    return list(session.exec(_CHANNELS, params={"user": user}).all())
 
 
 def lane_of(kind: str) -> Lane:

@@ -7,7 +7,7 @@ SQLite the whole transaction already holds the write lock.
 
 from __future__ import annotations
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select, update
 
 from duly.store.crud import insert_if_absent
@@ -18,10 +18,25 @@ class AssignmentError(Exception):
     """A rule names a user or team that cannot take work; retrying will not help."""
 
 
-def active_user(*, session: Session, user_id: str) -> User | None:
-    """The user with this id if they are active, else None."""
-    user = session.get(User, user_id)
-    return user if user is not None and user.active else None
+# Asked for every task opened and every rung: built once, with the user or team as a parameter
+_ACTIVE_USER = select(User.id).where(User.id == bindparam("user"), col(User.active))
+_MEMBER_OF = (
+    select(TeamMember.team_id)
+    .join(Team, col(Team.id) == col(TeamMember.team_id))
+    .where(TeamMember.user_id == bindparam("user"), col(Team.active))
+    .order_by(col(TeamMember.team_id))
+)
+_MANAGES = (
+    select(Team.id)
+    .where(Team.manager == bindparam("user"), col(Team.active))
+    .order_by(col(Team.id))
+)
+_MANAGER = select(Team.manager).where(Team.id == bindparam("team"), col(Team.active))
+
+
+def is_active_user(*, session: Session, user_id: str) -> bool:
+    """Whether an active user has this id."""
+    return session.exec(_ACTIVE_USER, params={"user": user_id}).first() is not None
 
 
 def require_user(*, session: Session, user_id: str) -> str:
@@ -30,7 +45,7 @@ def require_user(*, session: Session, user_id: str) -> str:
     Raises:
         AssignmentError: No active user has this id.
     """
-    if active_user(session=session, user_id=user_id) is None:
+    if not is_active_user(session=session, user_id=user_id):
         raise AssignmentError(
             f"no active user '{user_id}' in org.yaml; add them under users (or fix the id)"
         )
@@ -61,22 +76,14 @@ def team_members(*, session: Session, team: str) -> list[str]:
 
 def teams_of(*, session: Session, user_id: str) -> list[str]:
     """The active teams a user is a member of, then those they manage, each by id."""
-    member_of = session.exec(
-        select(TeamMember.team_id)
-        .join(Team, col(Team.id) == col(TeamMember.team_id))
-        .where(TeamMember.user_id == user_id, col(Team.active))
-        .order_by(col(TeamMember.team_id))
-    )
-    manages = session.exec(
-        select(Team.id).where(Team.manager == user_id, col(Team.active)).order_by(col(Team.id))
-    )
+    member_of = session.exec(_MEMBER_OF, params={"user": user_id})
+    manages = session.exec(_MANAGES, params={"user": user_id})
     return list(dict.fromkeys([*member_of, *manages]))
 
 
 def manager_of_team(*, session: Session, team: str | None) -> str | None:
     """The manager of an active team, or None."""
-    row = session.get(Team, team) if team else None
-    return row.manager if row is not None and row.active else None
+    return session.exec(_MANAGER, params={"team": team}).first() if team else None
 
 
 def manager_of(*, session: Session, user_id: str | None, team: str | None = None) -> str | None:
