@@ -102,6 +102,11 @@ _CLOSING = (
     .with_for_update()
 )
 _OPENED = sa_select(_TASKS.c.assignee, _TASKS.c.team).where(_TASKS.c.id == bindparam("id"))
+_CLOSE = update(_TASKS).where(_TASKS.c.id == bindparam("task"))  # the closing columns as params
+_ALERTS: Table = Alert.__table__  # type: ignore[attr-defined]
+_RESOLVE = update(_ALERTS).where(
+    _ALERTS.c.task_id == bindparam("task"), _ALERTS.c.resolved_at.is_(None)
+)  # the resolution's columns as params
 
 ASSIGN_FORMS = "owner, user:<id>, round-robin:<team> or least-loaded:<team>"
 
@@ -620,15 +625,15 @@ def _close_task(session: Session, input: CloseTaskInput) -> None:
         log.info("task_already_closed", status=task.status)
         return
     session.exec(
-        update(_TASKS)
-        .where(_TASKS.c.id == input.task_id)
-        .values(
-            status=input.status,
-            outcome=input.outcome,
-            note=input.note,
-            closed_by=input.closed_by,
-            closed_at=input.closed_at,
-        )
+        _CLOSE,
+        params={
+            "task": input.task_id,
+            "status": input.status,
+            "outcome": input.outcome,
+            "note": input.note,
+            "closed_by": input.closed_by,
+            "closed_at": input.closed_at,
+        },
     )
     # Its alerts no longer need anyone to act: resolved with the task, in its transaction
     by = input.closed_by or task.assignee
@@ -711,11 +716,14 @@ def resolve_alerts(
         How many alerts this call resolved.
     """
     resolved = session.exec(
-        update(Alert)
-        .where(col(Alert.task_id) == task_id, col(Alert.resolved_at).is_(None))
-        .values(
-            resolved_at=at, resolved_by=by, resolution=how, late_seconds=_late_seconds(due_at, at)
-        )
+        _RESOLVE,
+        params={
+            "task": task_id,
+            "resolved_at": at,
+            "resolved_by": by,
+            "resolution": how,
+            "late_seconds": _late_seconds(due_at, at),
+        },
     )
     return resolved.rowcount
 
