@@ -42,8 +42,11 @@ _INSTANCES = Instance.__table__.c  # type: ignore[attr-defined]
 # read at every look: built once, and read as plain rows rather than ORM entities
 _HELD = sa_select(
     _TASKS.instance_id, _TASKS.process, _TASKS.step, _TASKS.opened_at, _TASKS.due_at
-).where(_TASKS.status == "open")
-_RUNNING = sa_select(_INSTANCES.id, _INSTANCES.workflow_id).where(_INSTANCES.status == "running")
+).where(_TASKS.status == "open", _TASKS.step.in_(bindparam("steps", expanding=True)))
+_HOLDING = sa_select(_TASKS.instance_id).where(_TASKS.status == "open")
+_WAITING = sa_select(_INSTANCES.id, _INSTANCES.workflow_id).where(
+    _INSTANCES.status == "running", _INSTANCES.id.not_in(_HOLDING.scalar_subquery())
+)
 _WRITTEN = sa_select(_INSTANCES.id).where(_INSTANCES.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -73,6 +76,8 @@ class EngineWatch:
                     self.reassigning[(name, step_id)] = shares if fixed else None
             if any(_reassigns(r.actions) for c in process.spec.clocks.values() for r in c.escalate):
                 self.clock_reassigns = True
+        # the open tasks worth reading at a look: those whose step has a rung that reassigns
+        self.reassigning_steps = sorted({step for _, step in self.reassigning})
 
     def touch(self, instances: Iterable[str]) -> None:
         """Instances the driver acted on: what they wait for is asked again."""
@@ -110,8 +115,8 @@ class EngineWatch:
             return watch
         with self.sessions() as session:
             connection = session.connection()
-            held = connection.execute(_HELD).all()
-            running: dict[str, str] = dict(connection.execute(_RUNNING).all())
+            held = connection.execute(_HELD, {"steps": self.reassigning_steps}).all()
+            waiting: dict[str, str] = dict(connection.execute(_WAITING).all())
             written = (
                 set(connection.execute(_WRITTEN, {"ids": list(self.touched)}).scalars())
                 if self.touched
@@ -127,10 +132,7 @@ class EngineWatch:
             if shares is None or due is None:
                 return watch
             moments += [self._rung(process, step, opened, due, share) for share in shares]
-        holding = {instance for instance, *_ in held}
-        for instance, workflow in running.items():
-            if instance in holding:
-                continue
+        for instance, workflow in waiting.items():
             wake = self.wakes.get(instance)
             if wake is None or wake + SETTLE <= now:
                 wake = await self._wake_of(workflow)
@@ -139,7 +141,7 @@ class EngineWatch:
                 self.wakes[instance] = wake
             moments.append(wake)
         self.touched.clear()
-        for gone in set(self.wakes) - set(running):
+        for gone in set(self.wakes) - set(waiting):
             del self.wakes[gone]
         # A moment whose SETTLE has passed was looked at after it (runs never jump past one)
         ahead = [moment + SETTLE for moment in moments if moment + SETTLE > now]
