@@ -529,7 +529,7 @@ class _Driver:
         self.profiles = assign_profiles(definitions)
         self.queue: list[_Action] = []
         self.order = 0
-        self.seen: dict[str, str | None] = {}  # open task id -> assignee it was scheduled for
+        self.seen: dict[str, Task] = {}  # open task id -> it as last looked at, with its assignee
         self.bad_weeks: dict[tuple[str, int], bool] = {}
         self.completions = 0
         self.events = 0
@@ -733,7 +733,9 @@ class _Driver:
         with self.sessions() as session:
             current: dict[str, str | None] = dict(session.connection().execute(_OPEN_TASKS).all())
             changed = [
-                tid for tid, who in current.items() if tid not in self.seen or self.seen[tid] != who
+                tid
+                for tid, who in current.items()
+                if tid not in self.seen or self.seen[tid].assignee != who
             ]
             rows = (
                 session.exec(
@@ -749,7 +751,7 @@ class _Driver:
             if task.status != "open":
                 continue
             handed_over = task.id in self.seen  # the ladder gave it to someone else
-            self.seen[task.id] = task.assignee
+            self.seen[task.id] = task
             when = self.completion_time(task, key, dict(data), now, handed_over=handed_over)
             self.schedule(when, "complete", task=task.id, key=key, assignee=task.assignee)
         for gone in set(self.seen) - open_ids:
@@ -804,9 +806,9 @@ class _Driver:
             )
 
     async def complete(self, task_id: str, key: str, assignee: str | None, at: datetime) -> None:
-        with self.sessions() as session:
-            task = session.get(Task, task_id)
-        if task is None or task.status != "open" or task.assignee != assignee:
+        # As the look just before this moment saw it: the store has not changed since
+        task = self.seen.get(task_id)
+        if task is None or task.assignee != assignee:
             return  # closed by an event meanwhile, or handed to someone else (rescheduled)
         rng = _rng(self.seed, "outcome", task.process, key, task.step, task.visit)
         outcome = self.choose_outcome(task, rng)
