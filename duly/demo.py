@@ -104,6 +104,11 @@ _HOUR = 3600.0
 _TASKS = Task.__table__.c  # type: ignore[attr-defined]
 # read at every look: built once, and read as plain rows rather than ORM entities
 _OPEN_TASKS = sa_select(_TASKS.id, _TASKS.assignee).where(_TASKS.status == "open")
+_CHANGED = (
+    select(Task, Instance.business_key, Instance.data)
+    .join(Instance, col(Instance.id) == col(Task.instance_id))
+    .where(col(Task.id).in_(bindparam("ids", expanding=True)))
+)
 
 
 class DemoRefused(Exception):
@@ -737,15 +742,7 @@ class _Driver:
                 for tid, who in current.items()
                 if tid not in self.seen or self.seen[tid].assignee != who
             ]
-            rows = (
-                session.exec(
-                    select(Task, Instance.business_key, Instance.data)
-                    .join(Instance, col(Instance.id) == col(Task.instance_id))
-                    .where(col(Task.id).in_(changed))
-                ).all()
-                if changed
-                else []
-            )
+            rows = session.exec(_CHANGED, params={"ids": changed}).all() if changed else []
         open_ids = set(current)
         for task, key, data in rows:
             if task.status != "open":
