@@ -104,6 +104,10 @@ _CLOSING = (
 _OPENED = sa_select(_TASKS.c.assignee, _TASKS.c.team).where(_TASKS.c.id == bindparam("id"))
 _CLOSE = update(_TASKS).where(_TASKS.c.id == bindparam("task"))  # the closing columns as params
 _ALERTS: Table = Alert.__table__  # type: ignore[attr-defined]
+_INSTANCES: Table = Instance.__table__  # type: ignore[attr-defined]
+_FINISH = update(_INSTANCES).where(
+    _INSTANCES.c.id == bindparam("instance"), _INSTANCES.c.status == "running"
+)  # the ending's columns as params
 _RESOLVE = update(_ALERTS).where(
     _ALERTS.c.task_id == bindparam("task"), _ALERTS.c.resolved_at.is_(None)
 )  # the resolution's columns as params
@@ -160,15 +164,22 @@ class ProcessActivities:
         log = _log.bind(instance=input.instance_id)
         with write_session(self.sessions) as session:
             _write(session, input.writes)
-            instance = session.get(Instance, input.instance_id, with_for_update=True)
-            if instance is None:
-                raise _missing("instance", input.instance_id, "its start must be written first")
-            if instance.status != "running":
+            finished = session.exec(
+                _FINISH,
+                params={
+                    "instance": input.instance_id,
+                    "status": input.status,
+                    "result": input.result,
+                    "data": input.data,
+                    "ended_at": input.ended_at,
+                },
+            )
+            if finished.rowcount == 0:
+                instance = session.get(Instance, input.instance_id)
+                if instance is None:
+                    raise _missing("instance", input.instance_id, "its start must be written first")
                 log.info("instance_already_finished", status=instance.status)
                 return
-            instance.status, instance.result = input.status, input.result
-            instance.data, instance.ended_at = input.data, input.ended_at
-            session.add(instance)
         log.info("instance_finished", status=input.status, result=input.result)
 
     # --- tasks -------------------------------------------------------------------------------
