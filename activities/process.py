@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -45,17 +44,10 @@ from activities.messages import (
     StartInstanceInput,
     StepWrites,
 )
-from duly import metrics
+from duly import metrics, timefmt
 from duly.metrics import count_on_commit
 from duly.notify import notify_alert, notify_task_assigned
-from duly.notify.messages import (
-    definition_zone,
-    instance_url,
-    is_stored_whole,
-    load_record,
-    queue_message,
-    record_fields,
-)
+from duly.notify.messages import instance_url, load_record, queue_message, record_fields
 from duly.notify.model import Action, Fact, Message
 from duly.settings import Settings, get_settings
 from duly.store.assignment import (
@@ -79,6 +71,7 @@ from duly.store.crud import (
 )
 from duly.store.db import SessionFactory, write_session
 from duly.store.models import Alert, Instance, SlaEventRow, StepFact, Task, User
+from duly.store.parsed import definition_zone, is_stored_whole
 from duly.store.rollup import add_fact
 from workflows.contracts import ProcessContract
 from workflows.priority import LIVE_KEY
@@ -665,7 +658,8 @@ def _record_step(session: Session, input: RecordStepInput) -> None:
     inserted = insert_values_if_absent(session=session, table=_STEP_FACTS, values=fact)
     if inserted:
         # Counted in the weekly rollup in the same transaction: once, with its fact
-        add_fact(session, fact, _zone(definition_zone(session, input.process, input.version)))
+        zone = timefmt.zone(definition_zone(session, input.process, input.version)) or UTC
+        add_fact(session, fact, zone)
     _log.info(
         "step_recorded" if inserted else "step_already_recorded",
         instance=input.instance_id,
@@ -767,15 +761,7 @@ def _zone_of(session: Session, instance_id: str) -> tzinfo:
     Read through `load_record`, which reads and parses each stored definition once per store
     for every row that needs it (a storm's thousand alerts, a day's facts).
     """
-    return _zone(load_record(session, instance_id).zone_name)
-
-
-def _zone(name: str | None) -> tzinfo:
-    """The zone of an IANA name; UTC when there is none or it is unknown here."""
-    try:
-        return ZoneInfo(name) if name else UTC
-    except (ValueError, ZoneInfoNotFoundError):
-        return UTC
+    return timefmt.zone(load_record(session, instance_id).zone_name) or UTC
 
 
 def _subject(input: EscalateInput) -> str:

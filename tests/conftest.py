@@ -27,9 +27,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from duly import stack, temporal_binaries
 from duly.language.loader import Definitions, load_definitions
-from duly.notify.messages import forget_definitions
 from duly.settings import Settings
 from duly.store.db import create_all, make_engine
+from duly.store.parsed import forget_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(

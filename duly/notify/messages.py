@@ -11,16 +11,12 @@ the rung, a link to the instance and, for a manager, a signed acknowledge link.
 
 from __future__ import annotations
 
-import json
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from duly import timefmt
@@ -33,7 +29,8 @@ from duly.notify.ack_links import LINK_LIFETIME, ack_secret, make_token
 from duly.notify.model import Action, Fact, Message
 from duly.notify.outbox import channels_of, enqueue
 from duly.settings import Settings, get_settings, web_url
-from duly.store.models import Alert, Definition, Instance, Task, User
+from duly.store.models import Alert, Instance, Task, User
+from duly.store.parsed import definition
 
 RECORD_FIELDS = 6
 """How many of the record's fields a message lists (the first ones of its data)."""
@@ -102,91 +99,10 @@ def load_record(session: Session, instance_id: str | None) -> Record:
     instance = session.get(Instance, instance_id) if instance_id else None
     if instance is None:
         return Record(None, None, None, None)  # not kept: the transaction may yet add it
-    process, zone_name = _definition_of(session, instance)
+    process, zone_name = definition(session, instance.process, instance.version, instance.hash)
     record = Record(instance, process, zone_name, process.calendar if process else None)
     records[instance.id] = record
     return record
-
-
-_definitions: weakref.WeakKeyDictionary[Engine, dict[tuple[str, int, str], CompiledProcess]] = (
-    weakref.WeakKeyDictionary()
-)
-"""Each store's definitions parsed so far, by (process, version, hash): a storm's thousand
-alerts and a day's facts read their instance's definition, and a stored one never changes
-its content for a hash (only an earlier row's missing content is filled in, and an empty row
-is never kept here)."""
-
-
-def forget_definitions(engine: Engine) -> None:
-    """Parse a store's definitions anew: its rows were removed wholesale (tests truncate)."""
-    _definitions.pop(engine, None)
-
-
-def _definition_of(
-    session: Session, instance: Instance
-) -> tuple[CompiledProcess | None, str | None]:
-    """The compiled definition an instance runs, when stored whole, and its calendar's zone.
-
-    Read once per store. The instance runs on its (process, version)'s row, whatever its hash.
-    """
-    parsed = _definitions.setdefault(session.get_bind().engine, {})
-    process = parsed.get((instance.process, instance.version, instance.hash))
-    if process is None:
-        return _read_definition(session, instance.process, instance.version)
-    return process, process.calendar.timezone
-
-
-def definition_zone(session: Session, process: str, version: int) -> str | None:
-    """The calendar zone of a stored (process, version), read once per store; None if unknown.
-
-    A fact's week is counted in it: its instance's zone, without reading the instance.
-    """
-    parsed = _definitions.setdefault(session.get_bind().engine, {})
-    for (name, number, _), compiled in parsed.items():
-        if (name, number) == (process, version):
-            return compiled.calendar.timezone
-    return _read_definition(session, process, version)[1]
-
-
-def is_stored_whole(session: Session, process: str, version: int, hash: str) -> bool:
-    """Whether the store holds this definition with its content.
-
-    One parsed here (for a record or a fact) was stored whole, and keeps its content: the
-    store is asked only about the others.
-    """
-    if (process, version, hash) in _definitions.get(session.get_bind().engine, {}):
-        return True
-    query = select(Definition.id).where(
-        Definition.process == process,
-        Definition.version == version,
-        Definition.hash == hash,
-        Definition.compiled_json != "",
-    )
-    return session.exec(query).first() is not None
-
-
-def _read_definition(
-    session: Session, process: str, version: int
-) -> tuple[CompiledProcess | None, str | None]:
-    """Read and parse a (process, version)'s stored row, keeping it when whole."""
-    parsed = _definitions.setdefault(session.get_bind().engine, {})
-    row = session.exec(
-        select(Definition.hash, Definition.compiled_json).where(
-            Definition.process == process, Definition.version == version
-        )
-    ).first()
-    stored_hash, compiled_json = row if row is not None else ("", "")
-    key = (process, version, stored_hash)
-    if key not in parsed:
-        try:
-            parsed[key] = CompiledProcess.model_validate_json(compiled_json)
-        except ValidationError:
-            try:  # an older or partial definition row: its zone is still worth having
-                return None, str(json.loads(compiled_json or "{}")["calendar"]["timezone"])
-            except (ValueError, KeyError, TypeError):
-                return None, None
-    compiled = parsed[key]
-    return compiled, compiled.calendar.timezone
 
 
 def reader_zone(session: Session, user_id: str, record: Record) -> tzinfo:
