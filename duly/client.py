@@ -529,6 +529,11 @@ async def _task_update(
             ) from None
         raise TaskRejected(task_id, str(cause), action=action) from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            # the caller was cancelled (Ctrl-C), which the SDK reports as this error: a
+            # cancellation, not an instance that did not answer
+            raise asyncio.CancelledError from None
         raise ClientError(
             f"task {task_id}: the instance did not answer in time (is a duly worker running?); "
             f"the task may still be {action}, so check it before trying again"
